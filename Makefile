@@ -1,0 +1,42 @@
+# strata: two commands. `make run` starts everything on loopback; `make test` checks everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: install kafka-jars run test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The embedded Kafka's jars, resolved once from Maven Central and cached.
+kafka-jars: install
+	$(BIN)/strata kafka-jars
+
+run: install kafka-jars
+	$(BIN)/strata up --foreground
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' editable import hook, so it checks a tree of symlinks that
+# mirrors the installed `strata` namespace (strata/actors -> actors/, ...).
+typecheck: install
+	rm -rf .typecheck && mkdir -p .typecheck/strata
+	for d in actors serve_apps schemas cluster; do ln -s ../../$$d .typecheck/strata/$$d; done
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p strata
+
+pytest: install kafka-jars
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf .typecheck .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Long-lived Ray actors: PostgreSQL pools (and, later, outbox relays, Kafka consumers, rate-limit state)."""

@@ -1,0 +1,32 @@
+"""Running strata: embedded PostgreSQL and Kafka, the local Ray head, Serve deployment, the CLI."""
+
+from strata.cluster._errors import ClusterError, PortInUse, PreflightError, StartupError, ToolMissing, Unreachable
+from strata.cluster._lifecycle import (
+    Runtime,
+    down,
+    migrate_async,
+    resolve,
+    settings_env,
+    start_component,
+    status,
+    stop_component,
+    up,
+)
+
+__all__ = [
+    "ClusterError",
+    "PortInUse",
+    "PreflightError",
+    "Runtime",
+    "StartupError",
+    "ToolMissing",
+    "Unreachable",
+    "down",
+    "migrate_async",
+    "resolve",
+    "settings_env",
+    "start_component",
+    "status",
+    "stop_component",
+    "up",
+]

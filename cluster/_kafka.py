@@ -1,0 +1,214 @@
+"""An embedded Apache Kafka 4 broker in KRaft mode: one JVM as broker and controller, on 127.0.0.1.
+
+The jars come from Maven Central through ``cluster/kafka/pom.xml`` and are
+copied once into a cache keyed by the pom's hash (Maven keeps its own in
+``~/.m2``). The storage under ``<data_dir>/kafka/data`` is formatted once
+(``StorageTool format --standalone``); logs and committed offsets survive
+restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from strata.cluster._errors import StartupError, ToolMissing
+from strata.cluster._state import Proc, wait_for_port
+
+_POM = "pom.xml"
+_LOG4J = "log4j2.properties"
+
+
+def find_java() -> Path:
+    """The ``java`` of ``JAVA_HOME`` or of ``PATH``; :class:`ToolMissing` if neither has one."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return Path(java_home) / "bin" / "java"
+    found = shutil.which("java")
+    if found is None:
+        raise ToolMissing(
+            "no Java runtime found for the embedded Kafka: install a JDK 17 or newer (e.g. apt-get install"
+            " openjdk-17-jdk-headless) or set JAVA_HOME, or set STRATA_KAFKA_BOOTSTRAP_SERVERS to use your own Kafka"
+        )
+    return Path(found)
+
+
+def find_maven() -> Path:
+    found = shutil.which("mvn")
+    if found is None:
+        raise ToolMissing(
+            "Maven (mvn) is needed once to fetch the embedded Kafka's jars: install it (e.g. apt-get install maven),"
+            " or set STRATA_KAFKA_BOOTSTRAP_SERVERS to use your own Kafka"
+        )
+    return Path(found)
+
+
+def _resource(name: str) -> Path:
+    return Path(str(resources.files("strata.cluster") / "kafka" / name))
+
+
+def jars_dir(cache_dir: Path) -> Path:
+    digest = hashlib.sha256(_resource(_POM).read_bytes()).hexdigest()[:12]
+    return cache_dir / f"kafka-jars-{digest}"
+
+
+def jars_resolved(cache_dir: Path) -> bool:
+    return (jars_dir(cache_dir) / ".complete").exists()
+
+
+def resolve_jars(cache_dir: Path) -> Path:
+    """Copy the broker's jars into the cache (once) and return their directory."""
+    target = jars_dir(cache_dir)
+    if (target / ".complete").exists():
+        return target
+    mvn = find_maven()
+    staging = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = subprocess.run(
+        [
+            str(mvn),
+            "-q",
+            "-B",
+            "-f",
+            str(_resource(_POM)),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        lines = [ln for ln in (result.stdout + result.stderr).splitlines() if "ERROR" in ln]
+        raise StartupError(
+            f"Maven could not fetch the Kafka jars: {lines[0] if lines else 'exit ' + str(result.returncode)}"
+        )
+    (staging / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+class EmbeddedKafka:
+    """Format, start and stop one KRaft broker under ``home``."""
+
+    def __init__(self, home: Path, *, port: int, controller_port: int, heap: str, cache_dir: Path) -> None:
+        self.home = home.resolve()
+        self.data = self.home / "data"
+        self.port = port
+        self.controller_port = controller_port
+        self.heap = heap
+        self.cache_dir = cache_dir
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.home / "server.properties"
+
+    def _write_properties(self) -> None:
+        self.properties_file.write_text(
+            "# strata's embedded broker: KRaft, one node, loopback only\n"
+            "process.roles=broker,controller\n"
+            "node.id=1\n"
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            "controller.listener.names=CONTROLLER\n"
+            "inter.broker.listener.name=PLAINTEXT\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            f"log.dirs={self.data}\n"
+            "num.partitions=3\n"
+            "offsets.topic.replication.factor=1\n"
+            "offsets.topic.num.partitions=10\n"
+            "transaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\n"
+            "share.coordinator.state.topic.replication.factor=1\n"
+            "share.coordinator.state.topic.min.isr=1\n"
+            "group.initial.rebalance.delay.ms=0\n"
+            "auto.create.topics.enable=true\n"
+            "log.retention.hours=168\n"
+            "num.network.threads=2\n"
+            "num.io.threads=2\n"
+            "background.threads=2\n"
+        )
+
+    def _java(self, jars: Path, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            str(find_java()),
+            f"-Xmx{heap}",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.home}",
+            f"-Dlog4j2.configurationFile={_resource(_LOG4J)}",
+            "-cp",
+            f"{jars}/*",
+            *args,
+        ]
+
+    def prepare(self) -> Path:
+        """Resolve the jars, write the configuration and format the storage once; returns the jars' directory."""
+        jars = resolve_jars(self.cache_dir)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._write_properties()
+        if not (self.data / "meta.properties").exists():
+            cluster_id = uuid.uuid4().bytes
+
+            cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+            result = subprocess.run(
+                self._java(
+                    jars,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cid,
+                    "-c",
+                    str(self.properties_file),
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise StartupError(
+                    f"formatting the Kafka storage failed: {(result.stderr or result.stdout).strip()[-300:]}"
+                )
+        return jars
+
+    def start(self, timeout: float = 90.0) -> Proc:
+        """Start the broker detached (its own session) and wait until it listens; returns its process."""
+        jars = self.prepare()
+        log = open(self.home / "kafka.out", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                self._java(jars, "kafka.Kafka", str(self.properties_file), heap=self.heap),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.home,
+            )
+        finally:
+            log.close()
+        if not wait_for_port("127.0.0.1", self.port, timeout):
+            proc.kill()
+            raise StartupError(
+                f"Kafka did not listen on {self.bootstrap_servers} within {timeout:.0f}s (see {self.home}/server.log)"
+            )
+        if proc.poll() is not None:
+            raise StartupError(f"Kafka exited with {proc.returncode} (see {self.home}/kafka.out)")
+        return Proc.of(proc.pid)

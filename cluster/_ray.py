@@ -1,0 +1,118 @@
+"""A local Ray head started with ``ray start --head``, and finding exactly its processes again.
+
+Ray's processes are found by the private temp dir strata gives the head
+(``--temp-dir``): every process of that head names it on its command line, so
+`strata down` stops those and nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+
+from strata.cluster._errors import StartupError
+from strata.cluster._state import Proc
+
+
+def ray_executable() -> str:
+    """The ``ray`` CLI installed beside this interpreter (the project's virtualenv)."""
+    candidate = Path(sys.executable).parent / "ray"
+    return str(candidate) if candidate.exists() else "ray"
+
+
+def temp_dir_for(data_dir: Path) -> Path:
+    """A short, per-data-dir temp dir: Ray's Unix socket paths must stay under ~100 characters."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"strata-ray-{digest}"
+
+
+def find_processes(temp_dir: Path) -> list[Proc]:
+    """Every live process whose command line names ``temp_dir``: the head's own processes and workers."""
+    marker = str(temp_dir)
+    found: list[Proc] = []
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+        except psutil.Error:
+            continue
+        if proc.pid != os.getpid() and any(marker in part for part in cmdline):
+            found.append(Proc(proc.pid, proc.info["create_time"]))
+    return found
+
+
+class LocalRayHead:
+    """Start and stop one local Ray head."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int,
+        dashboard_port: int,
+        agent_port: int,
+        client_server_port: int,
+        object_store_mb: int,
+    ) -> None:
+        self.temp_dir = temp_dir_for(data_dir)
+        self.log = data_dir.resolve() / "ray-start.log"
+        self.port = port
+        self.dashboard_port = dashboard_port
+        self.agent_port = agent_port
+        self.client_server_port = client_server_port
+        self.object_store_mb = object_store_mb
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self, env: Mapping[str, str], timeout: float = 120.0) -> list[Proc]:
+        """``ray start --head`` with ``env`` (the STRATA_* settings every worker inherits); returns its processes."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            ray_executable(),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.port}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--dashboard-agent-listen-port={self.agent_port}",
+            f"--ray-client-server-port={self.client_server_port}",
+            f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
+            f"--temp-dir={self.temp_dir}",
+            "--disable-usage-stats",
+        ]
+        with open(self.log, "ab") as log:
+            try:
+                result = subprocess.run(
+                    command,
+                    env=dict(env),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=timeout,
+                    check=False,
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise StartupError(f"`ray start --head` did not finish within {timeout:.0f}s (see {self.log})") from exc
+        if result.returncode != 0:
+            raise StartupError(f"`ray start --head` failed with exit {result.returncode} (see {self.log})")
+        time.sleep(0.5)
+        procs = find_processes(self.temp_dir)
+        if not procs:
+            raise StartupError(f"Ray started but none of its processes can be found (see {self.log})")
+        return procs

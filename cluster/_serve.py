@@ -1,0 +1,80 @@
+"""Deploy ``cluster/serve.yaml`` through the Ray dashboard's REST API, as ``serve deploy`` does."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from strata.cluster._errors import StartupError
+from strata.schemas import Settings
+
+_APPLICATIONS = "/api/serve/applications/"
+
+
+def serve_config_path() -> Path:
+    return Path(str(resources.files("strata.cluster") / "serve.yaml"))
+
+
+def serve_config(settings: Settings, path: Path | None = None) -> dict[str, Any]:
+    """The Serve config to deploy: the file, with the gateway's address from the settings."""
+    config: dict[str, Any] = yaml.safe_load((path or serve_config_path()).read_text())
+    config.setdefault("http_options", {})
+    config["http_options"]["host"] = settings.gateway_host
+    config["http_options"]["port"] = settings.gateway_port
+    return config
+
+
+def deploy(dashboard_url: str, config: dict[str, Any], timeout: float = 30.0) -> None:
+    try:
+        response = httpx.put(dashboard_url + _APPLICATIONS, json=config, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise StartupError(f"the Ray dashboard at {dashboard_url} did not take the Serve config: {exc}") from exc
+    if response.status_code >= 300:
+        raise StartupError(f"deploying the Serve config failed ({response.status_code}): {response.text[:300]}")
+
+
+def applications(dashboard_url: str, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """``{app name: {"status": ..., "message": ..., "deployments": {...}}}``; empty when Serve is not running."""
+    try:
+        response = httpx.get(dashboard_url + _APPLICATIONS, timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return {}
+    apps = response.json().get("applications") or {}
+    return {
+        name: {
+            "status": app.get("status", "UNKNOWN"),
+            "message": app.get("message", ""),
+            "deployments": {d: info.get("status", "UNKNOWN") for d, info in (app.get("deployments") or {}).items()},
+        }
+        for name, app in apps.items()
+    }
+
+
+def wait_running(dashboard_url: str, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    apps: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        apps = applications(dashboard_url)
+        failed = {n: a for n, a in apps.items() if a["status"] == "DEPLOY_FAILED"}
+        if failed:
+            name, app = next(iter(failed.items()))
+            raise StartupError(f"Serve app {name!r} failed to deploy: {app['message'].strip().splitlines()[-1:] or ''}")
+        if all(apps.get(n, {}).get("status") == "RUNNING" for n in names):
+            return
+        time.sleep(1.0)
+    pending = {n: apps.get(n, {}).get("status", "NOT_DEPLOYED") for n in names}
+    raise StartupError(f"Serve apps not running after {timeout:.0f}s: {pending}")
+
+
+def shutdown(dashboard_url: str, timeout: float = 60.0) -> None:
+    """Delete every Serve app (and Serve's proxies), gently; errors mean Ray is gone already."""
+    try:
+        httpx.delete(dashboard_url + _APPLICATIONS, timeout=timeout)
+    except httpx.HTTPError:
+        pass

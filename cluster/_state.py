@@ -1,0 +1,162 @@
+"""What strata started, recorded under the data dir, so `down` stops exactly that.
+
+``<data_dir>/state.json`` maps each component to the processes strata started
+for it (pid and process start time, so a recycled pid is never mistaken for
+ours) and the ports it chose once and keeps for later starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+@dataclass
+class Proc:
+    """A process strata started: its pid and its start time (to recognise pid reuse)."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> Proc:
+        return cls(pid, psutil.Process(pid).create_time())
+
+    def alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return abs(proc.create_time() - self.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
+@dataclass
+class Component:
+    name: str
+    address: str = ""
+    procs: list[Proc] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return bool(self.procs) and any(p.alive() for p in self.procs)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+
+@dataclass
+class State:
+    """The contents of ``state.json``."""
+
+    ports: dict[str, int] = field(default_factory=dict)
+    components: dict[str, Component] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> State:
+        path = data_dir / "state.json"
+        if not path.exists():
+            return cls()
+        try:
+            raw = json.loads(path.read_text())
+            components = {
+                name: Component(
+                    name=name,
+                    address=c.get("address", ""),
+                    procs=[Proc(**p) for p in c.get("procs", [])],
+                    extra=c.get("extra", {}),
+                )
+                for name, c in raw.get("components", {}).items()
+            }
+            return cls(ports={k: int(v) for k, v in raw.get("ports", {}).items()}, components=components)
+        except (ValueError, TypeError, KeyError):
+            # A state file torn by a crash: start from what can be seen.
+            return cls()
+
+    def save(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {"ports": self.ports, "components": {k: asdict(v) for k, v in self.components.items()}}, indent=2
+            )
+        )
+        os.replace(tmp, path)
+
+    def port(self, name: str, configured: int) -> int:
+        """``configured`` if set, else the port chosen for ``name`` earlier, else a free one (remembered)."""
+        if configured:
+            self.ports[name] = configured
+            return configured
+        if name not in self.ports:
+            self.ports[name] = free_port()
+        return self.ports[name]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (or the port cannot be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold ``<data_dir>/lock`` so two `strata up`/`down` never run at once on one data dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def terminate(procs: list[Proc], timeout: float = 20.0) -> None:
+    """SIGTERM the live ones of ``procs`` (and their children), then SIGKILL what is left after ``timeout``."""
+    targets: list[psutil.Process] = []
+    for p in procs:
+        if not p.alive():
+            continue
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(p.pid)
+            targets.extend(proc.children(recursive=True))
+            targets.append(proc)
+    for proc in targets:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(targets, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)

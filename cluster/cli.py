@@ -1,0 +1,144 @@
+"""The ``strata`` command: start, stop, inspect and migrate a strata system.
+
+Every failure an operator can act on is printed as one line and exits 1;
+a traceback means a bug in strata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from strata.actors.postgres import DatabaseError
+from strata.cluster import _lifecycle
+from strata.cluster._errors import ClusterError
+from strata.cluster._kafka import resolve_jars
+from strata.cluster._logs import follow
+from strata.cluster._state import State
+from strata.schemas import Settings
+
+app = typer.Typer(
+    name="strata",
+    help="Run strata: PostgreSQL, Kafka, a Ray head and the Serve apps, on loopback by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def up(
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Stay attached: stream the logs; Ctrl-C stops everything.")
+    ] = False,
+) -> None:
+    """Start every component that is not running, wait until the gateway is ready, print its URL."""
+    settings = _settings()
+    runtime = _lifecycle.up(settings, echo=_echo)
+    typer.echo(f"gateway:   {runtime.gateway_url}")
+    typer.echo(f"dashboard: {runtime.dashboard_url}  (serve status --address {runtime.dashboard_url})")
+    if not foreground:
+        return
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    typer.echo("streaming logs; press Ctrl-C to stop strata")
+    try:
+        follow(runtime.settings.data_dir, _echo, stop=stopping.is_set)
+    except KeyboardInterrupt:
+        pass
+    typer.echo("stopping strata")
+    _lifecycle.down(settings, echo=_echo)
+    typer.echo("strata is down")
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly what `strata up` started (recorded under the data dir), in reverse order."""
+    pids = _lifecycle.down(_settings(), echo=_echo)
+    typer.echo(f"strata is down ({len(pids)} processes stopped)")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """Show each component (pids, address, state) and each Serve app."""
+    report = _lifecycle.status(_settings())
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{'COMPONENT':<10} {'STATE':<12} {'ADDRESS':<28} PIDS")
+    for c in report["components"]:
+        pids = ",".join(str(p) for p in c["pids"][:6]) + (" ..." if len(c["pids"]) > 6 else "")
+        typer.echo(f"{c['name']:<10} {c['state']:<12} {c['address']:<28} {pids}")
+    typer.echo("")
+    typer.echo(f"{'APP':<10} {'STATUS':<14} DEPLOYMENTS")
+    apps: dict[str, Any] = report["apps"]
+    if not apps:
+        typer.echo("(Serve is not running)")
+    for name, info in apps.items():
+        deployments = ", ".join(f"{d}={s}" for d, s in info["deployments"].items())
+        typer.echo(f"{name:<10} {info['status']:<14} {deployments}")
+
+
+@app.command("kafka-jars")
+def kafka_jars() -> None:
+    """Fetch the embedded Kafka's jars from Maven Central into the cache (once; later runs reuse them)."""
+    path = resolve_jars(_lifecycle.cache_dir())
+    typer.echo(f"Kafka jars ready in {path}")
+
+
+@app.command()
+def migrate() -> None:
+    """Create each service's role and schema and apply pending migrations (PostgreSQL must be running)."""
+    settings = _settings()
+    runtime = _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()))
+    applied = asyncio.run(_lifecycle.migrate_async(runtime.settings, echo=_echo))
+    total = sum(len(v) for v in applied.values())
+    typer.echo(f"migrations up to date ({total} applied now)")
+
+
+def main() -> None:
+    """Console-script entry point: one line and exit 1 for every error an operator can act on."""
+    try:
+        app(standalone_mode=False)
+    except ClusterError as exc:
+        typer.echo(f"strata: error: {exc}", err=True)
+        sys.exit(1)
+    except DatabaseError as exc:
+        typer.echo(f"strata: error: {exc}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        typer.echo(f"strata: error: invalid setting STRATA_{where.upper()}: {first.get('msg')}", err=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("strata: aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

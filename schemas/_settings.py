@@ -1,0 +1,131 @@
+"""The one settings model of strata.
+
+Every knob is read from ``STRATA_*`` environment variables or a ``.env`` file,
+once, by whoever starts a process (the CLI, a Serve replica, an actor); the
+object is then passed down. Defaults run everything locally on loopback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+DatabaseBackend = Literal["replica", "actors"]
+SERVICES: tuple[str, ...] = ("auth", "users", "data")
+
+
+class Settings(BaseSettings):
+    """Configuration of a strata deployment; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STRATA_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path(".strata"),
+        description="Where embedded servers keep their data, logs, TLS files and the run state.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Admin DSN of an existing PostgreSQL (postgresql://user:pass@host:port/db); the role needs"
+            " CREATEROLE to create one role per service. Empty: strata runs an embedded PostgreSQL."
+        ),
+    )
+    postgres_port: Port = Field(
+        default=0, description="TCP port of the embedded PostgreSQL on 127.0.0.1; 0 picks a free one once and keeps it."
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="",
+        description="Bootstrap servers of an existing Kafka (host:port,...). Empty: strata runs an embedded Kafka.",
+    )
+    kafka_port: Port = Field(
+        default=0, description="Client port of the embedded Kafka on 127.0.0.1; 0 picks a free one once and keeps it."
+    )
+    kafka_heap: str = Field(
+        default="512m", pattern=r"^\d+[mMgG]$", description="JVM heap of the embedded Kafka broker (-Xmx)."
+    )
+    ray_address: str = Field(
+        default="",
+        description="Address of an existing Ray cluster (host:port or ray://...). Empty: strata starts a local head.",
+    )
+    ray_port: Port = Field(default=0, description="GCS port of the local Ray head; 0 picks a free one once.")
+    ray_dashboard_port: Port = Field(
+        default=8265, description="Dashboard port of the local Ray head (serve status and deploys go through it)."
+    )
+    ray_object_store_mb: int = Field(
+        default=256, ge=80, description="Object store size of the local Ray head, in MiB; kept small on purpose."
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    gateway_port: Port = Field(default=8000, description="Port the gateway listens on.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Master secret from which per-service database passwords are derived. Empty: generated once"
+            " into the data dir (mode 0600)."
+        ),
+    )
+    db_backends: dict[str, DatabaseBackend] = Field(
+        default_factory=dict,
+        description=(
+            'Database backend per service, JSON such as {"data": "actors"}: "replica" (an asyncpg pool in'
+            ' each Serve replica, the default) or "actors" (named pool actors).'
+        ),
+    )
+    db_connections_per_service: int = Field(
+        default=12,
+        ge=1,
+        description=(
+            "Connection budget of one service's replicas together: each replica's pool holds at most"
+            " this divided by the deployment's maximum replicas."
+        ),
+    )
+    db_pool_actors: int = Field(default=2, ge=1, le=64, description="Number of named Postgres pool actors.")
+    db_pool_actor_connections: int = Field(
+        default=12, ge=1, description="Connection budget of all pool actors together (split evenly)."
+    )
+    db_command_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one database command, seconds.")
+    startup_timeout_s: float = Field(
+        default=180.0, gt=0, description="How long `strata up` waits for every component to become ready."
+    )
+
+    @field_validator("db_backends")
+    @classmethod
+    def _known_services(cls, value: dict[str, DatabaseBackend]) -> dict[str, DatabaseBackend]:
+        unknown = sorted(set(value) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"unknown service(s) {unknown} in db_backends; known: {list(SERVICES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _budget_covers_actors(self) -> Settings:
+        if self.db_pool_actor_connections < self.db_pool_actors:
+            raise ValueError(
+                f"db_pool_actor_connections={self.db_pool_actor_connections} is smaller than"
+                f" db_pool_actors={self.db_pool_actors}: every pool actor needs at least one connection"
+            )
+        return self
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None or not self.database_url.get_secret_value()
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def local_ray(self) -> bool:
+        return not self.ray_address
+
+    def db_backend(self, service: str) -> DatabaseBackend:
+        """The database backend ``service`` uses (``replica`` unless configured)."""
+        return self.db_backends.get(service, "replica")

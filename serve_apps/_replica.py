@@ -1,0 +1,85 @@
+"""What every service replica shares: its database, its health check and its readiness answer.
+
+Deployments stay thin adapters (STYLE: Ray at the edges): a service's domain
+code takes a :class:`~strata.actors.postgres.Database` as an argument and knows
+nothing of Serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, ClassVar
+
+from ray import serve
+
+from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
+from strata.schemas import Settings
+
+logger = logging.getLogger(__name__)
+
+# A replica whose event loop cannot run a trivial task this fast is stuck and should leave rotation.
+_LOOP_STALL_S = 2.0
+READINESS_TIMEOUT_S = 3.0
+
+
+def deployment_max_replicas() -> int:
+    """The most replicas this replica's deployment may run (1 outside Serve).
+
+    Read from the replica context, so the pool size follows whatever
+    ``serve.yaml`` or an operator's override says.
+    """
+    try:
+        config = serve.get_replica_context()._deployment_config
+    except Exception:  # noqa: BLE001 - not inside a replica
+        return 1
+    if config.autoscaling_config is not None:
+        return max(1, int(config.autoscaling_config.max_replicas))
+    return max(1, int(config.num_replicas or 1))
+
+
+async def event_loop_lag() -> float:
+    """Seconds it takes this event loop to run a task that does nothing."""
+    started = time.monotonic()
+    await asyncio.sleep(0)
+    return time.monotonic() - started
+
+
+class ServiceReplica:
+    """Base of the auth, users and data deployments."""
+
+    service: ClassVar[str]
+
+    async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
+        self._settings = Settings()
+        self._db: Database = await open_database(self._settings, self.service, max_replicas=deployment_max_replicas())
+        logger.info("%s replica started (database backend %s)", self.service, self._settings.db_backend(self.service))
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    async def check_health(self) -> None:
+        """Serve calls this every ``health_check_period_s``; raising takes the replica out of rotation.
+
+        It checks what a restart would fix: a stuck event loop or a closed
+        pool. PostgreSQL being down is not the replica's fault (a restart would
+        not help), so it shows in ``/readyz`` instead.
+        """
+        lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
+        if lag > _LOOP_STALL_S:
+            raise RuntimeError(f"event loop lagging {lag:.1f}s")
+        if isinstance(self._db, ReplicaPoolDatabase) and self._db.state is PoolState.CLOSED:
+            raise RuntimeError("database pool is closed")
+
+    async def check_database(self) -> dict[str, Any]:
+        """Readiness of this service's path to PostgreSQL, as the gateway's ``/readyz`` shows it."""
+        try:
+            await asyncio.wait_for(self._db.check(), timeout=READINESS_TIMEOUT_S)
+        except (DatabaseError, TimeoutError) as exc:
+            return {"status": "down", "error": type(exc).__name__}
+        return {"status": "up"}
+
+    async def __del__(self) -> None:
+        await self._db.aclose()

@@ -1,0 +1,96 @@
+"""The gateway: strata's only HTTP application (FastAPI ingress).
+
+It answers liveness and readiness itself and, in later work, verifies tokens,
+rate-limits and routes one hop down to the services through deployment
+handles.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from strata.schemas import Settings
+from strata.serve_apps.gateway._problems import problem
+from strata.serve_apps.gateway._readiness import readiness
+
+logger = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+api = FastAPI(title="strata", version="0.1.0", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+
+
+@api.middleware("http")
+async def request_id_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Accept a well-formed ``X-Request-ID`` or make one; echo it; log one JSON line per request."""
+    incoming = request.headers.get("x-request-id", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request.state.request_id = request_id
+    started = time.monotonic()
+    try:
+        response = await call_next(request)
+    except Exception:
+        logger.exception("unhandled error", extra={"request_id": request_id})
+        response = problem(request, 500, "internal", "Internal Server Error")
+    response.headers["X-Request-ID"] = request_id
+    logger.info(
+        "%s %s %d %.1fms",
+        request.method,
+        request.url.path,
+        response.status_code,
+        (time.monotonic() - started) * 1000,
+        extra={"request_id": request_id},
+    )
+    return response
+
+
+@api.exception_handler(StarletteHTTPException)
+async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    slugs = {404: "not-found", 405: "method-not-allowed"}
+    return problem(request, exc.status_code, slugs.get(exc.status_code, "http-error"), str(exc.detail))
+
+
+@api.exception_handler(RequestValidationError)
+async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+    return problem(request, 422, "validation", "Request body or parameters are invalid", errors=errors)
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0},
+    health_check_period_s=5,
+    health_check_timeout_s=5,
+    max_ongoing_requests=256,
+)
+@serve.ingress(api)
+class Gateway:
+    """FastAPI ingress replica."""
+
+    def __init__(self) -> None:
+        self._settings = Settings()
+
+    async def check_health(self) -> None:
+        """Liveness for Serve: answering this call at all means the replica's loop runs."""
+
+    @api.get("/healthz", tags=["operations"], summary="Liveness: the gateway answers")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["operations"], summary="Readiness: PostgreSQL, Kafka and every app")
+    async def readyz(self) -> JSONResponse:
+        ready, body = await readiness(self._settings.kafka_bootstrap_servers)
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+
+app: Any = Gateway.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()

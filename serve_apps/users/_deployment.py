@@ -1,0 +1,17 @@
+"""The users service as a Serve deployment (an application without an HTTP route, reached by handle)."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from strata.serve_apps._replica import ServiceReplica
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
+class UsersService(ServiceReplica):
+    """Replica of the users service; owns schema ``users`` in PostgreSQL."""
+
+    service = "users"
+
+
+app = UsersService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()

@@ -1,0 +1,76 @@
+"""Session fixtures: one real PostgreSQL, Kafka and Ray (with every Serve app) for the whole test session.
+
+They are started by the same code as `strata up`, in a private data dir and on
+free loopback ports, and stopped by `strata down`'s code at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from strata.cluster import Runtime, down, settings_env, up
+from strata.cluster._state import free_port
+from strata.schemas import Settings
+
+logger = logging.getLogger("strata.tests")
+
+
+@dataclass
+class System:
+    """The running system of this test session."""
+
+    settings: Settings  # as configured (what an operator sets)
+    runtime: Runtime  # as resolved (DSNs and addresses filled in)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a `strata` subprocess that must address this system."""
+        return {**os.environ, **settings_env(self.settings)}
+
+    @property
+    def admin_dsn(self) -> str:
+        assert self.runtime.settings.database_url is not None
+        return self.runtime.settings.database_url.get_secret_value()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` (they stop the session's system) run after all others."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "gateway_port": free_port(),
+        "ray_dashboard_port": free_port(),
+        "db_connections_per_service": 6,
+        "db_pool_actors": 2,
+        "db_pool_actor_connections": 4,
+        "startup_timeout_s": 240.0,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    settings = make_settings(tmp_path_factory.mktemp("strata"))
+    runtime = up(settings, echo=logger.info)
+    yield System(settings, runtime)
+    down(settings, echo=logger.info)
+
+
+@pytest.fixture(scope="session")
+def ray_driver(system: System) -> Iterator[None]:
+    """This process as a Ray driver of the session's cluster (namespace ``strata``)."""
+    import ray
+
+    ray.init(address=system.runtime.ray_address, namespace="strata", logging_level=logging.WARNING)
+    yield
+    ray.shutdown()

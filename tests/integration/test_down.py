@@ -1,0 +1,35 @@
+"""`strata down` stops exactly what strata started; runs last, since it stops the session's system."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from strata.cluster import down
+from strata.cluster._ray import find_processes, temp_dir_for
+from strata.cluster._state import State
+from tests.conftest import System
+
+pytestmark = [pytest.mark.integration, pytest.mark.last]
+
+
+def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_driver: None) -> None:
+    import ray
+
+    ray.shutdown()  # this test process is a driver of the session's Ray: let go first
+    data_dir = system.settings.data_dir.resolve()
+    state = State.load(data_dir)
+    recorded = {name: c.pids for name, c in state.components.items() if c.procs}
+    assert {"postgres", "kafka", "ray"} <= set(recorded)
+    ray_procs = find_processes(temp_dir_for(data_dir))
+    names = {psutil.Process(p.pid).name() for p in ray_procs if psutil.pid_exists(p.pid)}
+    assert any("raylet" in n for n in names) and any("gcs_server" in n for n in names), names
+
+    stopped = down(system.settings, echo=lambda _: None)
+
+    all_pids = {pid for pids in recorded.values() for pid in pids} | {p.pid for p in ray_procs}
+    assert all_pids <= set(stopped)
+    survivors = [pid for pid in all_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], f"still running after down: {survivors}"
+    assert find_processes(temp_dir_for(data_dir)) == []
+    assert State.load(data_dir).components == {}
