@@ -95,7 +95,8 @@ async def apply_migrations(conn: asyncpg.Connection, service: str, migrations: l
                 "SELECT format('SELECT version, name, checksum FROM %I.schema_migrations', $1::text)", service
             )
             insert_applied = await conn.fetchval(
-                "SELECT format('INSERT INTO %I.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', $1::text)",
+                "SELECT format('INSERT INTO %I.schema_migrations (version, name, checksum)"
+                " VALUES ($1, $2, $3)', $1::text)",
                 service,
             )
             set_role = await conn.fetchval("SELECT format('SET LOCAL ROLE %I', $1::text)", role)

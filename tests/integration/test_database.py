@@ -102,7 +102,7 @@ async def test_asyncpg_errors_arrive_typed(database: Database, table: str) -> No
     assert isinstance(not_found.value, LookupError)
 
 
-async def _peak_connections(system: System, application_name: str, work: asyncio.Future[object]) -> int:
+async def _peak_connections(system: System, application_name: str, work: asyncio.Future[list[object]]) -> int:
     """Sample pg_stat_activity while ``work`` runs; the most connections seen for ``application_name``."""
     conn = await asyncpg.connect(system.admin_dsn)
     peak = 0
@@ -126,9 +126,7 @@ async def test_200_concurrent_queries_stay_within_the_replica_budget(system: Sys
     for db in replicas:
         await db.start()
     try:
-        work = asyncio.ensure_future(
-            asyncio.gather(*(replicas[i % 2].fetchval("SELECT pg_sleep(0.02)") for i in range(200)))
-        )
+        work = asyncio.gather(*(replicas[i % 2].fetchval("SELECT pg_sleep(0.02)") for i in range(200)))
         peak = await _peak_connections(system, name, work)
         await work
     finally:
@@ -142,7 +140,7 @@ async def test_200_concurrent_queries_stay_within_the_pool_actor_budget(system: 
     budget = system.runtime.settings.db_pool_actor_connections
     db = PoolActorDatabase.from_settings(system.runtime.settings, "data")
     await db.start()
-    work = asyncio.ensure_future(asyncio.gather(*(db.fetchval("SELECT pg_sleep(0.02)") for _ in range(200))))
+    work = asyncio.gather(*(db.fetchval("SELECT pg_sleep(0.02)") for _ in range(200)))
     peak = await _peak_connections(system, "strata-data-pool-actor", work)
     await work
     assert 1 <= peak <= budget, f"peak {peak} connections against a budget of {budget}"

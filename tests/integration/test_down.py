@@ -29,7 +29,9 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
 
     all_pids = {pid for pids in recorded.values() for pid in pids} | {p.pid for p in ray_procs}
     assert all_pids <= set(stopped)
-    survivors = [pid for pid in all_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    survivors = [
+        pid for pid in all_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert survivors == [], f"still running after down: {survivors}"
     assert find_processes(temp_dir_for(data_dir)) == []
     assert State.load(data_dir).components == {}

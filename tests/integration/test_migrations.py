@@ -37,7 +37,9 @@ async def service(system: System, admin: asyncpg.Connection) -> str:
     """A fresh service (role and schema) for one test."""
     name = f"mig_{uuid.uuid4().hex[:8]}"
     assert system.runtime.settings.secret_key is not None
-    await ensure_service_role(admin, name, service_password(system.runtime.settings.secret_key.get_secret_value(), name))
+    await ensure_service_role(
+        admin, name, service_password(system.runtime.settings.secret_key.get_secret_value(), name)
+    )
     return name
 
 
@@ -84,7 +86,7 @@ async def test_an_edited_applied_file_is_refused(admin: asyncpg.Connection, serv
     directory = _write(tmp_path, FILES)
     await apply_migrations(admin, service, load_migrations(directory))
     (directory / "0002_seed.sql").write_text("INSERT INTO events (note) VALUES ('edited');")
-    with pytest.raises(MigrationError, match="0002_seed.sql .* was edited after it was applied"):
+    with pytest.raises(MigrationError, match=r"0002_seed\.sql .* was edited after it was applied"):
         await apply_migrations(admin, service, load_migrations(directory))
     assert await admin.fetchval(f"SELECT count(*) FROM {service}.events") == 1
 
@@ -92,8 +94,10 @@ async def test_an_edited_applied_file_is_refused(admin: asyncpg.Connection, serv
 async def test_a_failing_migration_rolls_back_and_is_not_recorded(
     admin: asyncpg.Connection, service: str, tmp_path: Path
 ) -> None:
-    directory = _write(tmp_path, {"0001_ok.sql": "CREATE TABLE a (id int);", "0002_bad.sql": "CREATE TABLE b (id nope);"})
-    with pytest.raises(MigrationError, match="0002_bad.sql"):
+    directory = _write(
+        tmp_path, {"0001_ok.sql": "CREATE TABLE a (id int);", "0002_bad.sql": "CREATE TABLE b (id nope);"}
+    )
+    with pytest.raises(MigrationError, match=r"0002_bad\.sql"):
         await apply_migrations(admin, service, load_migrations(directory))
     versions = await admin.fetch(f"SELECT version FROM {service}.schema_migrations")
     assert [r["version"] for r in versions] == [1]

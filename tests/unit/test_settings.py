@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from strata.cluster import settings_env
+from strata.schemas import Settings
+
+
+def test_defaults_run_everything_embedded_on_loopback() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.embedded_postgres and settings.embedded_kafka and settings.local_ray
+    assert settings.gateway_host == "127.0.0.1"
+    assert settings.data_dir == Path(".strata")
+    assert settings.db_backend("data") == "replica"
+
+
+def test_every_field_is_described() -> None:
+    missing = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert missing == []
+
+
+def test_environment_variables_use_the_strata_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATA_GATEWAY_PORT", "9123")
+    monkeypatch.setenv("STRATA_DB_BACKENDS", '{"data": "actors"}')
+    settings = Settings(_env_file=None)
+    assert settings.gateway_port == 9123
+    assert settings.db_backend("data") == "actors"
+    assert settings.db_backend("users") == "replica"
+
+
+def test_unknown_service_in_db_backends_is_named() -> None:
+    with pytest.raises(ValidationError, match="billing"):
+        Settings(_env_file=None, db_backends={"billing": "actors"})  # type: ignore[arg-type]
+
+
+def test_pool_actor_budget_must_cover_every_actor() -> None:
+    with pytest.raises(ValidationError, match="db_pool_actor_connections=2 is smaller than db_pool_actors=3"):
+        Settings(_env_file=None, db_pool_actors=3, db_pool_actor_connections=2)
+
+
+def test_external_servers_switch_off_the_embedded_ones() -> None:
+    settings = Settings(
+        _env_file=None,
+        database_url="postgresql://u:p@db.internal:5432/app",  # type: ignore[arg-type]
+        kafka_bootstrap_servers="k1:9092",
+        ray_address="10.0.0.1:6379",
+    )
+    assert not settings.embedded_postgres and not settings.embedded_kafka and not settings.local_ray
+
+
+def test_settings_env_reproduces_the_settings_in_another_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(
+        _env_file=None,
+        database_url="postgresql://u:p@127.0.0.1:5/db",  # type: ignore[arg-type]
+        secret_key="s3cret",  # type: ignore[arg-type]
+        db_backends={"data": "actors"},
+        gateway_port=8111,
+    )
+    for name, value in settings_env(original).items():
+        monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None) == original

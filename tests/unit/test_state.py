@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from strata.cluster._state import Component, Proc, State, port_in_use, terminate
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    state = State(ports={"postgres": 5433}, components={"kafka": Component("kafka", "127.0.0.1:9", [Proc(1, 2.0)])})
+    state.save(tmp_path)
+    loaded = State.load(tmp_path)
+    assert loaded == state
+
+
+def test_a_torn_state_file_is_treated_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text('{"ports": {"postgres": ')
+    assert State.load(tmp_path) == State()
+
+
+def test_a_chosen_port_is_remembered_and_a_configured_one_wins() -> None:
+    state = State()
+    first = state.port("kafka", 0)
+    assert state.port("kafka", 0) == first
+    assert state.port("kafka", 9999) == 9999
+
+
+def test_a_recycled_pid_is_not_mistaken_for_ours() -> None:
+    me = Proc.of(psutil.Process().pid)
+    assert me.alive()
+    assert not Proc(me.pid, me.create_time - 100).alive()
+
+
+def test_port_in_use_sees_a_listener() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert port_in_use("127.0.0.1", sock.getsockname()[1])
+
+
+def test_terminate_stops_a_process_and_its_children() -> None:
+    code = (
+        "import subprocess, sys, time;"
+        " subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        proc = psutil.Process(parent.pid)
+        for _ in range(50):
+            if proc.children():
+                break
+            psutil.wait_procs([], timeout=0.1)
+        children = proc.children(recursive=True)
+        assert children
+        terminate([Proc.of(parent.pid)], timeout=5)
+        parent.wait(timeout=5)
+        assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
+    finally:
+        parent.kill()
