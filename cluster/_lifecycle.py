@@ -230,6 +230,7 @@ def up(settings: Settings, echo: Echo = print) -> Runtime:
         ):
             echo(f"strata is already running: {runtime.gateway_url}")
             return runtime
+        _reap_stale(runtime, state, echo)
         preflight(settings, state, runtime)
         state.save(data_dir)
         started: list[str] = []
@@ -242,6 +243,14 @@ def up(settings: Settings, echo: Echo = print) -> Runtime:
             raise
         echo(f"strata is up: {runtime.gateway_url}")
         return runtime
+
+
+def _reap_stale(runtime: Runtime, state: State, echo: Echo) -> None:
+    """Components a crashed run left half-alive: stop their leftovers so they start cleanly."""
+    stale = [name for name, c in state.components.items() if c.procs and not c.alive()]
+    if stale:
+        echo(f"recovering from an earlier run that did not stop cleanly: {', '.join(stale)}")
+        _stop(runtime, state, only=stale)
 
 
 def _record(state: State, data_dir: Path, component: Component, started: list[str]) -> None:
@@ -315,7 +324,9 @@ def _stop(runtime: Runtime, state: State, only: list[str] | None, echo: Echo = _
         ray_procs = {p.pid: p for p in [*recorded, *_ray.find_processes(head.temp_dir)]}
         if any(p.alive() for p in ray_procs.values()):
             echo("stopping Serve and the Ray head")
-            _serve.shutdown(runtime.dashboard_url, timeout=30)
+            if "ray" in state.components and state.components["ray"].alive():
+                # Gently first, so replicas close their pools; a half-dead head is just stopped.
+                _serve.shutdown(runtime.dashboard_url, timeout=30)
             terminate(list(ray_procs.values()), timeout=15)
             stopped += list(ray_procs)
         state.components.pop("ray", None)

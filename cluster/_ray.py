@@ -34,8 +34,13 @@ def temp_dir_for(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"strata-ray-{digest}"
 
 
-def find_processes(temp_dir: Path) -> list[Proc]:
-    """Every live process whose command line names ``temp_dir``: the head's own processes and workers."""
+def _is_worker(cmdline: list[str]) -> bool:
+    return any("default_worker.py" in part for part in cmdline) or bool(cmdline and cmdline[0].startswith("ray::"))
+
+
+def find_processes(temp_dir: Path, *, daemons_only: bool = False) -> list[Proc]:
+    """Every live process whose command line names ``temp_dir``: the head's daemons and, unless
+    ``daemons_only``, its workers (which come and go on their own)."""
     marker = str(temp_dir)
     found: list[Proc] = []
     for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
@@ -43,8 +48,11 @@ def find_processes(temp_dir: Path) -> list[Proc]:
             cmdline = proc.info["cmdline"] or []
         except psutil.Error:
             continue
-        if proc.pid != os.getpid() and any(marker in part for part in cmdline):
-            found.append(Proc(proc.pid, proc.info["create_time"]))
+        if proc.pid == os.getpid() or not any(marker in part for part in cmdline):
+            continue
+        if daemons_only and _is_worker(cmdline):
+            continue
+        found.append(Proc(proc.pid, proc.info["create_time"]))
     return found
 
 
@@ -112,7 +120,7 @@ class LocalRayHead:
         if result.returncode != 0:
             raise StartupError(f"`ray start --head` failed with exit {result.returncode} (see {self.log})")
         time.sleep(0.5)
-        procs = find_processes(self.temp_dir)
+        procs = find_processes(self.temp_dir, daemons_only=True)
         if not procs:
             raise StartupError(f"Ray started but none of its processes can be found (see {self.log})")
         return procs

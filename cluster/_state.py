@@ -48,7 +48,8 @@ class Component:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def alive(self) -> bool:
-        return bool(self.procs) and any(p.alive() for p in self.procs)
+        """Every recorded process still runs (a component missing one is stale: stop the rest, start anew)."""
+        return bool(self.procs) and all(p.alive() for p in self.procs)
 
     @property
     def pids(self) -> list[int]:

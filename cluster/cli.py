@@ -55,7 +55,8 @@ def up(
     if not foreground:
         return
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     typer.echo("streaming logs; press Ctrl-C to stop strata")
     try:
         follow(runtime.settings.data_dir, _echo, stop=stopping.is_set)

@@ -16,6 +16,7 @@ from ray import serve
 
 from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
 from strata.schemas import Settings
+from strata.serve_apps._logging import route_strata_logs_to_serve
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ServiceReplica:
     service: ClassVar[str]
 
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
+        route_strata_logs_to_serve()
         self._settings = Settings()
         self._db: Database = await open_database(self._settings, self.service, max_replicas=deployment_max_replicas())
         logger.info("%s replica started (database backend %s)", self.service, self._settings.db_backend(self.service))

@@ -21,6 +21,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from strata.schemas import Settings
+from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps.gateway._problems import problem
 from strata.serve_apps.gateway._readiness import readiness
 
@@ -31,11 +32,20 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 api = FastAPI(title="strata", version="0.1.0", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
 
 
+def _serve_request_id() -> str:
+    """The id Serve's proxy gave this request (it logs and echoes it), or ``""`` outside Serve."""
+    try:
+        return str(serve.context._get_serve_request_context().request_id or "")
+    except Exception:  # noqa: BLE001 - private API; absent outside a replica
+        return ""
+
+
 @api.middleware("http")
 async def request_id_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """Accept a well-formed ``X-Request-ID`` or make one; echo it; log one JSON line per request."""
     incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    serve_id = _serve_request_id()
+    request_id = incoming if _REQUEST_ID.match(incoming) else (serve_id or uuid.uuid4().hex)
     request.state.request_id = request_id
     started = time.monotonic()
     try:
@@ -43,7 +53,9 @@ async def request_id_middleware(request: Request, call_next: Callable[[Request],
     except Exception:
         logger.exception("unhandled error", extra={"request_id": request_id})
         response = problem(request, 500, "internal", "Internal Server Error")
-    response.headers["X-Request-ID"] = request_id
+    if request_id != serve_id:
+        # Serve's proxy echoes its own request id (the client's, or one it made); add ours only if it differs.
+        response.headers["X-Request-ID"] = request_id
     logger.info(
         "%s %s %d %.1fms",
         request.method,
@@ -78,6 +90,7 @@ class Gateway:
     """FastAPI ingress replica."""
 
     def __init__(self) -> None:
+        route_strata_logs_to_serve()
         self._settings = Settings()
 
     async def check_health(self) -> None:

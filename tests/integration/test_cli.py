@@ -94,3 +94,9 @@ def test_status_shows_components_and_apps(system: System) -> None:
     assert {"gateway", "auth", "users", "data"} <= set(report["apps"])
     table = _strata("status", env=system.env)
     assert table.returncode == 0 and "postgres" in table.stdout and "DataService" in table.stdout
+
+
+def test_unreachable_external_kafka_is_one_line(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    result = _strata("up", env=_clean_env(tmp_path, STRATA_KAFKA_BOOTSTRAP_SERVERS=bootstrap))
+    _assert_one_line_error(result, "cannot reach Kafka", bootstrap)
