@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from strata.cluster import Runtime, down, settings_env, up
+from strata.cluster._ray import temp_dir_for
 from strata.cluster._state import free_port
 from strata.schemas import Settings
 
@@ -64,6 +66,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     runtime = up(settings, echo=logger.info)
     yield System(settings, runtime)
     down(settings, echo=logger.info)
+    shutil.rmtree(temp_dir_for(settings.data_dir), ignore_errors=True)  # Ray's session logs
 
 
 @pytest.fixture(scope="session")
