@@ -30,12 +30,13 @@ from strata.actors.postgres import (
     redact_dsn,
     service_migrations_dir,
     service_password,
+    strip_password,
 )
 from strata.cluster import _kafka, _ray, _serve
 from strata.cluster._errors import ClusterError, PortInUse, StartupError, Unreachable
 from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._probes import http_ready, postgres_error, wait_until
-from strata.cluster._state import Component, State, exclusive, port_in_use, terminate
+from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
 from strata.schemas import SERVICES, Settings
 
 Echo = Callable[[str], None]
@@ -61,11 +62,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "strata"
 
 
-def _secrets(data_dir: Path) -> dict[str, str]:
+def _secrets(data_dir: Path, *, create: bool = True) -> dict[str, str]:
     """Secrets generated once per data dir (mode 0600): the master secret and the embedded admin password."""
     path = data_dir / "secrets.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
+    if not create:
+        return {"secret_key": "", "postgres_password": ""}
     values = {"secret_key": secrets.token_urlsafe(32), "postgres_password": secrets.token_urlsafe(24)}
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -74,11 +77,11 @@ def _secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
-def _postgres(settings: Settings, state: State) -> EmbeddedPostgres:
+def _postgres(settings: Settings, state: State, *, create: bool = True) -> EmbeddedPostgres:
     return EmbeddedPostgres(
         settings.data_dir / "postgres",
         port=state.port("postgres", settings.postgres_port),
-        admin_password=_secrets(settings.data_dir)["postgres_password"],
+        admin_password=_secrets(settings.data_dir, create=create)["postgres_password"],
     )
 
 
@@ -103,14 +106,17 @@ def _ray_head(settings: Settings, state: State) -> _ray.LocalRayHead:
     )
 
 
-def resolve(settings: Settings, state: State) -> Runtime:
-    """The settings as every strata process must see them, with embedded servers' addresses filled in."""
+def resolve(settings: Settings, state: State, *, create: bool = True) -> Runtime:
+    """The settings as every strata process must see them, with embedded servers' addresses filled in.
+
+    ``create=False`` (for read-only commands) generates no secret that is missing.
+    """
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     update: dict[str, Any] = {}
     if settings.secret_key is None:
-        update["secret_key"] = SecretStr(_secrets(settings.data_dir)["secret_key"])
+        update["secret_key"] = SecretStr(_secrets(settings.data_dir, create=create)["secret_key"])
     if settings.embedded_postgres:
-        update["database_url"] = SecretStr(_postgres(settings, state).dsn)
+        update["database_url"] = SecretStr(_postgres(settings, state, create=create).dsn)
     if settings.embedded_kafka:
         update["kafka_bootstrap_servers"] = _kafka_broker(settings, state).bootstrap_servers
     if settings.local_ray:
@@ -126,7 +132,7 @@ def resolve(settings: Settings, state: State) -> Runtime:
         gateway_url=f"http://{resolved.gateway_host}:{resolved.gateway_port}",
         dashboard_url=dashboard_url,
         ray_address=ray_address,
-        env=settings_env(resolved),
+        env=worker_env(resolved),
     )
 
 
@@ -139,6 +145,19 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
         env[f"STRATA_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+    return env
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """What Ray workers get: the settings, less the admin password.
+
+    Workers connect as their service's role (its password derived from the
+    master secret) and never as the admin, so the admin DSN reaches them
+    without its password.
+    """
+    env = settings_env(settings)
+    if settings.database_url is not None:
+        env["STRATA_DATABASE_URL"] = strip_password(settings.database_url.get_secret_value())
     return env
 
 
@@ -183,7 +202,7 @@ def preflight(settings: Settings, state: State, runtime: Runtime) -> None:
             raise Unreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {reason}")
     if not settings.local_ray:
         ray_host, _, ray_port = runtime.ray_address.removeprefix("ray://").rpartition(":")
-        if not ray_port.isdigit() or not port_in_use(ray_host or "127.0.0.1", int(ray_port)):
+        if not ray_port.isdigit() or not answers(ray_host or "127.0.0.1", int(ray_port)):
             raise Unreachable(f"cannot reach the Ray cluster at {runtime.ray_address}")
 
 
@@ -388,7 +407,7 @@ def status(settings: Settings) -> dict[str, Any]:
     """Each component (pid, address, state) and each Serve app with its deployments."""
     data_dir = settings.data_dir.resolve()
     state = State.load(data_dir)
-    runtime = resolve(settings, state)
+    runtime = resolve(settings, state, create=False)
     components: list[dict[str, Any]] = []
     for name in ("postgres", "kafka", "ray"):
         component = state.components.get(name)

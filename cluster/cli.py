@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -98,6 +99,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
 @app.command("kafka-jars")
 def kafka_jars() -> None:
     """Fetch the embedded Kafka's jars from Maven Central into the cache (once; later runs reuse them)."""
+    if not _settings().embedded_kafka:
+        typer.echo("STRATA_KAFKA_BOOTSTRAP_SERVERS is set: no embedded Kafka, no jars needed")
+        return
     path = resolve_jars(_lifecycle.cache_dir())
     typer.echo(f"Kafka jars ready in {path}")
 
@@ -112,33 +116,27 @@ def migrate() -> None:
     typer.echo(f"migrations up to date ({total} applied now)")
 
 
+def _setting_name(error: Mapping[str, Any]) -> str:
+    loc = error.get("loc") or ()
+    return f"STRATA_{str(loc[0]).upper()}" if loc else "the settings"
+
+
 def main() -> None:
-    """Console-script entry point: one line and exit 1 for every error an operator can act on."""
+    """Console-script entry point: one line and exit 1 for every error an operator can act on.
+
+    Usage errors, ``--help`` and Ctrl-C are handled by typer's standalone mode;
+    strata's own errors come out of it and are printed here.
+    """
     try:
-        app(standalone_mode=False)
-    except ClusterError as exc:
-        typer.echo(f"strata: error: {exc}", err=True)
-        sys.exit(1)
-    except DatabaseError as exc:
+        app()
+    except (ClusterError, DatabaseError) as exc:
         typer.echo(f"strata: error: {exc}", err=True)
         sys.exit(1)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        typer.echo(f"strata: error: invalid setting STRATA_{where.upper()}: {first.get('msg')}", err=True)
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        typer.echo(f"strata: error: invalid setting {_setting_name(first)}: {message}", err=True)
         sys.exit(1)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("strata: aborted", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

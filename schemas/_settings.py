@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path(".strata"),
-        description="Where embedded servers keep their data, logs, TLS files and the run state.",
+        description="Where embedded servers keep their data and logs, and strata its run state and secrets.",
     )
     database_url: SecretStr | None = Field(
         default=None,
@@ -88,9 +88,11 @@ class Settings(BaseSettings):
             " this divided by the deployment's maximum replicas."
         ),
     )
-    db_pool_actors: int = Field(default=2, ge=1, le=64, description="Number of named Postgres pool actors.")
+    db_pool_actors: int = Field(
+        default=2, ge=1, le=64, description="Named PostgreSQL pool actors per service that uses the actor backend."
+    )
     db_pool_actor_connections: int = Field(
-        default=12, ge=1, description="Connection budget of all pool actors together (split evenly)."
+        default=12, ge=1, description="Connection budget of one service's pool actors together (split evenly)."
     )
     db_command_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one database command, seconds.")
     startup_timeout_s: float = Field(

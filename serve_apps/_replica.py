@@ -84,4 +84,6 @@ class ServiceReplica:
         return {"status": "up"}
 
     async def __del__(self) -> None:
-        await self._db.aclose()
+        db: Database | None = getattr(self, "_db", None)  # absent when __init__ failed
+        if db is not None:
+            await db.aclose()

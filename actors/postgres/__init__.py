@@ -37,6 +37,7 @@ from strata.actors.postgres._roles import (
     service_dsn,
     service_password,
     service_role,
+    strip_password,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "service_migrations_dir",
     "service_password",
     "service_role",
+    "strip_password",
 ]

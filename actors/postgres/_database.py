@@ -106,15 +106,18 @@ class AsyncpgPool:
     stale connections so the next call succeeds. Shared by both backends.
     """
 
-    __slots__ = ("_application_name", "_command_timeout", "_dsn", "_max_size", "_pool", "_state")
+    __slots__ = ("_application_name", "_command_timeout", "_dsn", "_max_size", "_pool", "_schema", "_state")
 
-    def __init__(self, dsn: str, *, max_size: int, command_timeout: float, application_name: str) -> None:
+    def __init__(
+        self, dsn: str, *, max_size: int, command_timeout: float, application_name: str, schema: str | None = None
+    ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size={max_size} must be at least 1")
         self._dsn = dsn
         self._max_size = max_size
         self._command_timeout = command_timeout
         self._application_name = application_name
+        self._schema = schema
         self._pool: asyncpg.Pool | None = None
         self._state = PoolState.UNOPENED
 
@@ -139,10 +142,17 @@ class AsyncpgPool:
                 max_size=self._max_size,
                 command_timeout=self._command_timeout,
                 max_inactive_connection_lifetime=60.0,
-                server_settings={"application_name": self._application_name},
+                server_settings=self._server_settings(),
                 timeout=min(self._command_timeout, 10.0),
             )
         self._state = PoolState.OPEN
+
+    def _server_settings(self) -> dict[str, str]:
+        settings = {"application_name": self._application_name}
+        if self._schema is not None:
+            # Unqualified names resolve in the service's own schema only.
+            settings["search_path"] = self._schema
+        return settings
 
     async def aclose(self) -> None:
         """Close gently; terminate if that fails. Safe to call twice."""

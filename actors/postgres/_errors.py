@@ -18,7 +18,6 @@ errors are turned into these in one place, :func:`map_asyncpg_errors`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -92,12 +91,17 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     ConnectionError,
     OSError,
-    asyncio.TimeoutError,
 )
 
 
 def is_connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` means the connection or the server went away."""
+    """Whether ``exc`` means the connection or the server went away.
+
+    A timeout is not: the statement may still be running, so it is neither
+    retried nor a reason to drop the pool's other connections.
+    """
+    if isinstance(exc, TimeoutError):
+        return False
     if isinstance(exc, _CONNECTION_LOST):
         return True
     return isinstance(exc, asyncpg.exceptions.InterfaceError) and "closed" in str(exc)
@@ -107,6 +111,8 @@ def translate(exc: BaseException) -> DatabaseError:
     """The strata error for an asyncpg (or socket) error."""
     if isinstance(exc, DatabaseError):
         return exc
+    if isinstance(exc, TimeoutError):
+        return DatabaseUnavailable("database command timed out")
     if is_connection_lost(exc):
         return DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
     if isinstance(exc, asyncpg.exceptions.PostgresError):

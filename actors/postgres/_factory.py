@@ -24,6 +24,7 @@ async def open_database(settings: Settings, service: str, *, max_replicas: int =
             max_size=pool_size_for(settings.db_connections_per_service, max_replicas),
             command_timeout=settings.db_command_timeout_s,
             application_name=f"strata-{service}-replica",
+            schema=service,
         )
     await database.start()
     return database

@@ -10,7 +10,8 @@ the same few pools and the connection count stays within
 :class:`PoolActorDatabase` implements :class:`Database` over them: each call goes
 to the actor with the fewest calls in flight from this client (ties at
 random). A dead actor is replaced (Ray restarts it, or the client creates it
-anew); reads are retried once on the replacement, writes raise
+anew); a read is retried once (on the least busy actor, which may be the
+replacement), a write raises
 :class:`DatabaseUnavailable`, since a write may have committed before its actor
 died, and the next call goes to the replacement.
 """
@@ -60,6 +61,7 @@ class PostgresPoolActor:
             max_size=max_size,
             command_timeout=settings.db_command_timeout_s,
             application_name=f"strata-{service}-pool-actor",
+            schema=service,
         )
         self._in_flight = 0
 

@@ -59,6 +59,15 @@ def redact_dsn(dsn: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def strip_password(dsn: str) -> str:
+    """``dsn`` with no password at all (user, server and database kept)."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def admin_dsn(settings: Settings) -> str:
     if settings.database_url is None or not settings.database_url.get_secret_value():
         raise ValueError("STRATA_DATABASE_URL is not set (strata up sets it for the processes it starts)")

@@ -170,3 +170,16 @@ async def test_write_to_a_dead_pool_actor_is_reported_not_retried(system: System
         await db.execute("SELECT 1")
     # ...and the actor is replaced, so the next write succeeds.
     assert await db.execute("SELECT 1") == "SELECT 1"
+
+
+async def test_unqualified_names_resolve_in_the_services_own_schema(system: System, ray_driver: None) -> None:
+    from strata.actors.postgres import open_database
+
+    for backend in ("replica", "actors"):
+        settings = system.runtime.settings.model_copy(update={"db_backends": {"data": backend}})
+        db = await open_database(settings, "data")
+        try:
+            assert await db.fetchval("SELECT current_schema()") == "data"
+            assert await db.fetchval("SELECT count(*) FROM schema_migrations") >= 0
+        finally:
+            await db.aclose()

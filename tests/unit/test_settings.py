@@ -62,3 +62,16 @@ def test_settings_env_reproduces_the_settings_in_another_process(monkeypatch: py
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
     assert Settings(_env_file=None) == original
+
+
+def test_ray_workers_get_the_admin_dsn_without_its_password() -> None:
+    from strata.cluster._lifecycle import worker_env
+
+    settings = Settings(
+        _env_file=None,
+        database_url="postgresql://strata_admin:adminpw@127.0.0.1:5432/strata",  # type: ignore[arg-type]
+        secret_key="k",  # type: ignore[arg-type]
+    )
+    env = worker_env(settings)
+    assert env["STRATA_DATABASE_URL"] == "postgresql://strata_admin@127.0.0.1:5432/strata"
+    assert not any("adminpw" in value for value in env.values())
