@@ -91,6 +91,13 @@ def pool_size_for(budget: int, max_replicas: int) -> int:
     return max(1, budget // max_replicas)
 
 
+def require_row(row: Row | None) -> Row:
+    """``row``, or :class:`NotFound` when the query matched none."""
+    if row is None:
+        raise NotFound("no row matched the query")
+    return row
+
+
 def check_isolation(isolation: str) -> str:
     if isolation not in _ISOLATIONS:
         raise ValueError(f"isolation={isolation!r}; expected one of {_ISOLATIONS}")
@@ -204,10 +211,7 @@ class AsyncpgPool:
         return await self._run(op, idempotent=True)
 
     async def fetch_one(self, query: str, *args: Any) -> Row:
-        row = await self.fetchrow(query, *args)
-        if row is None:
-            raise NotFound("no row matched the query")
-        return row
+        return require_row(await self.fetchrow(query, *args))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         async def op(conn: asyncpg.Connection) -> Any:

@@ -28,8 +28,15 @@ from typing import Any, TypeVar, cast
 import ray
 from ray.actor import ActorHandle
 
-from strata.actors.postgres._database import AsyncpgPool, Isolation, Row, TransactionFn, check_isolation
-from strata.actors.postgres._errors import DatabaseUnavailable, NotFound
+from strata.actors.postgres._database import (
+    AsyncpgPool,
+    Isolation,
+    Row,
+    TransactionFn,
+    check_isolation,
+    require_row,
+)
+from strata.actors.postgres._errors import DatabaseUnavailable
 from strata.actors.postgres._roles import check_service_name, service_dsn
 from strata.schemas import Settings
 
@@ -188,10 +195,7 @@ class PoolActorDatabase:
         return await self._call("fetchrow", query, *args, idempotent=True)  # type: ignore[no-any-return]
 
     async def fetch_one(self, query: str, *args: Any) -> Row:
-        row = await self.fetchrow(query, *args)
-        if row is None:
-            raise NotFound("no row matched the query")
-        return row
+        return require_row(await self.fetchrow(query, *args))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         return await self._call("fetchval", query, *args, idempotent=True)

@@ -50,22 +50,22 @@ def dsn_with_credentials(dsn: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` without its password, for messages and logs."""
+def _with_password(dsn: str, replacement: str | None) -> str:
     parts = urlsplit(dsn)
     if parts.password is None:
         return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    netloc = parts.netloc.replace(f":{parts.password}@", "@" if replacement is None else f":{replacement}@", 1)
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its password shown as ``***``, for messages and logs."""
+    return _with_password(dsn, "***")
 
 
 def strip_password(dsn: str) -> str:
     """``dsn`` with no password at all (user, server and database kept)."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _with_password(dsn, None)
 
 
 def admin_dsn(settings: Settings) -> str:
