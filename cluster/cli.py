@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from strata.actors.postgres import DatabaseError
 from strata.cluster import _lifecycle
+from strata.cluster._cli_events import events_app
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
@@ -32,6 +33,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.add_typer(events_app, name="events")
 
 
 def _echo(message: str) -> None:

@@ -1,0 +1,36 @@
+"""strata's events: the CloudEvents envelope, the catalogue of types and topics, the payload models."""
+
+from strata.schemas.events._catalog import (
+    EVENT_TYPES,
+    ITEM_CREATED,
+    ITEM_DELETED,
+    ITEM_UPDATED,
+    SCHEMA_BASE_URL,
+    EventType,
+    UnknownEventType,
+    event_type,
+    topic_name,
+    topics,
+)
+from strata.schemas.events._envelope import CloudEvent, decode, encode, new_event
+from strata.schemas.events._payloads import ItemCreated, ItemDeleted, ItemUpdated
+
+__all__ = [
+    "EVENT_TYPES",
+    "ITEM_CREATED",
+    "ITEM_DELETED",
+    "ITEM_UPDATED",
+    "SCHEMA_BASE_URL",
+    "CloudEvent",
+    "EventType",
+    "ItemCreated",
+    "ItemDeleted",
+    "ItemUpdated",
+    "UnknownEventType",
+    "decode",
+    "encode",
+    "event_type",
+    "new_event",
+    "topic_name",
+    "topics",
+]
