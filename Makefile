@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install kafka-jars run test lint typecheck pytest bench clean
+.PHONY: install kafka-jars run test lint typecheck pytest bench clean schemas
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ typecheck: install
 	rm -rf .typecheck && mkdir -p .typecheck/strata
 	for d in actors serve_apps schemas cluster; do ln -s ../../$$d .typecheck/strata/$$d; done
 	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p strata
+
+# The JSON Schemas of the events (schemas/events/json/), regenerated from the models; commit what changes.
+schemas: install
+	$(BIN)/strata events schemas
 
 pytest: install kafka-jars
 	$(BIN)/pytest

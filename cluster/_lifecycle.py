@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import SecretStr
 
-from strata.actors.kafka import kafka_unavailable_reason
+from strata.actors.kafka import consumer_group_lag, dlq_topic, ensure_topics, kafka_unavailable_reason
 from strata.actors.postgres import (
     apply_migrations,
     ensure_service_role,
@@ -38,9 +38,12 @@ from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._probes import http_ready, postgres_error, wait_until
 from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
 from strata.schemas import SERVICES, Settings
+from strata.schemas.events import topics
+from strata.serve_apps.audit._log import GROUP as AUDIT_GROUP
+from strata.serve_apps.audit._log import audited_topics
 
 Echo = Callable[[str], None]
-APPS = ["gateway", "auth", "users", "data"]
+APPS = ["gateway", "auth", "users", "data", "audit"]
 
 
 @dataclass
@@ -51,7 +54,15 @@ class Runtime:
     gateway_url: str
     dashboard_url: str
     ray_address: str
+    ray_auth_token: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+
+    def ray_client_env(self) -> dict[str, str]:
+        """Environment for a Ray driver (a script, a test) that connects to this system's cluster."""
+        env = {"RAY_ADDRESS": self.ray_address}
+        if self.ray_auth_token:
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.ray_auth_token)
+        return env
 
 
 def _quiet(_: str) -> None:
@@ -65,16 +76,27 @@ def cache_dir() -> Path:
 def _secrets(data_dir: Path, *, create: bool = True) -> dict[str, str]:
     """Secrets generated once per data dir (mode 0600): the master secret and the embedded admin password."""
     path = data_dir / "secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = {name: make() for name, make in _SECRETS.items() if name not in values}
+    if not missing:
+        return values
     if not create:
-        return {"secret_key": "", "postgres_password": ""}
-    values = {"secret_key": secrets.token_urlsafe(32), "postgres_password": secrets.token_urlsafe(24)}
+        return {**dict.fromkeys(_SECRETS, ""), **values}
+    values.update(missing)
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(values, handle)
+    os.replace(tmp, path)
     return values
+
+
+_SECRETS: dict[str, Callable[[], str]] = {
+    "secret_key": lambda: secrets.token_urlsafe(32),
+    "postgres_password": lambda: secrets.token_urlsafe(24),
+    "ray_auth_token": lambda: secrets.token_hex(32),  # the format Ray itself generates
+}
 
 
 def _postgres(settings: Settings, state: State, *, create: bool = True) -> EmbeddedPostgres:
@@ -119,19 +141,23 @@ def resolve(settings: Settings, state: State, *, create: bool = True) -> Runtime
         update["database_url"] = SecretStr(_postgres(settings, state, create=create).dsn)
     if settings.embedded_kafka:
         update["kafka_bootstrap_servers"] = _kafka_broker(settings, state).bootstrap_servers
+    token = settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None
     if settings.local_ray:
         head = _ray_head(settings, state)
         ray_address, dashboard_url = head.address, head.dashboard_url
+        token = token or _secrets(settings.data_dir, create=create)["ray_auth_token"] or None
     else:
         ray_address = settings.ray_address
         host = urlsplit(f"//{ray_address.removeprefix('ray://')}").hostname or "127.0.0.1"
         dashboard_url = f"http://{host}:{settings.ray_dashboard_port}"
+        token = token or os.environ.get("RAY_AUTH_TOKEN")
     resolved = settings.model_copy(update=update)
     return Runtime(
         settings=resolved,
         gateway_url=f"http://{resolved.gateway_host}:{resolved.gateway_port}",
         dashboard_url=dashboard_url,
         ray_address=ray_address,
+        ray_auth_token=token,
         env=worker_env(resolved),
     )
 
@@ -156,9 +182,18 @@ def worker_env(settings: Settings) -> dict[str, str]:
     without its password.
     """
     env = settings_env(settings)
+    env.pop("STRATA_RAY_AUTH_TOKEN", None)  # workers get Ray's own RAY_AUTH_TOKEN
     if settings.database_url is not None:
         env["STRATA_DATABASE_URL"] = strip_password(settings.database_url.get_secret_value())
     return env
+
+
+OUTBOX_SERVICES = ("auth", "users", "data")
+
+
+def event_topics() -> list[str]:
+    """Every topic strata creates: the catalogue's and each consumer group's dead-letter topic."""
+    return [*topics(), dlq_topic(AUDIT_GROUP)]
 
 
 # --- preflight ------------------------------------------------------------------------------------
@@ -297,15 +332,22 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
         reason = wait_until(lambda: asyncio.run(kafka_unavailable_reason(broker.bootstrap_servers)), timeout)
         if reason is not None:
             raise StartupError(f"Kafka on {broker.bootstrap_servers} did not become ready: {reason}")
+    created = asyncio.run(ensure_topics(runtime.settings, event_topics()))
+    if created:
+        echo(f"created topics: {', '.join(created)}")
     if settings.local_ray and not _alive(state, "ray"):
         head = _ray_head(runtime.settings, state)
         echo(f"starting Ray head on {head.address} (dashboard {head.dashboard_url})")
-        env = {**os.environ, **runtime.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        inherited = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+        env = {**inherited, **runtime.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        if runtime.ray_auth_token:
+            # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=runtime.ray_auth_token)
         procs = head.start(env, timeout=timeout)
         _record(state, data_dir, Component("ray", head.address, procs, {"dashboard": head.dashboard_url}), started)
     echo("deploying Serve applications")
-    _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings))
-    _serve.wait_running(runtime.dashboard_url, APPS, timeout)
+    _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings), runtime.ray_auth_token)
+    _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, APPS, timeout)
     state.components["gateway"] = Component("gateway", runtime.gateway_url)
     state.save(data_dir)
     reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz"), timeout)
@@ -340,12 +382,12 @@ def _stop(runtime: Runtime, state: State, only: list[str] | None, echo: Echo = _
     if settings.local_ray and (wanted("ray") or only is None):
         head = _ray_head(settings, state)
         recorded = state.components["ray"].procs if "ray" in state.components else []
-        ray_procs = {p.pid: p for p in [*recorded, *_ray.find_processes(head.temp_dir)]}
+        ray_procs = {p.pid: p for p in [*recorded, *_ray.find_processes(head.temp_dir, gcs_port=head.port)]}
         if any(p.alive() for p in ray_procs.values()):
             echo("stopping Serve and the Ray head")
             if "ray" in state.components and state.components["ray"].alive():
                 # Gently first, so replicas close their pools; a half-dead head is just stopped.
-                _serve.shutdown(runtime.dashboard_url, timeout=30)
+                _serve.shutdown(runtime.dashboard_url, runtime.ray_auth_token, timeout=30)
             terminate(list(ray_procs.values()), timeout=15)
             stopped += list(ray_procs)
         state.components.pop("ray", None)
@@ -432,6 +474,7 @@ def status(settings: Settings) -> dict[str, Any]:
             components.append(
                 {"name": name, "pids": alive, "address": component.address, "state": "running" if alive else "dead"}
             )
+    events = asyncio.run(_event_status(runtime.settings)) if runtime.settings.secret_key else {}
     ready = http_ready(runtime.gateway_url + "/readyz", timeout=5.0)
     components.append(
         {
@@ -443,9 +486,40 @@ def status(settings: Settings) -> dict[str, Any]:
     )
     return {
         "components": components,
-        "apps": _serve.applications(runtime.dashboard_url),
+        "apps": _serve.applications(runtime.dashboard_url, runtime.ray_auth_token),
+        "events": events,
         "dashboard": runtime.dashboard_url,
     }
+
+
+async def _event_status(settings: Settings) -> dict[str, Any]:
+    """Outbox backlog per service (admin connection) and lag per consumer group (Kafka admin), each bounded."""
+    outbox: dict[str, Any] = {}
+    try:
+        assert settings.database_url is not None
+        conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=3)
+        try:
+            for service in OUTBOX_SERVICES:
+                row = await conn.fetchrow(
+                    "SELECT count(*) AS rows,"
+                    " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_s"
+                    f" FROM {service}.outbox WHERE sent_at IS NULL"
+                )
+                assert row is not None
+                outbox[service] = {"rows": int(row["rows"]), "oldest_age_s": round(float(row["oldest_age_s"]), 3)}
+        finally:
+            await conn.close()
+    except Exception as exc:  # noqa: BLE001 - status reports what it cannot see
+        outbox = {"error": f"{type(exc).__name__}"}
+    consumers: dict[str, Any] = {}
+    try:
+        lag = await asyncio.wait_for(
+            consumer_group_lag(settings.kafka_bootstrap_servers, AUDIT_GROUP, audited_topics()), timeout=10
+        )
+        consumers[AUDIT_GROUP] = {"lag": lag["total"], "partitions": lag["partitions"]}
+    except Exception as exc:  # noqa: BLE001
+        consumers[AUDIT_GROUP] = {"error": type(exc).__name__}
+    return {"outbox": outbox, "consumers": consumers}
 
 
 __all__ = [

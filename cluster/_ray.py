@@ -38,9 +38,20 @@ def _is_worker(cmdline: list[str]) -> bool:
     return any("default_worker.py" in part for part in cmdline) or bool(cmdline and cmdline[0].startswith("ray::"))
 
 
-def find_processes(temp_dir: Path, *, daemons_only: bool = False) -> list[Proc]:
-    """Every live process whose command line names ``temp_dir``: the head's daemons and, unless
-    ``daemons_only``, its workers (which come and go on their own)."""
+def _names_gcs(cmdline: list[str], gcs_port: int | None) -> bool:
+    # Ray's client server names no temp dir, only the GCS address it serves (--address=<ip>:<port>).
+    if gcs_port is None:
+        return False
+    suffix = f":{gcs_port}"
+    return any(
+        part.startswith(("--address=", "--gcs-address=", "--gcs_address=")) and part.endswith(suffix)
+        for part in cmdline
+    )
+
+
+def find_processes(temp_dir: Path, *, gcs_port: int | None = None, daemons_only: bool = False) -> list[Proc]:
+    """Every live process of the head: those whose command line names ``temp_dir`` or its GCS port;
+    unless ``daemons_only``, its workers too (which come and go on their own)."""
     marker = str(temp_dir)
     found: list[Proc] = []
     for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
@@ -48,7 +59,9 @@ def find_processes(temp_dir: Path, *, daemons_only: bool = False) -> list[Proc]:
             cmdline = proc.info["cmdline"] or []
         except psutil.Error:
             continue
-        if proc.pid == os.getpid() or not any(marker in part for part in cmdline):
+        if proc.pid == os.getpid():
+            continue
+        if not any(marker in part for part in cmdline) and not _names_gcs(cmdline, gcs_port):
             continue
         if daemons_only and _is_worker(cmdline):
             continue
@@ -120,7 +133,7 @@ class LocalRayHead:
         if result.returncode != 0:
             raise StartupError(f"`ray start --head` failed with exit {result.returncode} (see {self.log})")
         time.sleep(0.5)
-        procs = find_processes(self.temp_dir, daemons_only=True)
+        procs = find_processes(self.temp_dir, gcs_port=self.port, daemons_only=True)
         if not procs:
             raise StartupError(f"Ray started but none of its processes can be found (see {self.log})")
         return procs

@@ -29,19 +29,24 @@ def serve_config(settings: Settings, path: Path | None = None) -> dict[str, Any]
     return config
 
 
-def deploy(dashboard_url: str, config: dict[str, Any], timeout: float = 30.0) -> None:
+def _headers(token: str | None) -> dict[str, str]:
+    # Ray's token authentication (RAY_AUTH_MODE=token) guards the dashboard's REST API.
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def deploy(dashboard_url: str, config: dict[str, Any], token: str | None, timeout: float = 30.0) -> None:
     try:
-        response = httpx.put(dashboard_url + _APPLICATIONS, json=config, timeout=timeout)
+        response = httpx.put(dashboard_url + _APPLICATIONS, json=config, headers=_headers(token), timeout=timeout)
     except httpx.HTTPError as exc:
         raise StartupError(f"the Ray dashboard at {dashboard_url} did not take the Serve config: {exc}") from exc
     if response.status_code >= 300:
         raise StartupError(f"deploying the Serve config failed ({response.status_code}): {response.text[:300]}")
 
 
-def applications(dashboard_url: str, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+def applications(dashboard_url: str, token: str | None, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
     """``{app name: {"status": ..., "message": ..., "deployments": {...}}}``; empty when Serve is not running."""
     try:
-        response = httpx.get(dashboard_url + _APPLICATIONS, timeout=timeout)
+        response = httpx.get(dashboard_url + _APPLICATIONS, headers=_headers(token), timeout=timeout)
         response.raise_for_status()
     except httpx.HTTPError:
         return {}
@@ -56,11 +61,11 @@ def applications(dashboard_url: str, timeout: float = 5.0) -> dict[str, dict[str
     }
 
 
-def wait_running(dashboard_url: str, names: list[str], timeout: float) -> None:
+def wait_running(dashboard_url: str, token: str | None, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     apps: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        apps = applications(dashboard_url)
+        apps = applications(dashboard_url, token)
         failed = {n: a for n, a in apps.items() if a["status"] == "DEPLOY_FAILED"}
         if failed:
             name, app = next(iter(failed.items()))
@@ -72,9 +77,9 @@ def wait_running(dashboard_url: str, names: list[str], timeout: float) -> None:
     raise StartupError(f"Serve apps not running after {timeout:.0f}s: {pending}")
 
 
-def shutdown(dashboard_url: str, timeout: float = 60.0) -> None:
+def shutdown(dashboard_url: str, token: str | None, timeout: float = 60.0) -> None:
     """Delete every Serve app (and Serve's proxies), gently; errors mean Ray is gone already."""
     try:
-        httpx.delete(dashboard_url + _APPLICATIONS, timeout=timeout)
+        httpx.delete(dashboard_url + _APPLICATIONS, headers=_headers(token), timeout=timeout)
     except httpx.HTTPError:
         pass

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from strata.actors.postgres import DatabaseError
 from strata.cluster import _lifecycle
+from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 
 
+events_app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
 
 
@@ -98,6 +100,19 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     for name, info in apps.items():
         deployments = ", ".join(f"{d}={s}" for d, s in info["deployments"].items())
         typer.echo(f"{name:<10} {info['status']:<14} {deployments}")
+    events: dict[str, Any] = report.get("events") or {}
+    if events:
+        typer.echo("")
+        typer.echo(f"{'OUTBOX':<10} {'UNSENT':>8} {'OLDEST(s)':>10}")
+        for service, backlog in events.get("outbox", {}).items():
+            if isinstance(backlog, dict):
+                typer.echo(f"{service:<10} {backlog.get('rows', '?'):>8} {backlog.get('oldest_age_s', '?'):>10}")
+            else:
+                typer.echo(f"{service:<10} {backlog}")
+        typer.echo("")
+        typer.echo(f"{'CONSUMER':<10} {'LAG':>8}")
+        for group, info in events.get("consumers", {}).items():
+            typer.echo(f"{group:<10} {info.get('lag', info.get('error', '?')):>8}")
 
 
 @app.command("kafka-jars")

@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 DatabaseBackend = Literal["replica", "actors"]
-SERVICES: tuple[str, ...] = ("auth", "users", "data")
+SERVICES: tuple[str, ...] = ("auth", "users", "data", "audit")
+"""Components owning a PostgreSQL schema and role: the services, and the audit log that consumes their events."""
 
 
 class Settings(BaseSettings):
@@ -57,6 +58,13 @@ class Settings(BaseSettings):
         default="",
         description="Address of an existing Ray cluster (host:port or ray://...). Empty: strata starts a local head.",
     )
+    ray_auth_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Token of Ray's token authentication (RAY_AUTH_MODE=token) for the dashboard and cluster calls. Empty:"
+            " generated once into the data dir for the local head; for an existing cluster, RAY_AUTH_TOKEN."
+        ),
+    )
     ray_port: Port = Field(default=0, description="GCS port of the local Ray head; 0 picks a free one once.")
     ray_dashboard_port: Port = Field(
         default=8265, description="Dashboard port of the local Ray head (serve status and deploys go through it)."
@@ -95,6 +103,31 @@ class Settings(BaseSettings):
         default=12, ge=1, description="Connection budget of one service's pool actors together (split evenly)."
     )
     db_command_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one database command, seconds.")
+    kafka_partitions: int = Field(
+        default=3, ge=1, le=1000, description="Partitions of each event topic strata creates."
+    )
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, le=7, description="Replication factor of each topic strata creates (1 on one broker)."
+    )
+    kafka_retention_hours: int = Field(
+        default=168, ge=1, description="How long event topics keep messages (retention.ms), in hours."
+    )
+    outbox_relays: int = Field(
+        default=1, ge=1, le=64, description="Relay actors per service outbox; each owns the rows of a share of keys."
+    )
+    outbox_batch_size: int = Field(default=200, ge=1, le=10_000, description="Outbox rows a relay publishes per batch.")
+    outbox_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often a relay looks for rows when no NOTIFY woke it, seconds."
+    )
+    outbox_retention_hours: float = Field(
+        default=24.0, gt=0, description="Sent outbox rows older than this are pruned, hours."
+    )
+    consumer_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Attempts at an event's effect before it goes to the dead-letter topic."
+    )
+    consumer_retry_backoff_s: float = Field(
+        default=0.2, gt=0, description="First pause between attempts at an event's effect (doubles each time), seconds."
+    )
     startup_timeout_s: float = Field(
         default=180.0, gt=0, description="How long `strata up` waits for every component to become ready."
     )

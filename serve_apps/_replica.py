@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from ray import serve
 
+from strata.actors.outbox import ensure_relays, outbox_backlog
 from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
 from strata.schemas import Settings
 from strata.serve_apps._logging import route_strata_logs_to_serve
@@ -51,12 +52,18 @@ class ServiceReplica:
     """Base of the auth, users and data deployments."""
 
     service: ClassVar[str]
+    has_outbox: ClassVar[bool] = True
 
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
         self._settings = Settings()
         self._db: Database = await open_database(self._settings, self.service, max_replicas=deployment_max_replicas())
+        self._ensure_relays()
         logger.info("%s replica started (database backend %s)", self.service, self._settings.db_backend(self.service))
+
+    def _ensure_relays(self) -> None:
+        if self.has_outbox:
+            ensure_relays(self.service, self._settings.outbox_relays)
 
     @property
     def db(self) -> Database:
@@ -74,6 +81,8 @@ class ServiceReplica:
             raise RuntimeError(f"event loop lagging {lag:.1f}s")
         if isinstance(self._db, ReplicaPoolDatabase) and self._db.state is PoolState.CLOSED:
             raise RuntimeError("database pool is closed")
+        # A relay killed for good (not restarted by Ray) is created again here, within one period.
+        self._ensure_relays()
 
     async def check_database(self) -> dict[str, Any]:
         """Readiness of this service's path to PostgreSQL, as the gateway's ``/readyz`` shows it."""
@@ -82,6 +91,17 @@ class ServiceReplica:
         except (DatabaseError, TimeoutError) as exc:
             return {"status": "down", "error": type(exc).__name__}
         return {"status": "up"}
+
+    async def readiness(self) -> dict[str, Any]:
+        """The database check and, for a service with an outbox, its backlog (unsent rows, oldest age)."""
+        database = await self.check_database()
+        report: dict[str, Any] = {"database": database}
+        if self.has_outbox and database["status"] == "up":
+            try:
+                report["outbox"] = await asyncio.wait_for(outbox_backlog(self._db, self.service), READINESS_TIMEOUT_S)
+            except (DatabaseError, TimeoutError) as exc:
+                report["outbox"] = {"error": type(exc).__name__}
+        return report
 
     async def __del__(self) -> None:
         db: Database | None = getattr(self, "_db", None)  # absent when __init__ failed

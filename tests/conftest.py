@@ -6,9 +6,18 @@ free loopback ports, and stopped by `strata down`'s code at the end.
 
 from __future__ import annotations
 
-import logging
 import os
+import secrets
+
+# Ray reads its authentication settings once, when it is first imported: the session's cluster runs with
+# token authentication (as `strata up` starts it), so this process, a Ray driver, holds the token from the start.
+SESSION_RAY_TOKEN = secrets.token_hex(32)
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = SESSION_RAY_TOKEN
+
+import logging
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,18 +64,29 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "db_pool_actors": 2,
         "db_pool_actor_connections": 4,
         "startup_timeout_s": 240.0,
+        "ray_auth_token": SESSION_RAY_TOKEN,
+        "outbox_relays": 2,
+        "outbox_poll_interval_s": 0.5,
+        "consumer_max_attempts": 3,
+        "consumer_retry_backoff_s": 0.05,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    settings = make_settings(tmp_path_factory.mktemp("strata"))
-    runtime = up(settings, echo=logger.info)
-    yield System(settings, runtime)
-    down(settings, echo=logger.info)
-    shutil.rmtree(temp_dir_for(settings.data_dir), ignore_errors=True)  # Ray's session logs
+def system() -> Iterator[System]:
+    # Not under pytest's own temp dir: that one is private to root (0700), and the embedded PostgreSQL runs
+    # as an unprivileged user when the suite runs as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="strata-test-"))
+    settings = make_settings(data_dir)
+    try:
+        runtime = up(settings, echo=logger.info)
+        yield System(settings, runtime)
+    finally:
+        down(settings, echo=logger.info)
+        shutil.rmtree(temp_dir_for(settings.data_dir), ignore_errors=True)  # Ray's session logs
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ class _Payload(BaseModel):
 
 ItemId = Annotated[str, Field(min_length=1, max_length=64, description="Id of the data item.")]
 OwnerId = Annotated[str, Field(min_length=1, max_length=256, description="Who owns the item.")]
-Kind = Annotated[str, Field(min_length=1, max_length=64, description="The item's kind (free-form, chosen by its owner).")]
+Kind = Annotated[
+    str, Field(min_length=1, max_length=64, description="The item's kind (free-form, chosen by its owner).")
+]
 
 
 class ItemCreated(_Payload):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ray import serve
 
 from strata.serve_apps._replica import ServiceReplica
+from strata.serve_apps.data import _items
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
@@ -12,6 +15,18 @@ class DataService(ServiceReplica):
     """Replica of the data service; owns schema ``data`` in PostgreSQL."""
 
     service = "data"
+
+    async def create_item(self, owner_id: str, kind: str, body: Any, request_id: str | None = None) -> dict[str, Any]:
+        return await self.db.run_in_transaction(_items.create_item, owner_id, kind, body, request_id)
+
+    async def update_item(self, item_id: str, body: Any, request_id: str | None = None) -> dict[str, Any]:
+        return await self.db.run_in_transaction(_items.update_item, item_id, body, request_id)
+
+    async def delete_item(self, item_id: str, request_id: str | None = None) -> None:
+        await self.db.run_in_transaction(_items.delete_item, item_id, request_id)
+
+    async def get_item(self, item_id: str) -> dict[str, Any]:
+        return await self.db.run_in_transaction(_items.get_item, item_id)
 
 
 app = DataService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()

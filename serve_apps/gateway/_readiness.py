@@ -19,18 +19,19 @@ from strata.actors.kafka import kafka_unavailable_reason
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 3.0
-APPS = ("gateway", "auth", "users", "data")
+APPS = ("gateway", "auth", "users", "data", "audit")
+SERVICES_WITH_OUTBOX = ("auth", "users", "data")
 
 
-async def check_postgres() -> dict[str, Any]:
+async def check_service(app: str) -> dict[str, Any]:
+    """One service's readiness report (its database path and outbox backlog), one hop away."""
     try:
-        handle = serve.get_app_handle("data")
-        result = await asyncio.wait_for(handle.check_database.remote(), timeout=CHECK_TIMEOUT_S)
-        return dict(result)
+        handle = serve.get_app_handle(app)
+        return dict(await asyncio.wait_for(handle.readiness.remote(), timeout=CHECK_TIMEOUT_S))
     except TimeoutError:
-        return {"status": "down", "error": "timeout"}
+        return {"database": {"status": "down", "error": "timeout"}}
     except Exception as exc:  # noqa: BLE001 - any failure on the path means "not ready"
-        return {"status": "down", "error": type(exc).__name__}
+        return {"database": {"status": "down", "error": type(exc).__name__}}
 
 
 async def check_kafka(bootstrap_servers: str) -> dict[str, Any]:
@@ -56,7 +57,13 @@ async def check_apps() -> dict[str, dict[str, Any]]:
 
 async def readiness(bootstrap_servers: str) -> tuple[bool, dict[str, Any]]:
     """``(ready, body)``: ready when PostgreSQL and Kafka are up and every app is RUNNING."""
-    postgres, kafka, apps = await asyncio.gather(check_postgres(), check_kafka(bootstrap_servers), check_apps())
+    kafka, apps, *services = await asyncio.gather(
+        check_kafka(bootstrap_servers), check_apps(), *(check_service(app) for app in SERVICES_WITH_OUTBOX)
+    )
+    reports = dict(zip(SERVICES_WITH_OUTBOX, services, strict=True))
+    # PostgreSQL as the data service reaches it: gateway -> data -> PostgreSQL, two hops.
+    postgres = reports["data"]["database"]
+    outbox = {app: report.get("outbox", {"error": "unknown"}) for app, report in reports.items()}
     ready = (
         postgres.get("status") == "up"
         and kafka.get("status") == "up"
@@ -67,6 +74,6 @@ async def readiness(bootstrap_servers: str) -> tuple[bool, dict[str, Any]]:
     body = {
         "status": "ready" if ready else "unready",
         "down": down,
-        "components": {"postgres": postgres, "kafka": kafka, "apps": apps},
+        "components": {"postgres": postgres, "kafka": kafka, "apps": apps, "outbox": outbox},
     }
     return ready, body

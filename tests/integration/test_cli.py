@@ -92,11 +92,22 @@ def test_status_shows_components_and_apps(system: System) -> None:
         assert states[name]["state"] == "running" and states[name]["pids"], states[name]
     assert states["gateway"]["state"] == "ready"
     assert {"gateway", "auth", "users", "data"} <= set(report["apps"])
+    assert set(report["events"]["outbox"]) == {"auth", "users", "data"}
+    assert all(isinstance(backlog["rows"], int) for backlog in report["events"]["outbox"].values())
+    assert isinstance(report["events"]["consumers"]["audit"]["lag"], int)
     table = _strata("status", env=system.env)
     assert table.returncode == 0 and "postgres" in table.stdout and "DataService" in table.stdout
+    assert "OUTBOX" in table.stdout and "CONSUMER" in table.stdout
 
 
 def test_unreachable_external_kafka_is_one_line(tmp_path: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
     result = _strata("up", env=_clean_env(tmp_path, STRATA_KAFKA_BOOTSTRAP_SERVERS=bootstrap))
     _assert_one_line_error(result, "cannot reach Kafka", bootstrap)
+
+
+def test_dlq_commands_list_and_replay(system: System) -> None:
+    listing = _strata("events", "dlq", "list", "audit", "--all", env=system.env)
+    assert listing.returncode == 0, listing.stderr
+    replay = _strata("events", "dlq", "replay", "no-such-group", env=system.env)
+    assert replay.returncode == 0 and "replayed 0 dead letter(s)" in replay.stdout

@@ -21,7 +21,7 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
     state = State.load(data_dir)
     recorded = {name: c.pids for name, c in state.components.items() if c.procs}
     assert {"postgres", "kafka", "ray"} <= set(recorded)
-    ray_procs = find_processes(temp_dir_for(data_dir))
+    ray_procs = find_processes(temp_dir_for(data_dir), gcs_port=state.ports["ray"])
     names = {psutil.Process(p.pid).name() for p in ray_procs if psutil.pid_exists(p.pid)}
     assert any("raylet" in n for n in names) and any("gcs_server" in n for n in names), names
 
@@ -33,5 +33,5 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
         pid for pid in all_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
     assert survivors == [], f"still running after down: {survivors}"
-    assert find_processes(temp_dir_for(data_dir)) == []
+    assert find_processes(temp_dir_for(data_dir), gcs_port=state.ports["ray"]) == []
     assert State.load(data_dir).components == {}

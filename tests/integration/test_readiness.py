@@ -40,7 +40,7 @@ def test_readyz_names_postgres_kafka_and_every_app(system: System) -> None:
     assert body["status"] == "ready"
     assert body["components"]["postgres"]["status"] == "up"
     assert body["components"]["kafka"]["status"] == "up"
-    assert set(body["components"]["apps"]) == {"gateway", "auth", "users", "data"}
+    assert set(body["components"]["apps"]) == {"gateway", "auth", "users", "data", "audit"}
     assert all(app["status"] == "RUNNING" for app in body["components"]["apps"].values())
 
 

@@ -17,7 +17,7 @@ def test_the_gateway_address_comes_from_the_settings() -> None:
 def test_the_config_is_valid_serve_and_only_the_gateway_has_a_route() -> None:
     config = ServeDeploySchema.model_validate(serve_config(Settings(_env_file=None)))
     routes = {app.name: app.route_prefix for app in config.applications}
-    assert routes == {"gateway": "/", "auth": None, "users": None, "data": None}
+    assert routes == {"gateway": "/", "auth": None, "users": None, "data": None, "audit": None}
 
 
 def test_every_app_imports_and_every_deployment_checks_health_every_5s() -> None:

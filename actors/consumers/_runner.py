@@ -1,0 +1,245 @@
+"""A consumer group member as a Ray actor: consume, apply once, commit after the effect, dead-letter poison.
+
+For each message, in partition order:
+
+1. parse and validate it as a strata CloudEvent; unparseable or
+   schema-invalid messages go straight to the group's dead-letter topic;
+2. apply the group's handler inside one PostgreSQL transaction that also
+   records ``(group, event id)`` in the consumer's inbox table: a redelivered
+   event finds its id there and has no second effect;
+3. a handler failure is retried with doubling pauses; after
+   ``consumer_max_attempts`` the message is dead-lettered and the group moves
+   on. PostgreSQL being unreachable is not the message's fault: it is retried
+   until the database returns, without counting attempts;
+4. offsets are committed after the batch's effects (and on partition
+   revocation), so a consumer killed at any point resumes from the last
+   committed offset and the inbox absorbs what it replays.
+
+The runner is named ``strata-consumer-<group>-<n>``, detached and restarted by
+Ray; members of one group share its partitions through Kafka's group protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import asyncpg
+import ray
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from ray.actor import ActorHandle
+
+from strata.actors.kafka import dead_letter_headers, dlq_topic, stop_quietly
+from strata.actors.postgres import NAMESPACE, AsyncpgPool, DatabaseUnavailable, service_dsn
+from strata.actors.postgres._roles import check_service_name
+from strata.schemas import Settings
+from strata.schemas.events import CloudEvent, decode
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, CloudEvent[Any]], Awaitable[None]]
+"""``async def handler(conn, event)``: the group's effect, inside the transaction that records the event id."""
+
+_MAX_BACKOFF_S = 5.0
+
+
+def consumer_name(group: str, index: int) -> str:
+    return f"strata-consumer-{group}-{index}"
+
+
+async def apply_once(
+    conn: asyncpg.Connection, schema: str, group: str, handler: Handler, event: CloudEvent[Any]
+) -> bool:
+    """Run ``handler`` unless ``group`` already applied ``event``; ``True`` if it ran. Call inside a transaction."""
+    first = await conn.fetchval(
+        f"INSERT INTO {schema}.inbox (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+        group,
+        event.id,
+    )
+    if not first:
+        return False
+    await handler(conn, event)
+    return True
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._runner.commit_processed()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class ConsumerRunner:
+    """One member of consumer group ``group`` writing its effects to schema ``service``."""
+
+    async def __init__(  # type: ignore[misc]  # Ray awaits an async constructor
+        self, group: str, topics: list[str], handler: Handler, service: str
+    ) -> None:
+        self._settings = Settings()
+        self._group = group
+        self._topics = topics
+        self._handler = handler
+        self._service = check_service_name(service)
+        self._db = AsyncpgPool(
+            service_dsn(self._settings, service),
+            max_size=2,
+            command_timeout=self._settings.db_command_timeout_s,
+            application_name=f"strata-consumer-{group}",
+            schema=service,
+        )
+        self._processed: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._applied = 0
+        self._duplicates = 0
+        self._dead_lettered = 0
+        self._last_error: str | None = None
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"consumer-{group}")
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "group": self._group,
+            "applied": self._applied,
+            "duplicates": self._duplicates,
+            "dead_lettered": self._dead_lettered,
+            "last_error": self._last_error,
+            "assigned": sorted(
+                f"{tp.topic}/{tp.partition}" for tp in (self._consumer.assignment() if self._consumer else ())
+            ),
+            "running": not self._task.done(),
+            "pid": os.getpid(),
+        }
+
+    async def commit_processed(self) -> None:
+        if self._consumer is None or not self._processed:
+            return
+        offsets, self._processed = self._processed, {}
+        with contextlib.suppress(Exception):  # a revoked partition's commit may be refused; the inbox absorbs replays
+            await self._consumer.commit(offsets)
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged, surfaced in stats(), restarted after a pause
+                self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+                logger.warning("consumer %s: %s; restarting in %.1fs", self._group, self._last_error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _consume(self) -> None:
+        await self._db.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+            client_id=f"strata-{self._group}",
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all"
+        )
+        consumer.subscribe(self._topics, listener=_CommitOnRevoke(self))
+        try:
+            await consumer.start()
+            await producer.start()
+            self._consumer = consumer
+            self._last_error = None
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        await self._handle(message, producer)
+                        self._processed[tp] = message.offset + 1
+                await self.commit_processed()
+        finally:
+            self._consumer = None
+            self._processed = {}
+            await stop_quietly(producer)
+            await stop_quietly(consumer)
+
+    async def _handle(self, message: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer) -> None:
+        try:
+            event = decode(message.value or b"")
+        except ValueError as exc:
+            await self._dead_letter(message, producer, exc, attempts=1)
+            return
+        attempt = 0
+        pause = self._settings.consumer_retry_backoff_s
+        while True:
+            try:
+                applied = await self._db.run_in_transaction(
+                    apply_once, self._service, self._group, self._handler, event
+                )
+            except DatabaseUnavailable as exc:
+                # Not the message's fault: wait for the database, do not count it as an attempt.
+                self._last_error = f"database unavailable: {exc}"
+                await asyncio.sleep(min(pause, _MAX_BACKOFF_S))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the handler's failure: retried, then dead-lettered
+                attempt += 1
+                if attempt >= self._settings.consumer_max_attempts:
+                    await self._dead_letter(message, producer, exc, attempts=attempt)
+                    return
+                await asyncio.sleep(min(pause, _MAX_BACKOFF_S))
+                pause *= 2
+                continue
+            if applied:
+                self._applied += 1
+            else:
+                self._duplicates += 1
+            return
+
+    async def _dead_letter(
+        self, message: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, error: BaseException, attempts: int
+    ) -> None:
+        logger.warning(
+            "consumer %s: %s/%d@%d goes to %s: %s",
+            self._group,
+            message.topic,
+            message.partition,
+            message.offset,
+            dlq_topic(self._group),
+            type(error).__name__,
+        )
+        await producer.send_and_wait(
+            dlq_topic(self._group),
+            value=message.value,
+            key=message.key,
+            headers=dead_letter_headers(message, self._group, error, attempts),
+        )
+        self._dead_lettered += 1
+
+
+_RemoteRunner = ray.remote(ConsumerRunner)
+
+
+def ensure_consumers(
+    group: str, topics: list[str], handler: Handler, service: str, members: int
+) -> list[ActorHandle[Any]]:
+    """The ``members`` runners of ``group``, created (detached, restarted by Ray) where missing. Idempotent."""
+    handles = []
+    for index in range(members):
+        handle = _RemoteRunner.options(
+            name=consumer_name(group, index),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=0,
+        ).remote(group, topics, handler, service)
+        handles.append(cast("ActorHandle[Any]", handle))
+    return handles

@@ -1,0 +1,7 @@
+"""The transactional outbox: record an event with the change it describes; relay actors publish it to Kafka."""
+
+from strata.actors.outbox._backlog import outbox_backlog
+from strata.actors.outbox._record import key_hash, notify_channel, record_event
+from strata.actors.outbox._relay import OutboxRelay, ensure_relays, relay_name
+
+__all__ = ["OutboxRelay", "ensure_relays", "key_hash", "notify_channel", "outbox_backlog", "record_event", "relay_name"]

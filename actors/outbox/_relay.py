@@ -1,0 +1,215 @@
+"""Relay actors: publish a service's outbox rows to Kafka, in order, and mark them sent.
+
+Relay ``k`` of ``n`` for a service owns the outbox rows whose ``key_hash % n ==
+k``, so every key goes through exactly one relay and keeps its order. A relay:
+
+1. holds a session advisory lock for its share, so a stray second copy (say,
+   during a restart) stays idle instead of publishing out of order;
+2. wakes on ``NOTIFY`` from :func:`record_event` and polls as a fallback;
+3. publishes a batch in ``seq`` order with the idempotent producer and
+   ``acks=all``, and marks sent only the rows up to the first one the broker
+   did not acknowledge; the rest are sent again (consumers deduplicate by id);
+4. backs off (doubling, capped) while Kafka or PostgreSQL is unreachable and
+   resumes on its own;
+5. prunes sent rows older than ``outbox_retention_hours``.
+
+The actors are named ``strata-relay-<service>-<k>`` in namespace ``strata``,
+detached, restarted by Ray when they die; a relay killed mid-batch leaves its
+rows unsent, and the restarted one publishes them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from typing import Any, cast
+
+import asyncpg
+import ray
+from aiokafka import AIOKafkaProducer
+from ray.actor import ActorHandle
+
+from strata.actors.kafka import stop_quietly
+from strata.actors.outbox._record import notify_channel
+from strata.actors.postgres import NAMESPACE, service_dsn
+from strata.actors.postgres._roles import check_service_name
+from strata.schemas import Settings
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=UTF-8")
+_MAX_BACKOFF_S = 5.0
+_PRUNE_EVERY_S = 60.0
+
+
+def relay_name(service: str, shard: int) -> str:
+    return f"strata-relay-{check_service_name(service)}-{shard}"
+
+
+def _lock_key(service: str, shard: int, shards: int) -> int:
+    digest = hashlib.sha256(f"strata-relay:{service}:{shard}/{shards}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class OutboxRelay:
+    """One relay: one share of one service's outbox."""
+
+    async def __init__(self, service: str, shard: int, shards: int) -> None:  # type: ignore[misc]  # Ray awaits it
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard={shard} must be in [0, {shards})")
+        self._settings = Settings()
+        self._service = check_service_name(service)
+        self._shard = shard
+        self._shards = shards
+        self._wake = asyncio.Event()
+        self._published = 0
+        self._last_error: str | None = None
+        self._leader = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"relay-{service}-{shard}")
+
+    # --- remote API --------------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """What this relay has done; ``running`` is false only if its loop ended (a bug)."""
+        return {
+            "service": self._service,
+            "shard": self._shard,
+            "shards": self._shards,
+            "leader": self._leader,
+            "published": self._published,
+            "last_error": self._last_error,
+            "running": not self._task.done(),
+            "pid": os.getpid(),
+        }
+
+    async def wake(self) -> None:
+        self._wake.set()
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._serve_share()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged, surfaced in stats(), retried after a pause
+                self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._leader = False
+                logger.warning(
+                    "relay %s/%d: %s; retrying in %.1fs", self._service, self._shard, self._last_error, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            else:  # pragma: no cover - _serve_share only returns by raising
+                backoff = 0.1
+
+    async def _serve_share(self) -> None:
+        conn = await asyncpg.connect(service_dsn(self._settings, self._service), timeout=10)
+        producer: AIOKafkaProducer | None = None
+        try:
+            lock = _lock_key(self._service, self._shard, self._shards)
+            # Another copy of this relay may hold the share (shutting down, or started twice): wait for it.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):  # noqa: ASYNC110 - polls Postgres
+                await asyncio.sleep(self._settings.outbox_poll_interval_s)
+            self._leader = True
+            await conn.add_listener(notify_channel(self._service), self._on_notify)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                request_timeout_ms=15_000,
+                client_id=relay_name(self._service, self._shard),
+            )
+            await producer.start()
+            self._last_error = None
+            last_prune = 0.0
+            while True:
+                sent = await self._publish_batch(conn, producer)
+                if time.monotonic() - last_prune > _PRUNE_EVERY_S:
+                    await self._prune(conn)
+                    last_prune = time.monotonic()
+                if sent < self._settings.outbox_batch_size:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_poll_interval_s)
+                if conn.is_closed():
+                    raise ConnectionError("relay's database connection closed")
+        finally:
+            self._leader = False
+            if producer is not None:
+                await stop_quietly(producer)
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        rows = await conn.fetch(
+            f"SELECT seq, topic, key, payload FROM {self._service}.outbox"
+            " WHERE sent_at IS NULL AND key_hash % $1 = $2 ORDER BY seq LIMIT $3",
+            self._shards,
+            self._shard,
+            self._settings.outbox_batch_size,
+        )
+        if not rows:
+            return 0
+        deliveries = [
+            await producer.send(
+                row["topic"], value=bytes(row["payload"]), key=row["key"].encode(), headers=[CONTENT_TYPE]
+            )
+            for row in rows
+        ]
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        acked: list[int] = []
+        failure: BaseException | None = None
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = result
+                break
+            acked.append(row["seq"])
+        if acked:
+            await conn.execute(
+                f"UPDATE {self._service}.outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", acked
+            )
+            self._published += len(acked)
+        if failure is not None:
+            raise failure
+        return len(rows)
+
+    async def _prune(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            f"DELETE FROM {self._service}.outbox WHERE seq IN ("
+            f" SELECT seq FROM {self._service}.outbox"
+            "  WHERE sent_at < now() - make_interval(secs => $1) AND key_hash % $2 = $3 LIMIT 10000)",
+            self._settings.outbox_retention_hours * 3600,
+            self._shards,
+            self._shard,
+        )
+
+
+_RemoteRelay = ray.remote(OutboxRelay)
+
+
+def ensure_relays(service: str, shards: int) -> list[ActorHandle[Any]]:
+    """The relay actors of ``service``, created (detached, restarted by Ray) where missing. Idempotent."""
+    handles = []
+    for shard in range(shards):
+        handle = _RemoteRelay.options(
+            name=relay_name(service, shard),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=0,
+        ).remote(service, shard, shards)
+        handles.append(cast("ActorHandle[Any]", handle))
+    return handles

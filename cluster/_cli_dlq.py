@@ -1,0 +1,52 @@
+"""`strata events dlq ...`: list and replay a consumer group's dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from strata.actors.kafka import list_dead_letters, replay_dead_letters
+from strata.cluster import _lifecycle
+from strata.cluster._state import State
+from strata.schemas import Settings
+
+dlq_app = typer.Typer(help="Dead letters of a consumer group: list them, replay them once fixed.", no_args_is_help=True)
+
+
+def _bootstrap() -> str:
+    settings = Settings()
+    runtime = _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()), create=False)
+    return runtime.settings.kafka_bootstrap_servers
+
+
+@dlq_app.command("list")
+def list_letters(
+    group: Annotated[str, typer.Argument(help="Consumer group, e.g. audit.")],
+    show_all: Annotated[bool, typer.Option("--all", help="Include letters already replayed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per letter.")] = False,
+) -> None:
+    """Show the dead letters of GROUP not replayed yet (or all): origin, error, attempts."""
+    letters = asyncio.run(list_dead_letters(_bootstrap(), group, pending_only=not show_all))
+    if as_json:
+        for letter in letters:
+            typer.echo(json.dumps(letter.as_dict()))
+        return
+    if not letters:
+        typer.echo(f"no {'' if show_all else 'pending '}dead letters for group {group!r}")
+        return
+    for letter in letters:
+        info = letter.as_dict()
+        typer.echo(
+            f"{info['partition']}@{info['offset']}  from {info['origin']}  after {info['attempts']} attempt(s)"
+            f"  {info['error_type']}: {info['error']}"
+        )
+
+
+@dlq_app.command("replay")
+def replay(group: Annotated[str, typer.Argument(help="Consumer group, e.g. audit.")]) -> None:
+    """Send GROUP's pending dead letters back to their original topics (after fixing their cause)."""
+    letters = asyncio.run(replay_dead_letters(_bootstrap(), group))
+    typer.echo(f"replayed {len(letters)} dead letter(s) of group {group!r}")

@@ -1,0 +1,24 @@
+-- The audit log: one row per domain event, whoever produced it. Written by the audit consumer group.
+CREATE TABLE log (
+    event_id    uuid        PRIMARY KEY,
+    type        text        NOT NULL,
+    source      text        NOT NULL,
+    subject     text        NOT NULL,
+    actor       text,
+    request_id  text,
+    occurred_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX log_by_time ON log (occurred_at DESC);
+CREATE INDEX log_by_actor ON log (actor, occurred_at DESC);
+CREATE INDEX log_by_type ON log (type, occurred_at DESC);
+
+-- Event ids a consumer group has applied, written in the same transaction as the effect,
+-- so a redelivered event has no second effect.
+CREATE TABLE inbox (
+    consumer_group text        NOT NULL,
+    event_id       uuid        NOT NULL,
+    processed_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, event_id)
+);
