@@ -164,17 +164,15 @@ class EmbeddedKafka:
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_properties()
         if not (self.data / "meta.properties").exists():
-            cluster_id = uuid.uuid4().bytes
-
-            cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+            # Kafka's cluster id: a base64url UUID. It may start with "-", so it is passed as --cluster-id=<id>.
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(
                 self._java(
                     jars,
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "-t",
-                    cid,
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(self.properties_file),
                 ),

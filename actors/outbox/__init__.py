@@ -2,6 +2,15 @@
 
 from strata.actors.outbox._backlog import outbox_backlog
 from strata.actors.outbox._record import key_hash, notify_channel, record_event
-from strata.actors.outbox._relay import OutboxRelay, ensure_relays, relay_name
+from strata.actors.outbox._relay import OutboxRelay, ensure_relays, prune_sent, relay_name
 
-__all__ = ["OutboxRelay", "ensure_relays", "key_hash", "notify_channel", "outbox_backlog", "record_event", "relay_name"]
+__all__ = [
+    "OutboxRelay",
+    "ensure_relays",
+    "key_hash",
+    "notify_channel",
+    "outbox_backlog",
+    "prune_sent",
+    "record_event",
+    "relay_name",
+]

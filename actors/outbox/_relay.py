@@ -185,14 +185,29 @@ class OutboxRelay:
         return len(rows)
 
     async def _prune(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            f"DELETE FROM {self._service}.outbox WHERE seq IN ("
-            f" SELECT seq FROM {self._service}.outbox"
-            "  WHERE sent_at < now() - make_interval(secs => $1) AND key_hash % $2 = $3 LIMIT 10000)",
-            self._settings.outbox_retention_hours * 3600,
-            self._shards,
-            self._shard,
+        await prune_sent(
+            conn, self._service, self._shard, self._shards, older_than_s=self._settings.outbox_retention_hours * 3600
         )
+
+
+async def prune_sent(
+    conn: asyncpg.Connection, service: str, shard: int, shards: int, *, older_than_s: float, limit: int = 10_000
+) -> int:
+    """Delete up to ``limit`` rows of one share that were sent more than ``older_than_s`` ago; return how many.
+
+    Unsent rows are never pruned, however old.
+    """
+    service = check_service_name(service)
+    status = await conn.execute(
+        f"DELETE FROM {service}.outbox WHERE seq IN ("
+        f" SELECT seq FROM {service}.outbox"
+        "  WHERE sent_at < now() - make_interval(secs => $1) AND key_hash % $2 = $3 LIMIT $4)",
+        older_than_s,
+        shards,
+        shard,
+        limit,
+    )
+    return int(status.split()[-1])
 
 
 _RemoteRelay = ray.remote(OutboxRelay)

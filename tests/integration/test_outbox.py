@@ -63,3 +63,36 @@ async def test_a_committed_change_has_exactly_one_outbox_row_which_gets_sent(sys
         return bool(await admin_value(system, "SELECT sent_at IS NOT NULL FROM data.outbox WHERE key = $1", item["id"]))
 
     await eventually(sent, what="the relay to mark the row sent")
+
+
+async def test_pruning_removes_only_old_sent_rows_of_its_own_share(system: System) -> None:
+    import asyncpg
+
+    from strata.actors.outbox import key_hash, prune_sent
+    from strata.schemas.events import ITEM_CREATED, ItemCreated, encode, new_event
+
+    conn = await asyncpg.connect(system.admin_dsn)
+    try:
+        keys = [f"prune-{uuid.uuid4().hex[:8]}" for _ in range(8)]
+        for key in keys:
+            event = new_event(
+                ITEM_CREATED, ItemCreated(item_id=key, owner_id="p", kind="k", version=1), subject="s", key=key
+            )
+            await conn.execute(
+                "INSERT INTO data.outbox (id, topic, key, key_hash, payload, sent_at) VALUES ($1, $2, $3, $4, $5,"
+                " CASE WHEN $6 THEN now() - interval '2 days' END)",
+                event.id,
+                "strata.data.item.v1",
+                key,
+                key_hash(key),
+                encode(event),
+                keys.index(key) % 2 == 0,
+            )
+        mine = [k for k in keys if key_hash(k) % 2 == 0]
+        await prune_sent(conn, "data", 0, 2, older_than_s=3600)
+        left = {r["key"] for r in await conn.fetch("SELECT key FROM data.outbox WHERE key = ANY($1)", keys)}
+        pruned = {k for k in keys if k not in left}
+        assert pruned == {k for k in mine if keys.index(k) % 2 == 0}, "only old, sent rows of share 0/2 go"
+        await conn.execute("DELETE FROM data.outbox WHERE key = ANY($1)", keys)
+    finally:
+        await conn.close()

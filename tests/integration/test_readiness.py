@@ -42,6 +42,9 @@ def test_readyz_names_postgres_kafka_and_every_app(system: System) -> None:
     assert body["components"]["kafka"]["status"] == "up"
     assert set(body["components"]["apps"]) == {"gateway", "auth", "users", "data", "audit"}
     assert all(app["status"] == "RUNNING" for app in body["components"]["apps"].values())
+    outbox = body["components"]["outbox"]
+    assert set(outbox) == {"auth", "users", "data"}
+    assert all(isinstance(backlog["rows"], int) and backlog["oldest_age_s"] >= 0 for backlog in outbox.values())
 
 
 def test_unknown_route_is_problem_json(system: System) -> None:
