@@ -128,6 +128,33 @@ class Settings(BaseSettings):
     consumer_retry_backoff_s: float = Field(
         default=0.2, gt=0, description="First pause between attempts at an event's effect (doubles each time), seconds."
     )
+    token_issuer: str = Field(default="strata", min_length=1, description="`iss` of access tokens.")
+    token_audience: str = Field(default="strata-api", min_length=1, description="`aud` of access tokens.")
+    token_algorithm: Literal["EdDSA", "RS256"] = Field(
+        default="EdDSA", description="Signature algorithm of access tokens (Ed25519, or RSA 2048 with RS256)."
+    )
+    access_token_ttl_s: int = Field(default=300, ge=30, le=3600, description="Lifetime of an access token, seconds.")
+    refresh_token_ttl_s: int = Field(
+        default=30 * 24 * 3600, ge=300, description="Lifetime of a refresh token (and its family), seconds."
+    )
+    token_leeway_s: int = Field(
+        default=5, ge=0, le=60, description="Clock skew tolerated when checking exp/nbf/iat, seconds."
+    )
+    argon2_time_cost: int = Field(default=2, ge=1, le=20, description="argon2id iterations (t).")
+    argon2_memory_kib: int = Field(
+        default=19_456, ge=8_192, le=1_048_576, description="argon2id memory (m), KiB; 19 MiB is OWASP's minimum."
+    )
+    argon2_parallelism: int = Field(default=1, ge=1, le=16, description="argon2id lanes (p).")
+    login_free_failures: int = Field(
+        default=3, ge=1, le=100, description="Failed logins per account or client address before backoff starts."
+    )
+    login_lock_after: int = Field(
+        default=10, ge=2, le=1000, description="Failed logins per account or client after which it is locked."
+    )
+    login_lock_s: int = Field(default=900, ge=1, description="How long a lock lasts, seconds.")
+    login_failure_window_s: int = Field(
+        default=900, ge=1, description="Failures older than this no longer count, seconds."
+    )
     startup_timeout_s: float = Field(
         default=180.0, gt=0, description="How long `strata up` waits for every component to become ready."
     )

@@ -1,0 +1,90 @@
+"""Errors a client caused or must act on, raised by services and answered by the gateway as problem+json.
+
+::
+
+    DomainError                    status 400; ``slug`` makes the stable problem ``type``
+    ├── Unauthorized               401: no, bad or expired credentials
+    │   ├── InvalidCredentials     wrong email or password (one answer for both)
+    │   └── InvalidToken           a bad access or refresh token; ``error`` goes to WWW-Authenticate
+    ├── Forbidden                  403: authenticated, but the route's permission is missing
+    ├── ResourceNotFound           404
+    ├── Conflict                   409: e.g. the email is taken
+    ├── Unprocessable              422: valid JSON, refused by a rule (e.g. the password policy)
+    └── TooManyRequests            429: ``retry_after`` seconds before trying again
+
+They pickle (they cross Ray calls from a service to the gateway) and carry no
+internal detail: ``detail`` is written for the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """Base: ``status``, ``slug`` and ``title`` are fixed per class; ``detail`` is for the client."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad Request"
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.retry_after = retry_after
+        self.extra = extra
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.detail, self.retry_after, self.extra))
+
+
+def _rebuild(cls: type[DomainError], detail: str, retry_after: float | None, extra: dict[str, Any]) -> DomainError:
+    return cls(detail, retry_after=retry_after, **extra)
+
+
+class Unauthorized(DomainError):
+    status = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+
+
+class InvalidCredentials(Unauthorized):
+    slug = "invalid-credentials"
+    title = "Invalid email or password"
+
+
+class InvalidToken(Unauthorized):
+    """``extra["error"]`` is the RFC 6750 error code (``invalid_token``) for ``WWW-Authenticate``."""
+
+    slug = "invalid-token"
+    title = "Invalid token"
+
+
+class Forbidden(DomainError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class ResourceNotFound(DomainError):
+    status = 404
+    slug = "not-found"
+    title = "Not Found"
+
+
+class Conflict(DomainError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class Unprocessable(DomainError):
+    status = 422
+    slug = "unprocessable"
+    title = "Unprocessable Content"
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too Many Requests"
