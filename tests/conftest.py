@@ -19,7 +19,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -38,6 +38,12 @@ class System:
 
     settings: Settings  # as configured (what an operator sets)
     runtime: Runtime  # as resolved (DSNs and addresses filled in)
+    secrets: set[str] = field(default_factory=set)  # every secret the suite used: no log line may contain one
+
+    def remember_secret(self, value: str) -> str:
+        """Note ``value`` (a password, a token) so the log scan at the end looks for it; returns it."""
+        self.secrets.add(value)
+        return value
 
     @property
     def env(self) -> dict[str, str]:

@@ -1,0 +1,50 @@
+"""No password, token or key material in any log line the system wrote during the suite.
+
+Runs last (after every test that handled a secret) and reads every log file:
+Ray's session logs (Serve, workers, raylet, GCS, dashboard), PostgreSQL's and Kafka's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from strata.actors.postgres import service_password
+from strata.cluster._ray import temp_dir_for
+from strata.schemas import SERVICES
+from tests.conftest import SESSION_RAY_TOKEN, System
+
+pytestmark = [pytest.mark.integration, pytest.mark.last]
+
+
+def _log_files(system: System) -> list[Path]:
+    data_dir = system.settings.data_dir.resolve()
+    files = [p for p in temp_dir_for(data_dir).rglob("*") if p.is_file() and p.suffix in {".log", ".out", ".err", ""}]
+    files += [p for p in (data_dir / "postgres").glob("*.log")]
+    files += [p for p in (data_dir / "kafka").glob("*.log*")] + [
+        data_dir / "kafka" / "kafka.out",
+        data_dir / "ray-start.log",
+    ]
+    return [p for p in files if p.exists() and p.stat().st_size < 200 * 1024 * 1024]
+
+
+def test_no_secret_appears_in_any_log_line(system: System) -> None:
+    settings = system.runtime.settings
+    assert settings.secret_key is not None and settings.database_url is not None
+    secret_key = settings.secret_key.get_secret_value()
+    secrets = {
+        secret_key,
+        settings.database_url.get_secret_value().split(":")[2].split("@")[0],  # the admin password
+        SESSION_RAY_TOKEN,
+        *(service_password(secret_key, service) for service in SERVICES),
+        *system.secrets,
+    }
+    secrets = {s for s in secrets if len(s) >= 8}
+    files = _log_files(system)
+    assert len(files) > 10, "the scan must see the system's logs"
+    leaks = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        leaks += [f"{path.name}: {secret[:4]}..." for secret in secrets if secret in text]
+    assert leaks == []
