@@ -102,6 +102,7 @@ class ConsumerRunner:
         self._duplicates = 0
         self._dead_lettered = 0
         self._last_error: str | None = None
+        self._failures = 0  # consecutive restarts; the pause before the next doubles with each
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"consumer-{group}")
 
     async def stats(self) -> dict[str, Any]:
@@ -126,17 +127,17 @@ class ConsumerRunner:
             await self._consumer.commit(offsets)
 
     async def _run(self) -> None:
-        backoff = 0.2
         while True:
             try:
                 await self._consume()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged, surfaced in stats(), restarted after a pause
+                self._failures += 1
+                backoff = min(0.2 * 2 ** (self._failures - 1), _MAX_BACKOFF_S)
                 self._last_error = f"{type(exc).__name__}: {exc}"[:500]
                 logger.warning("consumer %s: %s; restarting in %.1fs", self._group, self._last_error, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _consume(self) -> None:
         await self._db.start()
@@ -157,6 +158,7 @@ class ConsumerRunner:
             await producer.start()
             self._consumer = consumer
             self._last_error = None
+            self._failures = 0
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for tp, messages in batches.items():
@@ -196,6 +198,7 @@ class ConsumerRunner:
                 await asyncio.sleep(min(pause, _MAX_BACKOFF_S))
                 pause *= 2
                 continue
+            self._last_error = None
             if applied:
                 self._applied += 1
             else:
@@ -218,7 +221,7 @@ class ConsumerRunner:
             dlq_topic(self._group),
             value=message.value,
             key=message.key,
-            headers=dead_letter_headers(message, self._group, error, attempts),
+            headers=[*(message.headers or ()), *dead_letter_headers(message, self._group, error, attempts)],
         )
         self._dead_lettered += 1
 

@@ -61,6 +61,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
+    original_headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def origin(self) -> str:
@@ -113,6 +114,7 @@ async def _read(bootstrap_servers: str, group: str, *, pending_only: bool) -> tu
                     r.key,
                     r.value,
                     {k: v.decode(errors="replace") for k, v in (r.headers or ())},
+                    tuple((k, v) for k, v in (r.headers or ()) if not k.startswith("strata-dlq-")),
                 )
                 for r in records
                 if r.offset < ends[tp]
@@ -143,7 +145,8 @@ async def replay_dead_letters(bootstrap_servers: str, group: str) -> list[DeadLe
             original = letter.headers.get(H_TOPIC)
             if not original:
                 continue
-            await producer.send_and_wait(original, value=letter.value, key=letter.key)
+            headers = list(letter.original_headers) or None
+            await producer.send_and_wait(original, value=letter.value, key=letter.key, headers=headers)
         last: dict[TopicPartition, OffsetAndMetadata] = {}
         for letter in letters:
             tp = TopicPartition(dlq_topic(group), letter.partition)

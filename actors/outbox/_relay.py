@@ -69,6 +69,7 @@ class OutboxRelay:
         self._published = 0
         self._last_error: str | None = None
         self._leader = False
+        self._failures = 0  # consecutive; the pause before the next try doubles with each
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"relay-{service}-{shard}")
 
     # --- remote API --------------------------------------------------------------------------------
@@ -92,22 +93,20 @@ class OutboxRelay:
     # --- the loop ----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.1
         while True:
             try:
                 await self._serve_share()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged, surfaced in stats(), retried after a pause
+                self._failures += 1
+                backoff = min(0.1 * 2 ** (self._failures - 1), _MAX_BACKOFF_S)
                 self._last_error = f"{type(exc).__name__}: {exc}"[:500]
                 self._leader = False
                 logger.warning(
                     "relay %s/%d: %s; retrying in %.1fs", self._service, self._shard, self._last_error, backoff
                 )
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-            else:  # pragma: no cover - _serve_share only returns by raising
-                backoff = 0.1
 
     async def _serve_share(self) -> None:
         conn = await asyncpg.connect(service_dsn(self._settings, self._service), timeout=10)
@@ -129,6 +128,7 @@ class OutboxRelay:
             )
             await producer.start()
             self._last_error = None
+            self._failures = 0
             last_prune = 0.0
             while True:
                 sent = await self._publish_batch(conn, producer)
