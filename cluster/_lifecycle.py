@@ -39,8 +39,7 @@ from strata.cluster._probes import http_ready, postgres_error, wait_until
 from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
 from strata.schemas import SERVICES, Settings
 from strata.schemas.events import topics
-from strata.serve_apps.audit._log import GROUP as AUDIT_GROUP
-from strata.serve_apps.audit._log import audited_topics
+from strata.serve_apps._groups import consumer_groups
 
 Echo = Callable[[str], None]
 APPS = ["gateway", "auth", "users", "data", "audit"]
@@ -193,7 +192,7 @@ OUTBOX_SERVICES = ("auth", "users", "data")
 
 def event_topics() -> list[str]:
     """Every topic strata creates: the catalogue's and each consumer group's dead-letter topic."""
-    return [*topics(), dlq_topic(AUDIT_GROUP)]
+    return [*topics(), *(dlq_topic(group) for group in consumer_groups())]
 
 
 # --- preflight ------------------------------------------------------------------------------------
@@ -512,13 +511,14 @@ async def _event_status(settings: Settings) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - status reports what it cannot see
         outbox = {"error": f"{type(exc).__name__}"}
     consumers: dict[str, Any] = {}
-    try:
-        lag = await asyncio.wait_for(
-            consumer_group_lag(settings.kafka_bootstrap_servers, AUDIT_GROUP, audited_topics()), timeout=10
-        )
-        consumers[AUDIT_GROUP] = {"lag": lag["total"], "partitions": lag["partitions"]}
-    except Exception as exc:  # noqa: BLE001
-        consumers[AUDIT_GROUP] = {"error": type(exc).__name__}
+    for group, group_topics in consumer_groups().items():
+        try:
+            lag = await asyncio.wait_for(
+                consumer_group_lag(settings.kafka_bootstrap_servers, group, group_topics), timeout=10
+            )
+            consumers[group] = {"lag": lag["total"], "partitions": lag["partitions"]}
+        except Exception as exc:  # noqa: BLE001
+            consumers[group] = {"error": type(exc).__name__}
     return {"outbox": outbox, "consumers": consumers}
 
 

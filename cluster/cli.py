@@ -21,6 +21,7 @@ from strata.actors.postgres import DatabaseError
 from strata.cluster import _lifecycle
 from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
+from strata.cluster._cli_keys import keys_app
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
@@ -38,6 +39,7 @@ app = typer.Typer(
 
 events_app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
+app.add_typer(keys_app, name="keys")
 
 
 def _echo(message: str) -> None:

@@ -14,6 +14,8 @@ import secrets
 SESSION_RAY_TOKEN = secrets.token_hex(32)
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN"] = SESSION_RAY_TOKEN
+# A handle used after ray.shutdown() must fail, not quietly start a second, local Ray instance.
+os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
 
 import logging
 import shutil

@@ -10,7 +10,7 @@ the same few pools and the connection count stays within
 :class:`PoolActorDatabase` implements :class:`Database` over them: each call goes
 to the actor with the fewest calls in flight from this client (ties at
 random). A dead actor is replaced (Ray restarts it, or the client creates it
-anew); a read is retried once (on the least busy actor, which may be the
+anew); a read is retried up to three times (on the least busy actor, which may be the
 replacement), a write raises
 :class:`DatabaseUnavailable`, since a write may have committed before its actor
 died, and the next call goes to the replacement.
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 NAMESPACE = "strata"
 
+_READ_ATTEMPTS = 4
 _ACTOR_GONE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 
@@ -159,8 +160,12 @@ class PoolActorDatabase:
     async def _call(self, method: str, *args: Any, idempotent: bool) -> Any:
         if self._closed:
             raise DatabaseUnavailable("database client is closed")
-        attempts = 2 if idempotent else 1
+        # A read may go to a replacement (which Ray may take a moment to register under the name); a write
+        # is tried once, since it may have committed before its actor died.
+        attempts = _READ_ATTEMPTS if idempotent else 1
         for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(0.2 * attempt)
             index = self._choose()
             actor = self._actor(index)
             self._in_flight[index] += 1

@@ -1,11 +1,16 @@
 """strata's events: the CloudEvents envelope, the catalogue of types and topics, payload models, JSON Schemas."""
 
 from strata.schemas.events._catalog import (
+    ACCOUNT_LOGGED_IN,
+    ACCOUNT_LOGIN_FAILED,
+    ACCOUNT_PASSWORD_CHANGED,
+    ACCOUNT_REGISTERED,
     EVENT_TYPES,
     ITEM_CREATED,
     ITEM_DELETED,
     ITEM_UPDATED,
     SCHEMA_BASE_URL,
+    SESSIONS_REVOKED,
     EventType,
     UnknownEventType,
     event_type,
@@ -22,19 +27,38 @@ from strata.schemas.events._jsonschema import (
     validate_against_schema,
     write_schemas,
 )
-from strata.schemas.events._payloads import ItemCreated, ItemDeleted, ItemUpdated
+from strata.schemas.events._payloads import (
+    AccountLoggedIn,
+    AccountLoginFailed,
+    AccountPasswordChanged,
+    AccountRegistered,
+    ItemCreated,
+    ItemDeleted,
+    ItemUpdated,
+    SessionsRevoked,
+)
 
 __all__ = [
+    "ACCOUNT_LOGGED_IN",
+    "ACCOUNT_LOGIN_FAILED",
+    "ACCOUNT_PASSWORD_CHANGED",
+    "ACCOUNT_REGISTERED",
     "EVENT_TYPES",
     "ITEM_CREATED",
     "ITEM_DELETED",
     "ITEM_UPDATED",
     "SCHEMA_BASE_URL",
+    "SESSIONS_REVOKED",
+    "AccountLoggedIn",
+    "AccountLoginFailed",
+    "AccountPasswordChanged",
+    "AccountRegistered",
     "CloudEvent",
     "EventType",
     "ItemCreated",
     "ItemDeleted",
     "ItemUpdated",
+    "SessionsRevoked",
     "UnknownEventType",
     "decode",
     "encode",

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from strata.schemas.events._payloads import ItemCreated, ItemDeleted, ItemUpdated
+from strata.schemas.events._payloads import (
+    AccountLoggedIn,
+    AccountLoginFailed,
+    AccountPasswordChanged,
+    AccountRegistered,
+    ItemCreated,
+    ItemDeleted,
+    ItemUpdated,
+    SessionsRevoked,
+)
 
 SCHEMA_BASE_URL = "https://strata.dev/schemas/events/"
 
@@ -46,7 +55,25 @@ ITEM_CREATED = EventType("data", "item", "created", ItemCreated)
 ITEM_UPDATED = EventType("data", "item", "updated", ItemUpdated)
 ITEM_DELETED = EventType("data", "item", "deleted", ItemDeleted)
 
-EVENT_TYPES: dict[str, EventType] = {e.type: e for e in (ITEM_CREATED, ITEM_UPDATED, ITEM_DELETED)}
+ACCOUNT_REGISTERED = EventType("auth", "account", "registered", AccountRegistered)
+ACCOUNT_LOGGED_IN = EventType("auth", "account", "logged_in", AccountLoggedIn)
+ACCOUNT_LOGIN_FAILED = EventType("auth", "account", "login_failed", AccountLoginFailed)
+ACCOUNT_PASSWORD_CHANGED = EventType("auth", "account", "password_changed", AccountPasswordChanged)
+SESSIONS_REVOKED = EventType("auth", "account", "sessions_revoked", SessionsRevoked)
+
+EVENT_TYPES: dict[str, EventType] = {
+    e.type: e
+    for e in (
+        ITEM_CREATED,
+        ITEM_UPDATED,
+        ITEM_DELETED,
+        ACCOUNT_REGISTERED,
+        ACCOUNT_LOGGED_IN,
+        ACCOUNT_LOGIN_FAILED,
+        ACCOUNT_PASSWORD_CHANGED,
+        SESSIONS_REVOKED,
+    )
+}
 
 
 def event_type(name: str) -> EventType:

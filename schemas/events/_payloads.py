@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,3 +44,61 @@ class ItemDeleted(_Payload):
     item_id: ItemId
     owner_id: OwnerId
     version: Annotated[int, Field(ge=1, description="The item's last version.")]
+
+
+UserId = Annotated[
+    str, Field(min_length=1, max_length=64, description="Id of the account (the `sub` of its access tokens).")
+]
+SessionId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="Id of the session: its refresh-token family (the `sid` claim)."),
+]
+
+
+class AccountRegistered(_Payload):
+    """An account was registered (email and password); its profile is created from this event."""
+
+    user_id: UserId
+    email: Annotated[str, Field(min_length=3, max_length=254, description="The account's email, lower-cased.")]
+
+
+class AccountLoggedIn(_Payload):
+    """An account logged in with its password, starting a session."""
+
+    user_id: UserId
+    session_id: SessionId
+
+
+class AccountLoginFailed(_Payload):
+    """A login was refused: wrong email or password, or too many recent failures (no credential is included)."""
+
+    user_id: UserId | None = Field(
+        default=None, description="The account tried, when the email belongs to one; null for an unknown email."
+    )
+    reason: Literal["invalid_credentials", "locked"] = Field(
+        description=(
+            "invalid_credentials: wrong email or password, or a disabled account; locked: refused without checking"
+            " the password, during a backoff or lock after repeated failures."
+        )
+    )
+
+
+class AccountPasswordChanged(_Payload):
+    """An account's password was changed (its sessions are revoked with it)."""
+
+    user_id: UserId
+
+
+class SessionsRevoked(_Payload):
+    """Sessions of an account were ended: refresh tokens stop working, access tokens should be refused at once."""
+
+    user_id: UserId
+    reason: Literal["logout", "logout_all", "refresh_token_reuse", "password_changed"] = Field(
+        description=(
+            "logout: one session; logout_all: every session; refresh_token_reuse: a rotated refresh token was"
+            " presented again, so its session was revoked; password_changed: every session."
+        )
+    )
+    family_id: SessionId | None = Field(
+        default=None, description="The one session revoked (logout, refresh_token_reuse); null when all were."
+    )

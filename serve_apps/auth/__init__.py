@@ -1,5 +1,39 @@
-"""The auth service: deployment, domain logic and its own schema's migrations (``migrations/``)."""
+"""The auth service: credentials, sessions (refresh-token families), signing keys and their JWKS.
+
+Its deployment, domain logic and its own schema's migrations (``migrations/``)
+live here; the gateway verifies the access tokens it signs.
+"""
 
 from strata.serve_apps.auth._deployment import AuthService, app
+from strata.serve_apps.auth._keys import (
+    KEY_CACHE_TTL_S,
+    ActiveKeyCache,
+    EncryptedKey,
+    KeyDecryptionError,
+    SigningKey,
+    ensure_active_key,
+    jwks,
+    key_inventory,
+    rotate_key,
+)
+from strata.serve_apps.auth._passwords import PasswordHasher, check_password_policy
+from strata.serve_apps.auth._service import Authenticator
+from strata.serve_apps.auth._tokens import issue_access_token
 
-__all__ = ["AuthService", "app"]
+__all__ = [
+    "KEY_CACHE_TTL_S",
+    "ActiveKeyCache",
+    "AuthService",
+    "Authenticator",
+    "EncryptedKey",
+    "KeyDecryptionError",
+    "PasswordHasher",
+    "SigningKey",
+    "app",
+    "check_password_policy",
+    "ensure_active_key",
+    "issue_access_token",
+    "jwks",
+    "key_inventory",
+    "rotate_key",
+]

@@ -1,17 +1,90 @@
-"""The auth service as a Serve deployment (an application without an HTTP route, reached by handle)."""
+"""The auth service as a Serve deployment (an application without an HTTP route, reached by handle).
+
+Thin: each method hands over to :class:`~strata.serve_apps.auth._service.Authenticator`.
+Answers are plain dicts; client errors are :class:`~strata.schemas.DomainError`
+subclasses, which the gateway answers as problem+json.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from typing import Any
+
 from ray import serve
 
+from strata.actors.postgres import DatabaseError
 from strata.serve_apps._replica import ServiceReplica
+from strata.serve_apps.auth._service import Authenticator
+
+logger = logging.getLogger(__name__)
+
+_HOUSEKEEPING_EVERY_S = 600.0
+_HOUSEKEEPING_TIMEOUT_S = 2.0  # well within the health check's timeout
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
 class AuthService(ServiceReplica):
-    """Replica of the auth service; owns schema ``auth`` in PostgreSQL."""
+    """Replica of the auth service; owns schema ``auth`` in PostgreSQL: accounts, sessions, signing keys."""
 
     service = "auth"
+
+    async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
+        await super().__init__()
+        self._auth = Authenticator(self.db, self._settings)
+        self._housekept_at = time.monotonic()
+        try:
+            kid = await self._auth.start()
+            logger.info("auth replica signs with key %s", kid)
+        except DatabaseError as exc:  # PostgreSQL down: the first token made will create or read the key
+            logger.warning("could not check the signing key at start: %s", type(exc).__name__)
+
+    async def register(self, email: str, password: str, request_id: str | None = None) -> dict[str, Any]:
+        """``{"user_id", "email"}``."""
+        return await self._auth.register(email, password, request_id)
+
+    async def login(
+        self, email: str, password: str, client: str | None = None, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """``{"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}``."""
+        return await self._auth.login(email, password, client, request_id)
+
+    async def refresh(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
+        """A new token pair, same shape as :meth:`login`."""
+        return await self._auth.refresh(refresh_token, request_id)
+
+    async def logout(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
+        """``{"revoked_sessions": 0 | 1}``."""
+        return await self._auth.logout(refresh_token, request_id)
+
+    async def logout_all(self, user_id: str, request_id: str | None = None) -> dict[str, Any]:
+        """``{"revoked_sessions": n}``."""
+        return await self._auth.logout_all(user_id, request_id)
+
+    async def change_password(
+        self, user_id: str, current_password: str, new_password: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """``{"user_id", "revoked_sessions"}``."""
+        return await self._auth.change_password(user_id, current_password, new_password, request_id)
+
+    async def jwks(self) -> dict[str, Any]:
+        """``{"keys": [active JWK, previous JWK]}``."""
+        return await self._auth.jwks()
+
+    async def rotate_keys(self) -> dict[str, Any]:
+        """``{"kid", "previous_kid"}``."""
+        return await self._auth.rotate_keys()
+
+    async def check_health(self) -> None:
+        await super().check_health()
+        # Stale login counts and long-expired refresh tokens go, now and then; a database outage only delays it.
+        if time.monotonic() - self._housekept_at >= _HOUSEKEEPING_EVERY_S:
+            self._housekept_at = time.monotonic()
+            try:
+                await asyncio.wait_for(self._auth.housekeeping(), timeout=_HOUSEKEEPING_TIMEOUT_S)
+            except (DatabaseError, TimeoutError) as exc:
+                logger.info("auth housekeeping skipped: %s", type(exc).__name__)
 
 
 app = AuthService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()

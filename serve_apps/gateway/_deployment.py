@@ -8,28 +8,42 @@ handles.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from strata.schemas import Settings
+from strata.schemas import DomainError, Settings
 from strata.serve_apps._logging import route_strata_logs_to_serve
+from strata.serve_apps.gateway._access import PermissionCache, authorize
+from strata.serve_apps.gateway._auth_routes import router as auth_router
 from strata.serve_apps.gateway._problems import problem
 from strata.serve_apps.gateway._readiness import readiness
+from strata.serve_apps.gateway._services import service
+from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
+from strata.serve_apps.gateway._users_routes import router as users_router
 
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
-api = FastAPI(title="strata", version="0.1.0", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+api = FastAPI(
+    title="strata",
+    version="0.1.0",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url="/openapi.json",
+    # Every route's permission is enforced here, from the one table in _access.py.
+    dependencies=[Depends(authorize)],
+)
 
 
 def _serve_request_id() -> str:
@@ -73,10 +87,39 @@ async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONRes
     return problem(request, exc.status_code, slugs.get(exc.status_code, "http-error"), str(exc.detail))
 
 
+@api.exception_handler(DomainError)
+async def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
+    """A service's (or the edge's own) client-facing error, as problem+json with the headers it calls for."""
+    extra = {k: v for k, v in exc.extra.items() if k != "error" and isinstance(v, str | int | float | bool)}
+    response = problem(request, exc.status, exc.slug, exc.title, exc.detail or None, **extra)
+    if exc.status == 401:
+        challenge = 'Bearer realm="strata"'
+        error = exc.extra.get("error")
+        if error:
+            description = (exc.detail or exc.title).replace('"', "'")
+            challenge += f', error="{error}", error_description="{description}"'
+        response.headers["WWW-Authenticate"] = challenge
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
+
+
 @api.exception_handler(RequestValidationError)
 async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
     return problem(request, 422, "validation", "Request body or parameters are invalid", errors=errors)
+
+
+async def _fetch_jwks() -> dict[str, Any]:
+    return dict(await service("auth").jwks.remote())
+
+
+async def _fetch_role_permissions() -> dict[str, list[str]]:
+    return dict(await service("users").role_permissions.remote())
+
+
+api.include_router(auth_router)
+api.include_router(users_router)
 
 
 @serve.deployment(
@@ -92,6 +135,8 @@ class Gateway:
     def __init__(self) -> None:
         route_strata_logs_to_serve()
         self._settings = Settings()
+        api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
+        api.state.permissions = PermissionCache(_fetch_role_permissions)
 
     async def check_health(self) -> None:
         """Liveness for Serve: answering this call at all means the replica's loop runs."""

@@ -1,4 +1,4 @@
-"""The users service: deployment, domain logic and its own schema's migrations (``migrations/``)."""
+"""The users service: profiles, roles and their permissions (data, not code), in schema ``users``."""
 
 from strata.serve_apps.users._deployment import UsersService, app
 

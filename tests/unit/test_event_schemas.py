@@ -47,7 +47,14 @@ from strata.schemas.events import (
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 # Payloads the generic builder below cannot make (a field it does not know how to fill): one dict per type.
-EXPLICIT_SAMPLES: dict[str, dict[str, Any]] = {}
+EXPLICIT_SAMPLES: dict[str, dict[str, Any]] = {
+    "strata.auth.account.login_failed.v1": {"user_id": str(uuid.uuid4()), "reason": "invalid_credentials"},
+    "strata.auth.account.sessions_revoked.v1": {
+        "user_id": str(uuid.uuid4()),
+        "reason": "refresh_token_reuse",
+        "family_id": str(uuid.uuid4()),
+    },
+}
 
 
 def sample_payload(event: EventType) -> dict[str, Any]:

@@ -1,0 +1,483 @@
+"""The auth service's use cases: register, log in, refresh, log out, change password, publish and rotate keys.
+
+:class:`Authenticator` orchestrates them over a :class:`~strata.actors.postgres.Database`
+(plain async Python, no Serve): CPU-bound hashing runs in threads, each
+database step is one short unit of work (the module-level functions below,
+importable for the pool-actor backend), and every state change records its
+event in the same transaction.
+
+Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
+
+    register         Unprocessable (invalid email, password policy; ``code`` names the rule), Conflict (email taken)
+    login            InvalidCredentials (wrong password, unknown email, disabled account: one answer),
+                     TooManyRequests (``retry_after``: backing off or locked)
+    refresh          InvalidToken (unknown, used, revoked or expired token, disabled account: one answer)
+    change_password  InvalidCredentials (wrong current password), TooManyRequests, Unprocessable (policy),
+                     ResourceNotFound (no such account), Forbidden (disabled account)
+    logout_all       ResourceNotFound (no such account)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from strata.actors.outbox import record_event
+from strata.actors.postgres import Database, UniqueViolation
+from strata.schemas import (
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    InvalidToken,
+    ResourceNotFound,
+    Settings,
+    TooManyRequests,
+    Unprocessable,
+)
+from strata.schemas.events import (
+    ACCOUNT_LOGGED_IN,
+    ACCOUNT_LOGIN_FAILED,
+    ACCOUNT_PASSWORD_CHANGED,
+    ACCOUNT_REGISTERED,
+    AccountLoggedIn,
+    AccountLoginFailed,
+    AccountPasswordChanged,
+    AccountRegistered,
+    new_event,
+)
+from strata.serve_apps.auth import _keys, _refresh, _throttle
+from strata.serve_apps.auth._keys import ActiveKeyCache
+from strata.serve_apps.auth._passwords import (
+    MAX_PASSWORD_LENGTH,
+    PasswordHasher,
+    check_email,
+    check_password_policy,
+    normalize_email,
+)
+from strata.serve_apps.auth._refresh import Refused, Session
+from strata.serve_apps.auth._throttle import Scope, ThrottlePolicy, retry_after_header, subjects_for
+from strata.serve_apps.auth._tokens import hash_refresh_token, issue_access_token, new_refresh_token
+
+logger = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS = "wrong email or password"
+INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"
+TOO_MANY_FAILURES = "too many failed attempts; try again later"
+UNKNOWN_ACCOUNT_KEY = "unknown"
+"""Event key (and subject id) of a failed login whose email belongs to no account."""
+
+
+# --- units of work --------------------------------------------------------------------------------------------
+
+
+async def create_account(
+    conn: asyncpg.Connection, email: str, password_hash: str, request_id: str | None = None
+) -> dict[str, Any]:
+    """Insert an account; records ``registered``. A taken email raises :class:`UniqueViolation`."""
+    user_id = str(uuid.uuid4())
+    await conn.execute(
+        "INSERT INTO auth.accounts (user_id, email, password_hash) VALUES ($1, $2, $3)", user_id, email, password_hash
+    )
+    await record_event(
+        conn,
+        new_event(
+            ACCOUNT_REGISTERED,
+            AccountRegistered(user_id=user_id, email=email),
+            subject=f"account/{user_id}",
+            key=user_id,
+            request_id=request_id,
+            actor=user_id,
+        ),
+    )
+    return {"user_id": user_id, "email": email}
+
+
+async def admit_login(
+    conn: asyncpg.Connection,
+    policy: ThrottlePolicy,
+    email: str,
+    client: str | None,
+    request_id: str | None = None,
+) -> tuple[float, dict[str, Any] | None]:
+    """Charge a login attempt to the throttle and read the account; ``(wait, account)``.
+
+    ``wait > 0``: refused without checking the password; records
+    ``login_failed`` (reason ``locked``). ``account`` is ``None`` for an
+    unknown email.
+    """
+    wait = await _throttle.charge_attempt(conn, policy, subjects_for(email, client))
+    row = await conn.fetchrow(
+        "SELECT user_id::text AS user_id, password_hash, disabled FROM auth.accounts WHERE email = $1", email
+    )
+    account = None if row is None else dict(row)
+    if wait > 0:
+        await _record_login_failed(conn, None if account is None else account["user_id"], "locked", request_id)
+    return wait, account
+
+
+async def record_login_failure(conn: asyncpg.Connection, user_id: str | None, request_id: str | None = None) -> None:
+    """Record ``login_failed`` (reason ``invalid_credentials``); the attempt was charged when admitted."""
+    await _record_login_failed(conn, user_id, "invalid_credentials", request_id)
+
+
+async def _record_login_failed(
+    conn: asyncpg.Connection,
+    user_id: str | None,
+    reason: Literal["invalid_credentials", "locked"],
+    request_id: str | None,
+) -> None:
+    key = user_id or UNKNOWN_ACCOUNT_KEY
+    await record_event(
+        conn,
+        new_event(
+            ACCOUNT_LOGIN_FAILED,
+            AccountLoginFailed(user_id=user_id, reason=reason),
+            subject=f"account/{key}",
+            key=key,
+            request_id=request_id,
+            actor=user_id,
+        ),
+    )
+
+
+async def complete_login(
+    conn: asyncpg.Connection,
+    policy: ThrottlePolicy,
+    subjects: list[tuple[Scope, str]],
+    user_id: str,
+    old_hash: str,
+    new_hash: str | None,
+    refresh_hash: bytes,
+    refresh_ttl_s: int,
+    request_id: str | None = None,
+) -> Session | None:
+    """After a verified password: settle the throttle, upgrade the hash, start a session; ``None`` if disabled.
+
+    Records ``logged_in``. The hash is replaced only if it is still the one
+    verified, so a concurrent password change is never overwritten.
+    """
+    account = await conn.fetchrow(
+        "SELECT roles, perm_version, disabled FROM auth.accounts WHERE user_id = $1 FOR UPDATE", user_id
+    )
+    if account is None or account["disabled"]:
+        return None
+    await _throttle.settle_success(conn, policy, subjects)
+    if new_hash is not None:
+        await conn.execute(
+            "UPDATE auth.accounts SET password_hash = $3 WHERE user_id = $1 AND password_hash = $2",
+            user_id,
+            old_hash,
+            new_hash,
+        )
+    family_id, expires_at = await _refresh.start_family(conn, user_id, refresh_hash, refresh_ttl_s)
+    await record_event(
+        conn,
+        new_event(
+            ACCOUNT_LOGGED_IN,
+            AccountLoggedIn(user_id=user_id, session_id=family_id),
+            subject=f"account/{user_id}",
+            key=user_id,
+            request_id=request_id,
+            actor=user_id,
+        ),
+    )
+    return Session(user_id, family_id, expires_at, tuple(account["roles"]), int(account["perm_version"]))
+
+
+async def read_account(conn: asyncpg.Connection, user_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT user_id::text AS user_id, email, password_hash, disabled FROM auth.accounts WHERE user_id = $1",
+        user_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def replace_password(
+    conn: asyncpg.Connection,
+    policy: ThrottlePolicy,
+    user_id: str,
+    email: str,
+    old_hash: str | None,
+    new_hash: str,
+    request_id: str | None = None,
+) -> int | None:
+    """Store ``new_hash`` if the hash is still ``old_hash``, revoke every session; return how many were live.
+
+    ``None`` when the password changed meanwhile (the caller's check is void).
+    Records ``password_changed`` and ``sessions_revoked`` (reason ``password_changed``).
+    """
+    status = await conn.execute(
+        "UPDATE auth.accounts SET password_hash = $3, password_changed_at = now()"
+        " WHERE user_id = $1 AND password_hash IS NOT DISTINCT FROM $2",
+        user_id,
+        old_hash,
+        new_hash,
+    )
+    if status.split()[-1] == "0":
+        return None
+    await _throttle.settle_success(conn, policy, subjects_for(email, None))
+    await record_event(
+        conn,
+        new_event(
+            ACCOUNT_PASSWORD_CHANGED,
+            AccountPasswordChanged(user_id=user_id),
+            subject=f"account/{user_id}",
+            key=user_id,
+            request_id=request_id,
+            actor=user_id,
+        ),
+    )
+    return await _refresh.revoke_all(conn, user_id, "password_changed", request_id)
+
+
+async def logout_everywhere(conn: asyncpg.Connection, user_id: str, request_id: str | None = None) -> int | None:
+    """Revoke every session of ``user_id``; ``None`` when there is no such account."""
+    if await conn.fetchval("SELECT 1 FROM auth.accounts WHERE user_id = $1", user_id) is None:
+        return None
+    return await _refresh.revoke_all(conn, user_id, "logout_all", request_id)
+
+
+async def housekeeping(conn: asyncpg.Connection, policy: ThrottlePolicy, refresh_grace_s: float) -> dict[str, int]:
+    """Delete login counts that no longer count and refresh tokens expired more than ``refresh_grace_s`` ago."""
+    return {
+        "login_failures": await _throttle.prune_failures(conn, policy),
+        "refresh_tokens": await _refresh.prune_expired(conn, refresh_grace_s),
+    }
+
+
+# --- orchestration --------------------------------------------------------------------------------------------
+
+
+def _user_id(value: str) -> str | None:
+    """``value`` as a canonical UUID string, or ``None`` when it is not one."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+class Authenticator:
+    """The auth service's use cases over its database; what :class:`AuthService` replicas delegate to.
+
+    Answers are plain dicts (they cross Ray calls); client errors are
+    :class:`~strata.schemas.DomainError` subclasses (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        hasher: PasswordHasher | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if settings.secret_key is None or not settings.secret_key.get_secret_value():
+            raise ValueError("STRATA_SECRET_KEY is not set: the auth service encrypts its signing keys with it")
+        self._db = db
+        self._settings = settings
+        self._hasher = hasher or PasswordHasher.from_settings(settings)
+        self._policy = ThrottlePolicy.from_settings(settings)
+        self._clock = clock
+        self._keys = ActiveKeyCache(db, settings.secret_key.get_secret_value(), settings.token_algorithm)
+
+    async def start(self) -> str:
+        """Make sure an active signing key of the configured algorithm exists; return its ``kid``."""
+        return await self._keys.ensure_configured()
+
+    # register ---------------------------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str, request_id: str | None = None) -> dict[str, Any]:
+        """A new account: ``{"user_id", "email"}``. Records ``registered``."""
+        normalized = check_email(email)
+        check_password_policy(password, normalized)
+        password_hash = await self._hasher.hash_async(password)
+        try:
+            return await self._db.run_in_transaction(create_account, normalized, password_hash, request_id)
+        except UniqueViolation:
+            raise Conflict("an account with this email already exists", code="email-taken") from None
+
+    # login ------------------------------------------------------------------------------------------------
+
+    async def login(
+        self, email: str, password: str, client: str | None = None, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """A token pair for a correct email and password.
+
+        A wrong password, an unknown email and a disabled account all answer
+        :class:`InvalidCredentials` with one detail, after one argon2
+        verification each, and all count as failures of the email and of the
+        client; too many recent failures answer :class:`TooManyRequests`
+        before any password is checked.
+        """
+        normalized = normalize_email(email)
+        subjects = subjects_for(normalized, client)
+        wait, account = await self._db.run_in_transaction(admit_login, self._policy, normalized, client, request_id)
+        if wait > 0:
+            raise TooManyRequests(TOO_MANY_FAILURES, retry_after=retry_after_header(wait))
+        stored_hash = None if account is None else account["password_hash"]
+        if len(password) > MAX_PASSWORD_LENGTH:  # no policy let it in: refuse without paying for a long hash
+            ok, new_hash = await self._hasher.verify_and_update_async("", None)
+        else:
+            ok, new_hash = await self._hasher.verify_and_update_async(password, stored_hash)
+        session: Session | None = None
+        token = new_refresh_token()
+        if ok and account is not None and not account["disabled"]:
+            session = await self._db.run_in_transaction(
+                complete_login,
+                self._policy,
+                subjects,
+                account["user_id"],
+                stored_hash,
+                new_hash,
+                hash_refresh_token(token),
+                self._settings.refresh_token_ttl_s,
+                request_id,
+            )
+        if session is None:
+            user_id = None if account is None else account["user_id"]
+            await self._db.run_in_transaction(record_login_failure, user_id, request_id)
+            raise InvalidCredentials(INVALID_CREDENTIALS)
+        if new_hash is not None:
+            logger.info("password hash of account %s upgraded to the current argon2 parameters", session.user_id)
+        return await self._token_pair(session, token)
+
+    # refresh, logout --------------------------------------------------------------------------------------
+
+    async def refresh(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
+        """A new token pair for the family's newest refresh token; roles and ``pv`` are read afresh.
+
+        Presenting a token already rotated revokes its whole family (committed)
+        and answers :class:`InvalidToken`, like any other refusal.
+        """
+        new_token = new_refresh_token()
+        result = await self._db.run_in_transaction(
+            _refresh.rotate_refresh_token, hash_refresh_token(refresh_token), hash_refresh_token(new_token), request_id
+        )
+        if isinstance(result, Refused):
+            if result.reason == "reused":
+                logger.warning(
+                    "refresh token reused: session %s of account %s revoked", result.family_id, result.user_id
+                )
+            raise InvalidToken(INVALID_REFRESH_TOKEN, error="invalid_token")
+        return await self._token_pair(result, new_token)
+
+    async def logout(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
+        """End the session of ``refresh_token``: ``{"revoked_sessions": 0 | 1}`` (0: unknown or ended already)."""
+        revoked = await self._db.run_in_transaction(
+            _refresh.revoke_family, hash_refresh_token(refresh_token), request_id
+        )
+        return {"revoked_sessions": revoked}
+
+    async def logout_all(self, user_id: str, request_id: str | None = None) -> dict[str, Any]:
+        """End every session of ``user_id``: ``{"revoked_sessions": n}``. Records ``sessions_revoked``."""
+        canonical = _user_id(user_id)
+        revoked = (
+            None if canonical is None else await self._db.run_in_transaction(logout_everywhere, canonical, request_id)
+        )
+        if revoked is None:
+            raise ResourceNotFound("no such account")
+        return {"revoked_sessions": revoked}
+
+    # change password --------------------------------------------------------------------------------------
+
+    async def change_password(
+        self, user_id: str, current_password: str, new_password: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Replace the password after checking the current one; every session is revoked.
+
+        Answers ``{"user_id", "revoked_sessions"}``; the client logs in again.
+        Wrong current passwords count as failures of the account, like logins.
+        """
+        canonical = _user_id(user_id)
+        account = None if canonical is None else await self._db.run_in_transaction(read_account, canonical)
+        if account is None:
+            raise ResourceNotFound("no such account")
+        if account["disabled"]:
+            raise Forbidden("this account is disabled")
+        # The new password's checks need nothing stored: done first, they never cost a charged attempt.
+        if new_password == current_password:
+            raise Unprocessable("the new password must differ from the current one", code="password-unchanged")
+        check_password_policy(new_password, account["email"])
+        subjects = subjects_for(account["email"], None)
+        wait = await self._db.run_in_transaction(_throttle.charge_attempt, self._policy, subjects)
+        if wait > 0:
+            raise TooManyRequests(TOO_MANY_FAILURES, retry_after=retry_after_header(wait))
+        if len(current_password) > MAX_PASSWORD_LENGTH:
+            ok, _ = await self._hasher.verify_and_update_async("", None)
+        else:
+            ok, _ = await self._hasher.verify_and_update_async(current_password, account["password_hash"])
+        if not ok:
+            raise InvalidCredentials("the current password is wrong")
+        new_hash = await self._hasher.hash_async(new_password)
+        revoked = await self._db.run_in_transaction(
+            replace_password,
+            self._policy,
+            account["user_id"],
+            account["email"],
+            account["password_hash"],
+            new_hash,
+            request_id,
+        )
+        if revoked is None:
+            raise InvalidCredentials("the current password is wrong")  # changed meanwhile by another request
+        return {"user_id": account["user_id"], "revoked_sessions": revoked}
+
+    # keys ---------------------------------------------------------------------------------------------------
+
+    async def jwks(self) -> dict[str, Any]:
+        """The JWKS document: ``{"keys": [active, previous]}``, public members only."""
+        return await self._db.run_in_transaction(_keys.jwks)
+
+    async def rotate_keys(self) -> dict[str, Any]:
+        """Make a new active signing key: ``{"kid": new, "previous_kid": old or None}``.
+
+        This replica signs with it at once; the others within
+        :data:`~strata.serve_apps.auth._keys.KEY_CACHE_TTL_S` seconds.
+        """
+        previous = await self._db.run_in_transaction(_keys.active_key_record)
+        candidate = await asyncio.to_thread(_keys.new_signing_key, self._secret, self._settings.token_algorithm)
+        kid = await self._db.run_in_transaction(_keys.install_key, candidate)
+        self._keys.invalidate()
+        logger.info("signing key rotated: %s is active", kid)
+        return {"kid": kid, "previous_kid": None if previous is None else previous["kid"]}
+
+    async def housekeeping(self) -> dict[str, int]:
+        """Prune stale login counts and long-expired refresh tokens."""
+        return await self._db.run_in_transaction(housekeeping, self._policy, float(self._settings.refresh_token_ttl_s))
+
+    # helpers ------------------------------------------------------------------------------------------------
+
+    @property
+    def _secret(self) -> str:
+        assert self._settings.secret_key is not None  # checked in __init__
+        return self._settings.secret_key.get_secret_value()
+
+    async def _token_pair(self, session: Session, refresh_token: str) -> dict[str, Any]:
+        key = await self._keys.get()
+        now = self._clock()
+        access_token = issue_access_token(
+            key.kid,
+            key.algorithm,
+            key.private_key,
+            sub=session.user_id,
+            roles=session.roles,
+            perm_version=session.perm_version,
+            session_id=session.family_id,
+            settings=self._settings,
+            now=now,
+        )
+        remaining = (session.expires_at - datetime.fromtimestamp(now, UTC)).total_seconds()
+        return {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self._settings.access_token_ttl_s,
+            "refresh_token": refresh_token,
+            "refresh_expires_in": max(0, int(remaining)),
+        }

@@ -1,0 +1,141 @@
+"""Access-token verification at the edge, with no call per request.
+
+The auth service publishes its public keys (JWKS: the active key and the
+previous one). Each gateway replica caches them and verifies every token
+locally: signature with the key named by ``kid``, algorithm on an allow-list
+(the key's own algorithm, never ``none`` or an HMAC), ``iss``, ``aud``,
+``exp``/``nbf``/``iat`` with a small leeway, and the claims strata needs. An
+unknown ``kid`` refreshes the cache once (a rotation happened), at most every
+few seconds, so a flood of forged kids cannot turn into a flood of fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from strata.schemas import InvalidToken, Settings
+
+ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
+_REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
+_MIN_REFRESH_INTERVAL_S = 5.0
+_MAX_AGE_S = 300.0
+
+JwksSource = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What the gateway knows about a caller from a verified token."""
+
+    user_id: str
+    roles: tuple[str, ...]
+    perm_version: int
+    session_id: str | None
+    token_id: str
+    issued_at: int
+    expires_at: int
+
+
+def _invalid(description: str) -> InvalidToken:
+    return InvalidToken(description, error="invalid_token")
+
+
+class JwksCache:
+    """Public keys by ``kid``, fetched from ``source`` when unknown or stale."""
+
+    def __init__(self, source: JwksSource, clock: Callable[[], float] = time.monotonic) -> None:
+        self._source = source
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        if kid in self._keys and self._clock() - self._fetched_at < _MAX_AGE_S:
+            return self._keys[kid]
+        await self._refresh()
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if self._clock() - self._fetched_at < _MIN_REFRESH_INTERVAL_S:
+                return
+            document = await self._source()
+            keys: dict[str, jwt.PyJWK] = {}
+            for jwk in document.get("keys", []):
+                if jwk.get("alg") in ALLOWED_ALGORITHMS and jwk.get("kid") and jwk.get("use", "sig") == "sig":
+                    keys[jwk["kid"]] = jwt.PyJWK(jwk)
+            self._keys = keys
+            self._fetched_at = self._clock()
+
+
+class TokenVerifier:
+    """Verifies ``Authorization: Bearer`` access tokens against the JWKS cache."""
+
+    def __init__(self, settings: Settings, jwks: JwksCache) -> None:
+        self._issuer = settings.token_issuer
+        self._audience = settings.token_audience
+        self._leeway = settings.token_leeway_s
+        self._jwks = jwks
+
+    async def verify_header(self, authorization: str | None) -> AccessClaims:
+        if not authorization:
+            raise InvalidToken("an access token is required", error=None)
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _invalid("expected 'Authorization: Bearer <token>'")
+        return await self.verify(token.strip())
+
+    async def verify(self, token: str) -> AccessClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _invalid("malformed token") from None
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise _invalid("unsupported signature algorithm")
+        if not isinstance(kid, str) or not kid:
+            raise _invalid("token has no key id")
+        key = await self._jwks.key(kid)
+        if key is None:
+            raise _invalid("unknown signing key")
+        if key.algorithm_name != algorithm:
+            raise _invalid("algorithm does not match the key")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[key.algorithm_name],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _invalid("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _invalid("token not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise _invalid("token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise _invalid("token from another issuer") from None
+        except jwt.PyJWTError:
+            raise _invalid("invalid token") from None
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise _invalid("malformed roles claim")
+        return AccessClaims(
+            user_id=str(claims["sub"]),
+            roles=tuple(roles),
+            perm_version=int(claims.get("pv", 0)),
+            session_id=claims.get("sid"),
+            token_id=str(claims["jti"]),
+            issued_at=int(claims["iat"]),
+            expires_at=int(claims["exp"]),
+        )

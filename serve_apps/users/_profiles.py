@@ -1,0 +1,60 @@
+"""Profiles and the role -> permission mapping, over the users schema.
+
+A profile is created from the auth service's ``registered`` event (consumer
+group ``users``). A token's subject may be read before that event arrives (the
+two paths are asynchronous by design): :func:`get_or_create_profile` then
+creates the profile idempotently with what it knows, and the event fills in the
+email when it comes. No synchronous call between services either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from strata.schemas.events import CloudEvent
+
+GROUP = "users"
+AUTH_TOPIC = "strata.auth.account.v1"
+REGISTERED = "strata.auth.account.registered.v1"
+
+_COLUMNS = "user_id::text AS user_id, email, display_name, roles, disabled, version, created_at, updated_at"
+
+
+def _public(row: asyncpg.Record) -> dict[str, Any]:
+    profile = dict(row)
+    profile["roles"] = list(profile["roles"])
+    profile["created_at"] = profile["created_at"].isoformat()
+    profile["updated_at"] = profile["updated_at"].isoformat()
+    return profile
+
+
+async def apply_auth_event(conn: asyncpg.Connection, event: CloudEvent[Any]) -> None:
+    """The users service's effect of auth events: a registration creates (or completes) the profile."""
+    if event.type != REGISTERED:
+        return
+    await conn.execute(
+        "INSERT INTO users.profiles (user_id, email) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, updated_at = now()"
+        " WHERE users.profiles.email IS NULL",
+        event.data["user_id"],
+        event.data["email"],
+    )
+
+
+async def get_or_create_profile(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
+    await conn.execute("INSERT INTO users.profiles (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users.profiles WHERE user_id = $1", user_id)
+    assert row is not None
+    return _public(row)
+
+
+async def role_permissions(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Every role with its permissions (sorted), as the gateway caches them."""
+    rows = await conn.fetch(
+        "SELECT r.name, coalesce(array_agg(p.permission ORDER BY p.permission)"
+        " FILTER (WHERE p.permission IS NOT NULL), '{}') AS permissions"
+        " FROM users.roles r LEFT JOIN users.role_permissions p ON p.role = r.name GROUP BY r.name"
+    )
+    return {row["name"]: list(row["permissions"]) for row in rows}

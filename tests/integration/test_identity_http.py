@@ -1,0 +1,217 @@
+"""Identity through the gateway, over HTTP: tokens verified at the edge, 401/403/429 as problem+json."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from joserfc import jwt as jose_jwt
+from joserfc.jwk import KeySet
+
+from strata.actors.postgres import service_dsn
+from strata.serve_apps.auth._keys import SigningKey, active_signing_key
+from strata.serve_apps.auth._tokens import issue_access_token
+from tests.conftest import System
+
+pytestmark = pytest.mark.integration
+
+
+def _url(system: System, path: str) -> str:
+    return system.runtime.gateway_url + path
+
+
+def _new_account(system: System) -> tuple[str, str]:
+    email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+    password = system.remember_secret(f"Correct-Horse-{uuid.uuid4().hex[:12]}")
+    response = httpx.post(_url(system, "/v1/auth/register"), json={"email": email, "password": password}, timeout=30)
+    assert response.status_code == 201, response.text
+    return email, password
+
+
+def _login(system: System, email: str, password: str) -> dict[str, Any]:
+    response = httpx.post(_url(system, "/v1/auth/login"), json={"email": email, "password": password}, timeout=30)
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    system.remember_secret(tokens["access_token"])
+    system.remember_secret(tokens["refresh_token"])
+    return dict(tokens)
+
+
+def _session(system: System, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.get(_url(system, "/v1/auth/session"), headers=headers, timeout=30)
+
+
+def test_an_access_token_verifies_with_an_independent_jose_library_from_the_published_jwks(system: System) -> None:
+    tokens = _login(system, *_new_account(system))
+    jwks = httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30)
+    assert jwks.status_code == 200
+    assert all("d" not in key for key in jwks.json()["keys"]), "the JWKS carries public material only"
+    key_set = KeySet.import_key_set(jwks.json())
+    token = jose_jwt.decode(tokens["access_token"], key_set, algorithms=["EdDSA", "RS256"])
+    claims = token.claims
+    assert claims["iss"] == system.runtime.settings.token_issuer
+    assert claims["aud"] == system.runtime.settings.token_audience
+    assert {"sub", "iat", "nbf", "exp", "jti", "roles", "pv"} <= set(claims)
+    assert token.header["kid"] in {k["kid"] for k in jwks.json()["keys"]}
+    assert _session(system, tokens["access_token"]).json()["user_id"] == claims["sub"]
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+async def _read_active_key(system: System) -> SigningKey:
+    settings = system.runtime.settings
+    assert settings.secret_key is not None
+    conn = await asyncpg.connect(service_dsn(settings, "auth"))
+    try:
+        return await active_signing_key(conn, settings.secret_key.get_secret_value())
+    finally:
+        await conn.close()
+
+
+def _forged_tokens(system: System, good: str) -> dict[str, str]:
+    """Bad tokens of every kind; those that need strata's real key are signed with it (read as the auth role)."""
+    settings = system.runtime.settings
+    key = asyncio.run(_read_active_key(system))
+    claims = jwt.decode(good, options={"verify_signature": False})
+    header = jwt.get_unverified_header(good)
+
+    def signed(overrides: dict[str, Any] | None = None, *, kid: str | None = None, now: float | None = None) -> str:
+        if kid is not None or overrides:
+            body = {**claims, **(overrides or {})}
+            return jwt.encode(body, key.private_key, algorithm=key.algorithm, headers={"kid": kid or key.kid})
+        return issue_access_token(
+            key.kid,
+            key.algorithm,
+            key.private_key,
+            sub=claims["sub"],
+            roles=claims["roles"],
+            perm_version=claims["pv"],
+            session_id=claims.get("sid"),
+            settings=settings,
+            now=now,
+        )
+
+    jwks = httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30).json()
+    public_pem = jwt.PyJWK(jwks["keys"][0]).key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    hs_header, hs_body = _b64({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}), _b64(claims)
+    hs_signature = base64.urlsafe_b64encode(
+        hmac.new(public_pem, f"{hs_header}.{hs_body}".encode(), hashlib.sha256).digest()
+    ).decode()
+    tampered_body = _b64({**claims, "roles": ["admin"]})
+    head, _, signature = good.split(".")
+    return {
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': header['kid']})}.{_b64(claims)}.",
+        "HS256 signed with the public key": f"{hs_header}.{hs_body}.{hs_signature.rstrip('=')}",
+        "expired": signed(now=time.time() - 3 * settings.access_token_ttl_s),
+        "wrong aud": signed({"aud": "another-api"}),
+        "wrong iss": signed({"iss": "https://issuer.example"}),
+        "unknown kid": signed(kid="no-such-key"),
+        "tampered payload": f"{head}.{tampered_body}.{signature}",
+    }
+
+
+def test_bad_tokens_are_refused_with_401_and_a_bearer_challenge(system: System) -> None:
+    tokens = _login(system, *_new_account(system))
+    assert _session(system, tokens["access_token"]).status_code == 200
+    missing = _session(system, None)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="strata"'
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    for case, token in _forged_tokens(system, tokens["access_token"]).items():
+        response = _session(system, token)
+        assert response.status_code == 401, f"{case}: {response.status_code} {response.text}"
+        assert 'error="invalid_token"' in response.headers["www-authenticate"], case
+        body = response.json()
+        assert body["status"] == 401 and body["type"].endswith("/invalid-token") and body["request_id"], case
+
+
+def test_refresh_rotates_and_reusing_a_rotated_token_revokes_the_family(system: System) -> None:
+    first = _login(system, *_new_account(system))
+
+    def refresh(token: str) -> httpx.Response:
+        return httpx.post(_url(system, "/v1/auth/refresh"), json={"refresh_token": token}, timeout=30)
+
+    second = refresh(first["refresh_token"])
+    assert second.status_code == 200, second.text
+    newest = system.remember_secret(second.json()["refresh_token"])
+    assert newest != first["refresh_token"]
+    reuse = refresh(first["refresh_token"])  # a rotated token again: theft suspected
+    assert reuse.status_code == 401
+    assert refresh(newest).status_code == 401, "the whole family is revoked, the newest token included"
+
+
+@pytest.fixture
+def clean_client_throttle(system: System) -> Iterator[None]:
+    """Every HTTP test logs in from 127.0.0.1: forget this test's failures of that client afterwards."""
+    yield
+
+    async def forget() -> None:
+        conn = await asyncpg.connect(system.admin_dsn)
+        try:
+            await conn.execute("DELETE FROM auth.login_failures WHERE scope = 'client'")
+        finally:
+            await conn.close()
+
+    asyncio.run(forget())
+
+
+@pytest.mark.usefixtures("clean_client_throttle")
+def test_repeated_wrong_passwords_get_429_and_unknown_emails_answer_alike(system: System) -> None:
+    email, _ = _new_account(system)
+    wrong = {"email": email, "password": "not-the-password-123"}
+    unknown = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": "not-the-password-123"}
+    first_wrong = httpx.post(_url(system, "/v1/auth/login"), json=wrong, timeout=30)
+    first_unknown = httpx.post(_url(system, "/v1/auth/login"), json=unknown, timeout=30)
+    assert first_wrong.status_code == first_unknown.status_code == 401
+    strip = ("instance", "request_id")
+    assert {k: v for k, v in first_wrong.json().items() if k not in strip} == {
+        k: v for k, v in first_unknown.json().items() if k not in strip
+    }
+    statuses = []
+    for _ in range(system.runtime.settings.login_lock_after + 2):
+        response = httpx.post(_url(system, "/v1/auth/login"), json=wrong, timeout=30)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.json()["type"].endswith("/too-many-requests")
+            break
+    assert statuses[-1] == 429, statuses
+
+
+def test_key_rotation_keeps_old_tokens_valid_and_new_ones_carry_the_new_kid(system: System) -> None:
+    email, password = _new_account(system)
+    before = _login(system, email, password)
+    old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
+    strata = str(Path(sys.executable).parent / "strata")
+    result = subprocess.run(
+        [strata, "keys", "rotate"], env=system.env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    # Replicas cache the active key briefly; new tokens carry the new kid once that cache expires.
+    deadline = time.monotonic() + 90
+    new_kid = old_kid
+    while new_kid == old_kid and time.monotonic() < deadline:
+        time.sleep(2)
+        new_kid = jwt.get_unverified_header(_login(system, email, password)["access_token"])["kid"]
+    assert new_kid != old_kid
+    kids = [k["kid"] for k in httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30).json()["keys"]]
+    assert kids[0] == new_kid and old_kid in kids, "the JWKS holds the new active key first, then the previous one"
+    assert _session(system, before["access_token"]).status_code == 200, "a token signed before rotation still works"

@@ -1,0 +1,162 @@
+"""Edge verification of access tokens, with an injected JWKS source and clock (no Ray, no auth service)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from strata.schemas import InvalidToken, Settings
+from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
+
+SETTINGS = Settings(_env_file=None)
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.private = Ed25519PrivateKey.generate()
+        self.kid = uuid.uuid4().hex
+        self.fetches = 0
+
+    def jwk(self) -> dict[str, Any]:
+        jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.private.public_key()))
+        return {**jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig"}
+
+    async def source(self) -> dict[str, Any]:
+        self.fetches += 1
+        return {"keys": [self.jwk()]}
+
+    def token(self, *, headers: dict[str, Any] | None = None, **overrides: Any) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": SETTINGS.token_issuer,
+            "aud": SETTINGS.token_audience,
+            "sub": "user-1",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": uuid.uuid4().hex,
+            "roles": ["member"],
+            "pv": 3,
+            "sid": "family-1",
+            **overrides,
+        }
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(claims, self.private, algorithm="EdDSA", headers={"kid": self.kid, **(headers or {})})
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+def verifier(keys: Keys) -> TokenVerifier:
+    return TokenVerifier(SETTINGS, JwksCache(keys.source))
+
+
+async def test_a_good_token_gives_its_claims(keys: Keys, verifier: TokenVerifier) -> None:
+    claims = await verifier.verify_header(f"Bearer {keys.token()}")
+    assert (claims.user_id, claims.roles, claims.perm_version, claims.session_id) == (
+        "user-1",
+        ("member",),
+        3,
+        "family-1",
+    )
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _forge_alg_none(keys: Keys) -> str:
+    header = {"alg": "none", "typ": "JWT", "kid": keys.kid}
+    payload = jwt.decode(keys.token(), options={"verify_signature": False})
+    return f"{_b64(header)}.{_b64(payload)}."
+
+
+def _forge_hs256_with_public_key(keys: Keys) -> str:
+    public = keys.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    payload = jwt.decode(keys.token(), options={"verify_signature": False})
+    header = _b64({"alg": "HS256", "typ": "JWT", "kid": keys.kid})
+    body = _b64(payload)
+    signature = hmac.new(public, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
+
+
+def _tamper(keys: Keys) -> str:
+    header, payload, signature = keys.token().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["roles"] = ["admin"]
+    return f"{header}.{_b64(claims)}.{signature}"
+
+
+CASES = {
+    "alg none": _forge_alg_none,
+    "HS256 signed with the public key": _forge_hs256_with_public_key,
+    "expired": lambda k: k.token(iat=int(time.time()) - 900, nbf=int(time.time()) - 900, exp=int(time.time()) - 600),
+    "not valid yet": lambda k: k.token(nbf=int(time.time()) + 600),
+    "wrong aud": lambda k: k.token(aud="someone-else"),
+    "wrong iss": lambda k: k.token(iss="https://evil.example"),
+    "unknown kid": lambda k: k.token(headers={"kid": "not-a-key"}),
+    "tampered payload": _tamper,
+    "signed by another key": lambda k: Keys().token(headers={"kid": k.kid}),
+    "missing jti": lambda k: k.token(jti=None),
+    "garbage": lambda k: "not.a.jwt",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_bad_tokens_are_refused_as_invalid_token(case: str, keys: Keys, verifier: TokenVerifier) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        await verifier.verify_header(f"Bearer {CASES[case](keys)}")
+    assert caught.value.status == 401
+    assert caught.value.extra["error"] == "invalid_token"
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer"])
+async def test_a_missing_or_non_bearer_header_is_refused(header: str | None, verifier: TokenVerifier) -> None:
+    with pytest.raises(InvalidToken):
+        await verifier.verify_header(header)
+
+
+async def test_no_token_gives_a_challenge_without_an_error_code(verifier: TokenVerifier) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        await verifier.verify_header(None)
+    assert caught.value.extra["error"] is None
+
+
+async def test_an_unknown_kid_refreshes_the_keys_at_most_every_few_seconds(keys: Keys, verifier: TokenVerifier) -> None:
+    await verifier.verify(keys.token())
+    assert keys.fetches == 1
+    for _ in range(20):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(keys.token(headers={"kid": uuid.uuid4().hex}))
+    assert keys.fetches == 1, "forged kids must not turn into a fetch each"
+
+
+async def test_a_rotated_key_is_picked_up_on_its_first_token() -> None:
+    now = [0.0]
+    first, second = Keys(), Keys()
+    current = [first]
+
+    async def source() -> dict[str, Any]:
+        return {"keys": [k.jwk() for k in current]}
+
+    verifier = TokenVerifier(SETTINGS, JwksCache(source, clock=lambda: now[0]))
+    await verifier.verify(first.token())
+    current[:] = [second, first]  # rotation: new active key, previous kept
+    now[0] += 10
+    assert (await verifier.verify(second.token())).user_id == "user-1"
+    assert (await verifier.verify(first.token())).user_id == "user-1"
