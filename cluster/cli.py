@@ -22,6 +22,7 @@ from strata.cluster import _lifecycle
 from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
 from strata.cluster._cli_keys import keys_app
+from strata.cluster._cli_users import users_app
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
@@ -40,6 +41,7 @@ app = typer.Typer(
 events_app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 
 def _echo(message: str) -> None:

@@ -60,3 +60,16 @@ class Problem(BaseModel):
 
 class Jwks(BaseModel):
     keys: list[dict[str, Any]] = Field(description="Public keys that verify strata's access tokens (active, previous).")
+
+
+class ProfileUpdate(_Body):
+    display_name: Annotated[
+        str | None, Field(default=None, max_length=100, description="Shown name; null clears it.")
+    ] = None
+
+
+class RolesUpdate(_Body):
+    roles: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=16, description="The user's roles from now on (e.g. admin, member, viewer)."),
+    ]

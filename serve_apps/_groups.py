@@ -6,9 +6,14 @@ from __future__ import annotations
 from strata.schemas.events import topics
 
 AUDIT = "audit"
+AUTH = "auth"
 USERS = "users"
 
 
 def consumer_groups() -> dict[str, list[str]]:
     """``{group: topics}`` of strata's own consumer groups."""
-    return {AUDIT: topics(), USERS: [t for t in topics() if t.startswith("strata.auth.")]}
+    return {
+        AUDIT: topics(),
+        AUTH: [t for t in topics() if t.startswith("strata.users.")],
+        USERS: [t for t in topics() if t.startswith("strata.auth.")],
+    }

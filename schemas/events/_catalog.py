@@ -21,6 +21,10 @@ from strata.schemas.events._payloads import (
     ItemDeleted,
     ItemUpdated,
     SessionsRevoked,
+    UserDeleted,
+    UserDisabled,
+    UserRolesChanged,
+    UserUpdated,
 )
 
 SCHEMA_BASE_URL = "https://strata.dev/schemas/events/"
@@ -61,6 +65,11 @@ ACCOUNT_LOGIN_FAILED = EventType("auth", "account", "login_failed", AccountLogin
 ACCOUNT_PASSWORD_CHANGED = EventType("auth", "account", "password_changed", AccountPasswordChanged)
 SESSIONS_REVOKED = EventType("auth", "account", "sessions_revoked", SessionsRevoked)
 
+USER_UPDATED = EventType("users", "user", "updated", UserUpdated)
+USER_ROLES_CHANGED = EventType("users", "user", "roles_changed", UserRolesChanged)
+USER_DISABLED = EventType("users", "user", "disabled", UserDisabled)
+USER_DELETED = EventType("users", "user", "deleted", UserDeleted)
+
 EVENT_TYPES: dict[str, EventType] = {
     e.type: e
     for e in (
@@ -72,6 +81,10 @@ EVENT_TYPES: dict[str, EventType] = {
         ACCOUNT_LOGIN_FAILED,
         ACCOUNT_PASSWORD_CHANGED,
         SESSIONS_REVOKED,
+        USER_UPDATED,
+        USER_ROLES_CHANGED,
+        USER_DISABLED,
+        USER_DELETED,
     )
 }
 

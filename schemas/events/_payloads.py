@@ -93,12 +93,51 @@ class SessionsRevoked(_Payload):
     """Sessions of an account were ended: refresh tokens stop working, access tokens should be refused at once."""
 
     user_id: UserId
-    reason: Literal["logout", "logout_all", "refresh_token_reuse", "password_changed"] = Field(
+    reason: Literal["logout", "logout_all", "refresh_token_reuse", "password_changed", "disabled", "deleted"] = Field(
         description=(
             "logout: one session; logout_all: every session; refresh_token_reuse: a rotated refresh token was"
-            " presented again, so its session was revoked; password_changed: every session."
+            " presented again, so its session was revoked; password_changed: every session; disabled, deleted:"
+            " every session, because an administrator disabled or deleted the user."
         )
     )
     family_id: SessionId | None = Field(
         default=None, description="The one session revoked (logout, refresh_token_reuse); null when all were."
     )
+
+
+RoleName = Annotated[str, Field(min_length=1, max_length=64, description="A role's name (e.g. admin, member, viewer).")]
+
+
+class UserUpdated(_Payload):
+    """A user's profile changed (the fields a user edits themself)."""
+
+    user_id: UserId
+    display_name: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="The name shown for the user; null (or absent) when cleared."
+    )
+
+
+class UserRolesChanged(_Payload):
+    """A user's roles were replaced; tokens issued before it should be refused, new ones carry the new roles."""
+
+    user_id: UserId
+    roles: list[RoleName] = Field(min_length=1, description="The user's roles from now on.")
+    perm_version: int = Field(
+        ge=1,
+        description=(
+            "The user's permissions version after the change (the `pv` claim); grows with each change, so a"
+            " redelivered older event can be recognised and ignored."
+        ),
+    )
+
+
+class UserDisabled(_Payload):
+    """A user was disabled: they can no longer log in, and their sessions are ended."""
+
+    user_id: UserId
+
+
+class UserDeleted(_Payload):
+    """A user was deleted: their profile and account are gone, and their sessions are ended."""
+
+    user_id: UserId

@@ -3,14 +3,17 @@ consumer group running (the gateway's ``GET /v1/audit`` reads through it in a la
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+import asyncpg
 from ray import serve
 
 from strata.actors.consumers import ensure_consumers
 from strata.actors.kafka import consumer_group_lag
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.audit._log import GROUP, audited_topics, record_audit_event
+from strata.serve_apps.audit._query import query_audit
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
@@ -35,12 +38,31 @@ class AuditService(ServiceReplica):
     async def consumer_lag(self) -> dict[str, Any]:
         return await consumer_group_lag(self._settings.kafka_bootstrap_servers, GROUP, audited_topics())
 
-    async def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
-        return await self.db.fetch(
-            "SELECT event_id::text AS event_id, type, source, subject, actor, request_id, occurred_at"
-            " FROM audit.log ORDER BY occurred_at DESC LIMIT $1",
-            limit,
-        )
+    async def query(
+        self,
+        cursor: str | None = None,
+        limit: int = 50,
+        actor: str | None = None,
+        event_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """One page of the audit log, newest first (see :func:`query_audit`)."""
+        return await self.db.run_in_transaction(_query_page, cursor, limit, actor, event_type, since, until)
+
+
+async def _query_page(
+    conn: asyncpg.Connection,
+    cursor: str | None,
+    limit: int,
+    actor: str | None,
+    event_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> dict[str, Any]:
+    return await query_audit(
+        conn, cursor=cursor, limit=limit, actor=actor, event_type=event_type, since=since, until=until
+    )
 
 
 app = AuditService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()

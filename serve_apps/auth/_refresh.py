@@ -26,7 +26,7 @@ import asyncpg
 from strata.actors.outbox import record_event
 from strata.schemas.events import SESSIONS_REVOKED, SessionsRevoked, new_event
 
-RevocationReason = Literal["logout", "logout_all", "refresh_token_reuse", "password_changed"]
+RevocationReason = Literal["logout", "logout_all", "refresh_token_reuse", "password_changed", "disabled", "deleted"]
 RefusalReason = Literal["unknown", "revoked", "reused", "expired", "disabled"]
 
 
@@ -130,12 +130,14 @@ async def revoke_all(
     request_id: str | None = None,
     *,
     always_record: bool = True,
+    actor: str | None = None,
 ) -> int:
     """Revoke every live family of ``user_id``; return how many. Records one ``sessions_revoked`` event.
 
     The event is recorded even when no family was live (``always_record``):
     access tokens outlive their session by up to their TTL, and the gateway
-    cuts them off on this event.
+    cuts them off on this event. Its ``actor`` is ``user_id`` unless given
+    (an administrator who disabled or deleted the user).
     """
     families = [
         r["family_id"]
@@ -158,7 +160,7 @@ async def revoke_all(
                 subject=f"account/{user_id}",
                 key=user_id,
                 request_id=request_id,
-                actor=user_id,
+                actor=actor or user_id,
             ),
         )
     return len(families)

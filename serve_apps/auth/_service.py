@@ -199,6 +199,14 @@ async def read_account(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]
     return None if row is None else dict(row)
 
 
+async def read_account_by_email(conn: asyncpg.Connection, email: str) -> dict[str, Any] | None:
+    """``{"user_id", "email", "disabled"}`` of the account with ``email`` (normalized), or ``None``."""
+    row = await conn.fetchrow(
+        "SELECT user_id::text AS user_id, email, disabled FROM auth.accounts WHERE email = $1", email
+    )
+    return None if row is None else dict(row)
+
+
 async def replace_password(
     conn: asyncpg.Connection,
     policy: ThrottlePolicy,

@@ -18,11 +18,14 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from strata.schemas import DomainError, Forbidden
+from strata.schemas import DomainError, Forbidden, InvalidToken
+from strata.serve_apps.gateway._revocations import Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
+OR_SELF = " or self"
+"""Suffix: the permission is needed unless the route's ``{user_id}`` is the caller's own id."""
 
 ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -38,7 +41,14 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
     ("POST", "/v1/auth/password"): AUTHENTICATED,
     ("GET", "/v1/auth/session"): AUTHENTICATED,
     ("GET", "/v1/users/me"): "profile:read",
+    ("PATCH", "/v1/users/me"): "profile:write",
     ("GET", "/v1/users/me/permissions"): AUTHENTICATED,
+    ("GET", "/v1/users"): "users:read",
+    ("GET", "/v1/users/{user_id}"): f"users:read{OR_SELF}",
+    ("PUT", "/v1/users/{user_id}/roles"): "users:write",
+    ("POST", "/v1/users/{user_id}/disable"): "users:write",
+    ("DELETE", "/v1/users/{user_id}"): "users:write",
+    ("GET", "/v1/audit"): "audit:read",
 }
 
 _PERMISSIONS_TTL_S = 30.0
@@ -90,9 +100,17 @@ async def authorize(request: Request) -> None:
         return
     verifier: TokenVerifier = request.app.state.verifier
     caller = await verifier.verify_header(request.headers.get("authorization"))
+    revocations: Revocations = request.app.state.revocations
+    refusal = revocations.refusal(caller)
+    if refusal is not None:
+        raise InvalidToken(refusal, error="invalid_token")
     request.state.caller = caller
     if permission == AUTHENTICATED:
         return
+    if permission.endswith(OR_SELF):
+        permission = permission.removesuffix(OR_SELF)
+        if request.path_params.get("user_id") == caller.user_id:
+            return
     permissions: PermissionCache = request.app.state.permissions
     if permission not in await permissions.permissions(caller.roles):
         raise Forbidden(f"this route needs the permission {permission!r}")

@@ -24,9 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from strata.schemas import DomainError, Settings
 from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps.gateway._access import PermissionCache, authorize
+from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
 from strata.serve_apps.gateway._problems import problem
 from strata.serve_apps.gateway._readiness import readiness
+from strata.serve_apps.gateway._revocations import RevocationFeed, Revocations
 from strata.serve_apps.gateway._services import service
 from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
 from strata.serve_apps.gateway._users_routes import router as users_router
@@ -120,6 +122,7 @@ async def _fetch_role_permissions() -> dict[str, list[str]]:
 
 api.include_router(auth_router)
 api.include_router(users_router)
+api.include_router(audit_router)
 
 
 @serve.deployment(
@@ -132,14 +135,21 @@ api.include_router(users_router)
 class Gateway:
     """FastAPI ingress replica."""
 
-    def __init__(self) -> None:
+    async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
         self._settings = Settings()
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
         api.state.permissions = PermissionCache(_fetch_role_permissions)
+        revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
+        api.state.revocations = revocations
+        self._feed = RevocationFeed(self._settings, revocations)
+        self._feed.start()
 
     async def check_health(self) -> None:
-        """Liveness for Serve: answering this call at all means the replica's loop runs."""
+        """Serve calls this every 5 s: the loop answers, and the revocation feed runs (without it, revoked
+        tokens would keep working here, so such a replica must leave rotation)."""
+        if not self._feed.running:
+            raise RuntimeError("the revocation feed stopped")
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: the gateway answers")
     async def healthz(self) -> dict[str, str]:

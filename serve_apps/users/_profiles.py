@@ -19,10 +19,13 @@ GROUP = "users"
 AUTH_TOPIC = "strata.auth.account.v1"
 REGISTERED = "strata.auth.account.registered.v1"
 
-_COLUMNS = "user_id::text AS user_id, email, display_name, roles, disabled, version, created_at, updated_at"
+PROFILE_COLUMNS = (
+    "user_id::text AS user_id, email, display_name, roles, disabled, perm_version, version, created_at, updated_at"
+)
 
 
-def _public(row: asyncpg.Record) -> dict[str, Any]:
+def public_profile(row: asyncpg.Record) -> dict[str, Any]:
+    """A profile row (selected with ``PROFILE_COLUMNS``) as a plain dict that crosses Ray calls."""
     profile = dict(row)
     profile["roles"] = list(profile["roles"])
     profile["created_at"] = profile["created_at"].isoformat()
@@ -34,20 +37,25 @@ async def apply_auth_event(conn: asyncpg.Connection, event: CloudEvent[Any]) -> 
     """The users service's effect of auth events: a registration creates (or completes) the profile."""
     if event.type != REGISTERED:
         return
+    await ensure_profile(conn, event.data["user_id"], event.data["email"])
+
+
+async def ensure_profile(conn: asyncpg.Connection, user_id: str, email: str) -> None:
+    """Create the profile of a registered account, or complete one created before its email was known."""
     await conn.execute(
         "INSERT INTO users.profiles (user_id, email) VALUES ($1, $2)"
         " ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, updated_at = now()"
         " WHERE users.profiles.email IS NULL",
-        event.data["user_id"],
-        event.data["email"],
+        user_id,
+        email,
     )
 
 
 async def get_or_create_profile(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
     await conn.execute("INSERT INTO users.profiles (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id)
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users.profiles WHERE user_id = $1", user_id)
+    row = await conn.fetchrow(f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1", user_id)
     assert row is not None
-    return _public(row)
+    return public_profile(row)
 
 
 async def role_permissions(conn: asyncpg.Connection) -> dict[str, list[str]]:

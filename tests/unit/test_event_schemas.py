@@ -54,6 +54,12 @@ EXPLICIT_SAMPLES: dict[str, dict[str, Any]] = {
         "reason": "refresh_token_reuse",
         "family_id": str(uuid.uuid4()),
     },
+    "strata.users.user.updated.v1": {"user_id": str(uuid.uuid4()), "display_name": "Ada Lovelace"},
+    "strata.users.user.roles_changed.v1": {
+        "user_id": str(uuid.uuid4()),
+        "roles": ["admin", "member"],
+        "perm_version": 2,
+    },
 }
 
 

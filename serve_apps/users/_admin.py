@@ -1,0 +1,229 @@
+"""Managing users: edit a profile, list and read users, change roles, disable, delete.
+
+Units of work over an asyncpg connection inside a transaction
+(``Database.run_in_transaction``): every change records its event on topic
+``strata.users.user.v1`` in the same transaction, keyed by the user id, with
+the request id (``requestid``) and who made the change (``actor``: the user
+themself for a profile edit, the administrator otherwise). The auth service
+learns role changes, disabling and deletion from these events (consumer group
+``auth``), never from a call.
+
+Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
+
+    update_profile  ResourceNotFound (the user id is not a UUID)
+    list_users      Unprocessable (malformed cursor, limit out of 1..200)
+    get_user        ResourceNotFound (no such profile)
+    set_roles       Unprocessable (no role, or unknown roles: ``extra["unknown"]`` lists them),
+                    ResourceNotFound (no such profile)
+    disable         ResourceNotFound (no such profile)
+    delete_user     ResourceNotFound (no such profile)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from strata.actors.outbox import record_event
+from strata.schemas import ResourceNotFound, Unprocessable
+from strata.schemas.events import (
+    USER_DELETED,
+    USER_DISABLED,
+    USER_ROLES_CHANGED,
+    USER_UPDATED,
+    EventType,
+    UserDeleted,
+    UserDisabled,
+    UserRolesChanged,
+    UserUpdated,
+    new_event,
+)
+from strata.serve_apps.users._profiles import PROFILE_COLUMNS, get_or_create_profile, public_profile
+
+MAX_LIMIT = 200
+
+
+def user_uuid(user_id: str) -> str:
+    """``user_id`` as a canonical UUID string; :class:`ResourceNotFound` when it is not one (no such user)."""
+    try:
+        return str(uuid.UUID(user_id))
+    except (ValueError, TypeError, AttributeError):
+        raise ResourceNotFound("no such user") from None
+
+
+# --- cursors --------------------------------------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, user_id: str) -> str:
+    """The opaque cursor of the page after the profile created at ``created_at`` with id ``user_id``."""
+    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), user_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """``(created_at, user_id)`` of a cursor made by :func:`encode_cursor`; :class:`Unprocessable` otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, user_id = orjson.loads(raw)
+        after = datetime.fromisoformat(created_at)
+        if after.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return after, str(uuid.UUID(user_id))
+    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
+        raise Unprocessable("malformed cursor", code="invalid-cursor") from exc
+
+
+# --- reads ----------------------------------------------------------------------------------------------------------
+
+
+async def list_users(
+    conn: asyncpg.Connection,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    role: str | None = None,
+    email_prefix: str | None = None,
+) -> dict[str, Any]:
+    """One page of profiles, oldest first: ``{"items": [profile, ...], "next_cursor": str | None}``.
+
+    Keyset pages on ``(created_at, user_id)``: a profile created while an
+    admin pages through is neither repeated nor skipped among those already
+    listed. ``role`` keeps users holding that role; ``email_prefix`` those
+    whose email starts with it (emails are stored lower-cased; so is the
+    prefix). ``next_cursor`` is ``None`` on the last page.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}", code="invalid-limit")
+    after = decode_cursor(cursor) if cursor else None
+    rows = await conn.fetch(
+        f"SELECT {PROFILE_COLUMNS} FROM users.profiles"
+        " WHERE ($1::text IS NULL OR $1 = ANY (roles))"
+        " AND ($2::text IS NULL OR starts_with(email, $2))"
+        " AND ($3::timestamptz IS NULL OR (created_at, user_id) > ($3, $4::uuid))"
+        " ORDER BY created_at, user_id LIMIT $5",
+        role,
+        None if email_prefix is None else email_prefix.strip().lower(),
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    items = [public_profile(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last["created_at"], last["user_id"])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def get_user(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
+    """The profile of ``user_id``; :class:`ResourceNotFound` when there is none (an admin read creates nothing)."""
+    row = await conn.fetchrow(f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1", user_uuid(user_id))
+    if row is None:
+        raise ResourceNotFound("no such user")
+    return public_profile(row)
+
+
+# --- changes --------------------------------------------------------------------------------------------------------
+
+
+async def update_profile(
+    conn: asyncpg.Connection, user_id: str, display_name: str | None, request_id: str | None = None
+) -> dict[str, Any]:
+    """Set the display name (``None`` clears it) of ``user_id``'s profile, created first if missing.
+
+    The user edits their own profile, so it may not exist yet (see
+    :func:`~strata.serve_apps.users._profiles.get_or_create_profile`).
+    Records ``updated`` (actor: the user).
+    """
+    user_id = user_uuid(user_id)
+    await get_or_create_profile(conn, user_id)
+    row = await conn.fetchrow(
+        "UPDATE users.profiles SET display_name = $2, version = version + 1, updated_at = now()"
+        f" WHERE user_id = $1 RETURNING {PROFILE_COLUMNS}",
+        user_id,
+        display_name,
+    )
+    assert row is not None  # created above, in this transaction
+    await _record(conn, USER_UPDATED, UserUpdated(user_id=user_id, display_name=display_name), request_id, user_id)
+    return public_profile(row)
+
+
+async def set_roles(
+    conn: asyncpg.Connection, user_id: str, roles: list[str], request_id: str | None = None, actor: str | None = None
+) -> dict[str, Any]:
+    """Replace the roles of ``user_id`` (stored sorted, without duplicates); return the profile.
+
+    Every role must exist in ``users.roles`` and there must be at least one.
+    A change bumps ``perm_version`` and records ``roles_changed`` with the new
+    roles and version; the same roles again change nothing and record nothing.
+    """
+    wanted = sorted(set(roles))
+    if not wanted:
+        raise Unprocessable("a user needs at least one role", code="no-roles")
+    known = {r["name"] for r in await conn.fetch("SELECT name FROM users.roles WHERE name = ANY ($1::text[])", wanted)}
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise Unprocessable(f"unknown role(s): {', '.join(unknown)}", code="unknown-role", unknown=unknown)
+    user_id = user_uuid(user_id)
+    current = await conn.fetchrow("SELECT roles FROM users.profiles WHERE user_id = $1 FOR UPDATE", user_id)
+    if current is None:
+        raise ResourceNotFound("no such user")
+    if sorted(current["roles"]) == wanted:
+        return await get_user(conn, user_id)
+    row = await conn.fetchrow(
+        "UPDATE users.profiles SET roles = $2, perm_version = perm_version + 1, version = version + 1,"
+        f" updated_at = now() WHERE user_id = $1 RETURNING {PROFILE_COLUMNS}",
+        user_id,
+        wanted,
+    )
+    assert row is not None  # locked above
+    payload = UserRolesChanged(user_id=user_id, roles=wanted, perm_version=row["perm_version"])
+    await _record(conn, USER_ROLES_CHANGED, payload, request_id, actor)
+    return public_profile(row)
+
+
+async def disable(
+    conn: asyncpg.Connection, user_id: str, request_id: str | None = None, actor: str | None = None
+) -> dict[str, Any]:
+    """Disable ``user_id``; return the profile. Idempotent: ``disabled`` is recorded only when it changes."""
+    user_id = user_uuid(user_id)
+    row = await conn.fetchrow(
+        "UPDATE users.profiles SET disabled = true, version = version + 1, updated_at = now()"
+        f" WHERE user_id = $1 AND NOT disabled RETURNING {PROFILE_COLUMNS}",
+        user_id,
+    )
+    if row is None:
+        return await get_user(conn, user_id)  # already disabled, or ResourceNotFound
+    await _record(conn, USER_DISABLED, UserDisabled(user_id=user_id), request_id, actor)
+    return public_profile(row)
+
+
+async def delete_user(
+    conn: asyncpg.Connection, user_id: str, request_id: str | None = None, actor: str | None = None
+) -> dict[str, Any]:
+    """Delete the profile of ``user_id``: ``{"user_id"}``. Records ``deleted``; the auth service deletes the account."""
+    user_id = user_uuid(user_id)
+    deleted = await conn.fetchval("DELETE FROM users.profiles WHERE user_id = $1 RETURNING user_id::text", user_id)
+    if deleted is None:
+        raise ResourceNotFound("no such user")
+    await _record(conn, USER_DELETED, UserDeleted(user_id=user_id), request_id, actor)
+    return {"user_id": user_id}
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    event: EventType,
+    payload: UserUpdated | UserRolesChanged | UserDisabled | UserDeleted,
+    request_id: str | None,
+    actor: str | None,
+) -> None:
+    user_id = payload.user_id
+    await record_event(
+        conn,
+        new_event(event, payload, subject=f"user/{user_id}", key=user_id, request_id=request_id, actor=actor),
+    )

@@ -1,0 +1,369 @@
+"""The users service against the session's real PostgreSQL, Kafka and Ray, through its deployment handle.
+
+Cross-service effects travel as events only: a registration creates a profile
+(consumer group ``users``); a role change, disabling or deletion reaches the
+auth service's accounts (consumer group ``auth``), so they are awaited with
+``eventually``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from ray import serve
+
+from strata.schemas import DomainError, InvalidCredentials, InvalidToken, ResourceNotFound, Unprocessable
+from strata.schemas.events import USER_ROLES_CHANGED, UserRolesChanged, decode, new_event
+from strata.serve_apps.auth._projection import apply_users_event
+from tests.conftest import System
+from tests.integration.eventing import admin_fetch, admin_value, eventually
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "amber-Glacier-whistle-58"
+
+
+def users() -> Any:
+    return serve.get_app_handle("users")
+
+
+def auth() -> Any:
+    return serve.get_app_handle("auth")
+
+
+def request_id() -> str:
+    return f"req-{uuid.uuid4().hex[:8]}"
+
+
+def domain_error(exc: BaseException) -> DomainError:
+    """The service's error as raised in the replica (Ray wraps it; the wrapper is an instance of it too)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, DomainError) else exc  # type: ignore[return-value]
+
+
+def claims_of(access_token: str) -> dict[str, Any]:
+    """The token's claims, unverified (the auth service's tests verify signatures)."""
+    payload = access_token.split(".")[1]
+    return dict(orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+async def register(email: str | None = None) -> dict[str, Any]:
+    return dict(
+        await auth().register.remote(email or f"user-{uuid.uuid4().hex[:12]}@example.org", PASSWORD, request_id())
+    )
+
+
+async def login(email: str) -> dict[str, Any]:
+    client = f"203.0.113.{uuid.uuid4().int % 250}:{uuid.uuid4().hex[:6]}"
+    return dict(await auth().login.remote(email, PASSWORD, client, request_id()))
+
+
+async def profile_created(user_id: str) -> dict[str, Any]:
+    """The profile once the ``registered`` event made it (the admin read does not create one)."""
+
+    async def check() -> dict[str, Any] | None:
+        try:
+            return dict(await users().get_user.remote(user_id))
+        except ResourceNotFound:
+            return None
+
+    return dict(await eventually(check, what=f"the profile of {user_id}"))
+
+
+async def registered_user(email: str | None = None) -> dict[str, Any]:
+    account = await register(email)
+    await profile_created(account["user_id"])
+    return account
+
+
+async def users_events(system: System, user_id: str) -> list[Any]:
+    rows = await admin_fetch(system, "SELECT payload FROM users.outbox WHERE key = $1 ORDER BY seq", user_id)
+    return [decode(bytes(row["payload"])) for row in rows]
+
+
+async def auth_events(system: System, user_id: str) -> list[Any]:
+    rows = await admin_fetch(system, "SELECT payload FROM auth.outbox WHERE key = $1 ORDER BY seq", user_id)
+    return [decode(bytes(row["payload"])) for row in rows]
+
+
+async def account_row(system: System, user_id: str) -> dict[str, Any] | None:
+    rows = await admin_fetch(
+        system, "SELECT roles, perm_version, disabled FROM auth.accounts WHERE user_id = $1", user_id
+    )
+    return rows[0] if rows else None
+
+
+# --- profiles -------------------------------------------------------------------------------------------------------
+
+
+async def test_a_registration_creates_the_profile_through_the_event(system: System, ray_driver: None) -> None:
+    email = f"Reg-{uuid.uuid4().hex[:10]}@Example.org"
+
+    account = await register(email)
+    profile = await profile_created(account["user_id"])
+
+    assert profile["email"] == email.lower()
+    assert profile["roles"] == ["member"] and profile["perm_version"] == 1 and profile["disabled"] is False
+    assert await users().get_profile.remote(account["user_id"]) == profile
+
+
+async def test_update_profile_sets_the_name_and_records_an_event(system: System, ray_driver: None) -> None:
+    user_id = str(uuid.uuid4())  # a token's subject whose profile does not exist yet: created on the spot
+    rid = request_id()
+
+    profile = await users().update_profile.remote(user_id, "Ada Lovelace", rid)
+    cleared = await users().update_profile.remote(user_id, None, request_id())
+
+    assert profile["display_name"] == "Ada Lovelace" and profile["user_id"] == user_id
+    assert cleared["display_name"] is None and cleared["version"] == profile["version"] + 1
+    events = await users_events(system, user_id)
+    assert [(e.type, e.data.get("display_name")) for e in events] == [
+        ("strata.users.user.updated.v1", "Ada Lovelace"),
+        ("strata.users.user.updated.v1", None),
+    ]
+    assert events[0].requestid == rid and events[0].actor == user_id and events[0].subject == f"user/{user_id}"
+
+
+async def test_get_user_of_an_unknown_or_malformed_id_is_not_found(system: System, ray_driver: None) -> None:
+    for user_id in (str(uuid.uuid4()), "not-a-uuid"):
+        with pytest.raises(ResourceNotFound):
+            await users().get_user.remote(user_id)
+
+
+# --- listing --------------------------------------------------------------------------------------------------------
+
+
+async def test_list_users_walks_every_page_once_and_filters(system: System, ray_driver: None) -> None:
+    prefix = f"list-{uuid.uuid4().hex[:8]}-"
+    accounts = await asyncio.gather(*(registered_user(f"{prefix}{n}@example.org") for n in range(5)))
+    ids = {a["user_id"] for a in accounts}
+
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = await users().list_users.remote(cursor=cursor, limit=2, email_prefix=prefix.upper())
+        pages += 1
+        assert len(page["items"]) <= 2
+        seen += [p["user_id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == 5 and set(seen) == ids  # no duplicate, no gap
+
+    viewer = accounts[3]["user_id"]
+    await users().set_roles.remote(viewer, ["viewer"], request_id(), "admin-test")
+    by_role = await users().list_users.remote(limit=200, role="viewer", email_prefix=prefix)
+    assert [p["user_id"] for p in by_role["items"]] == [viewer] and by_role["next_cursor"] is None
+
+    for bad in ("not a cursor!", base64.urlsafe_b64encode(b'["x", 1]').decode()):
+        with pytest.raises(Unprocessable) as caught:
+            await users().list_users.remote(cursor=bad, limit=2)
+        assert domain_error(caught.value).extra["code"] == "invalid-cursor"
+    with pytest.raises(Unprocessable):
+        await users().list_users.remote(limit=201)
+
+
+# --- roles ----------------------------------------------------------------------------------------------------------
+
+
+async def test_set_roles_refuses_unknown_or_no_roles_and_unknown_users(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+
+    with pytest.raises(Unprocessable) as caught:
+        await users().set_roles.remote(account["user_id"], ["member", "wizard", "overlord"], request_id(), "admin-x")
+    error = domain_error(caught.value)
+    assert error.extra["unknown"] == ["overlord", "wizard"] and "overlord, wizard" in error.detail
+    with pytest.raises(Unprocessable):
+        await users().set_roles.remote(account["user_id"], [], request_id(), "admin-x")
+    with pytest.raises(ResourceNotFound):
+        await users().set_roles.remote(str(uuid.uuid4()), ["viewer"], request_id(), "admin-x")
+    assert (await users().get_user.remote(account["user_id"]))["perm_version"] == 1
+    assert [e.type for e in await users_events(system, account["user_id"])] == []
+
+
+async def test_a_role_change_reaches_the_auth_service_and_new_tokens(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+    user_id, admin_id, rid = account["user_id"], str(uuid.uuid4()), request_id()
+
+    profile = await users().set_roles.remote(user_id, ["viewer", "admin", "viewer"], rid, admin_id)
+    again = await users().set_roles.remote(user_id, ["admin", "viewer"], request_id(), admin_id)
+
+    assert profile["roles"] == ["admin", "viewer"] and profile["perm_version"] == 2
+    assert again == profile  # the same roles again: no change, no event
+    events = await users_events(system, user_id)
+    assert [(e.type, e.data) for e in events] == [
+        ("strata.users.user.roles_changed.v1", {"user_id": user_id, "roles": ["admin", "viewer"], "perm_version": 2})
+    ]
+    assert events[0].actor == admin_id and events[0].requestid == rid
+
+    async def applied() -> bool:
+        return await account_row(system, user_id) == {
+            "roles": ["admin", "viewer"],
+            "perm_version": 2,
+            "disabled": False,
+        }
+
+    await eventually(applied, what="the auth service to apply roles_changed")
+    claims = claims_of((await login(account["email"]))["access_token"])
+    assert claims["roles"] == ["admin", "viewer"] and claims["pv"] == 2
+
+
+async def test_an_older_roles_changed_event_is_ignored_by_the_auth_service(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+    user_id = account["user_id"]
+    await users().set_roles.remote(user_id, ["viewer"], request_id(), "admin-x")
+    await eventually(lambda: _pv_is(system, user_id, 2), what="perm_version 2 at the auth service")
+    late = new_event(
+        USER_ROLES_CHANGED,
+        UserRolesChanged(user_id=user_id, roles=["admin"], perm_version=2),
+        subject=f"user/{user_id}",
+        key=user_id,
+    )
+
+    conn = await asyncpg.connect(system.admin_dsn)
+    try:
+        async with conn.transaction():
+            await apply_users_event(conn, late)  # a duplicate arriving late: not newer than what is stored
+    finally:
+        await conn.close()
+
+    assert await account_row(system, user_id) == {"roles": ["viewer"], "perm_version": 2, "disabled": False}
+
+
+async def _pv_is(system: System, user_id: str, perm_version: int) -> bool:
+    return bool(
+        await admin_value(system, "SELECT perm_version FROM auth.accounts WHERE user_id = $1", user_id) == perm_version
+    )
+
+
+# --- disable, delete ------------------------------------------------------------------------------------------------
+
+
+async def test_disable_stops_logins_and_refreshes_and_revokes_sessions(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+    user_id, admin_id = account["user_id"], str(uuid.uuid4())
+    pair = await login(account["email"])
+
+    profile = await users().disable.remote(user_id, request_id(), admin_id)
+    again = await users().disable.remote(user_id, request_id(), admin_id)
+
+    assert profile["disabled"] is True and again["disabled"] is True
+    assert [e.type for e in await users_events(system, user_id)] == ["strata.users.user.disabled.v1"]
+
+    async def disabled() -> bool:
+        row = await account_row(system, user_id)
+        return row is not None and row["disabled"] is True
+
+    await eventually(disabled, what="the auth service to apply disabled")
+    with pytest.raises(InvalidCredentials):
+        await login(account["email"])
+    with pytest.raises(InvalidToken):
+        await auth().refresh.remote(pair["refresh_token"], request_id())
+    revoked = [e for e in await auth_events(system, user_id) if e.type.endswith("sessions_revoked.v1")]
+    assert [(e.data["reason"], e.actor) for e in revoked] == [("disabled", admin_id)]
+    assert (
+        await admin_value(
+            system, "SELECT count(*) FROM auth.refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL", user_id
+        )
+        == 0
+    )
+
+
+async def test_delete_removes_the_profile_and_the_account(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+    user_id, admin_id = account["user_id"], str(uuid.uuid4())
+    pair = await login(account["email"])
+
+    assert await users().delete_user.remote(user_id, request_id(), admin_id) == {"user_id": user_id}
+
+    with pytest.raises(ResourceNotFound):
+        await users().get_user.remote(user_id)
+    with pytest.raises(ResourceNotFound):
+        await users().delete_user.remote(user_id, request_id(), admin_id)
+    assert [e.type for e in await users_events(system, user_id)] == ["strata.users.user.deleted.v1"]
+
+    async def gone() -> bool:
+        return await account_row(system, user_id) is None
+
+    await eventually(gone, what="the auth service to delete the account")
+    with pytest.raises(InvalidCredentials):
+        await login(account["email"])
+    with pytest.raises(InvalidToken):
+        await auth().refresh.remote(pair["refresh_token"], request_id())
+    revoked = [e for e in await auth_events(system, user_id) if e.type.endswith("sessions_revoked.v1")]
+    assert [(e.data["reason"], e.actor) for e in revoked] == [("deleted", admin_id)]
+
+
+# --- strata users create-admin --------------------------------------------------------------------------------------
+
+
+def _create_admin(system: System, email: str, password: str) -> subprocess.CompletedProcess[str]:
+    """``strata users create-admin EMAIL --password-stdin`` (straight from its module while cli.py lacks it)."""
+    from strata.cluster.cli import app
+
+    if any(group.name == "users" for group in app.registered_groups):
+        command = [str(Path(sys.executable).with_name("strata")), "users"]
+    else:
+        command = [sys.executable, "-c", "from strata.cluster._cli_users import users_app; users_app()"]
+    return subprocess.run(
+        [*command, "create-admin", email, "--password-stdin"],
+        input=f"{password}\n",
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+async def test_create_admin_makes_an_account_whose_tokens_carry_admin(system: System, ray_driver: None) -> None:
+    email = f"Admin-{uuid.uuid4().hex[:10]}@example.org"
+
+    result = await asyncio.to_thread(_create_admin, system, email, system.remember_secret(PASSWORD))
+
+    assert result.returncode == 0, result.stderr
+    user_id = result.stdout.strip()
+    assert uuid.UUID(user_id) and PASSWORD not in result.stdout + result.stderr
+
+    async def admin_token() -> dict[str, Any] | None:
+        claims = claims_of((await login(email))["access_token"])
+        return claims if claims["roles"] == ["admin"] else None
+
+    claims = await eventually(admin_token, what="a login whose token carries the admin role")
+    assert claims["sub"] == user_id and claims["pv"] == 2
+    profile = await users().get_user.remote(user_id)
+    assert profile["email"] == email.lower() and profile["roles"] == ["admin"]
+
+    repeated = await asyncio.to_thread(_create_admin, system, email, "whatever-Else-entirely-11")
+
+    assert repeated.returncode == 0, repeated.stderr
+    assert repeated.stdout.strip() == user_id and "already existed" in repeated.stderr
+    assert (await users().get_user.remote(user_id))["perm_version"] == 2  # nothing changed the second time
+
+
+async def test_create_admin_promotes_an_existing_account(system: System, ray_driver: None) -> None:
+    account = await register()
+
+    result = await asyncio.to_thread(_create_admin, system, account["email"], "not-used-Because-it-exists-7")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == account["user_id"]
+
+    async def promoted() -> bool:
+        return await account_row(system, account["user_id"]) == {
+            "roles": ["admin"],
+            "perm_version": 2,
+            "disabled": False,
+        }
+
+    await eventually(promoted, what="the existing account to become admin")
