@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from ray.actor import ActorHandle
 
+from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import dead_letter_headers, dlq_topic, stop_quietly
 from strata.actors.postgres import NAMESPACE, AsyncpgPool, DatabaseUnavailable, service_dsn
 from strata.actors.postgres._roles import check_service_name
@@ -102,7 +103,7 @@ class ConsumerRunner:
         self._duplicates = 0
         self._dead_lettered = 0
         self._last_error: str | None = None
-        self._failures = 0  # consecutive restarts; the pause before the next doubles with each
+        self._backoff = Backoff(first=0.2, cap=_MAX_BACKOFF_S)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"consumer-{group}")
 
     async def stats(self) -> dict[str, Any]:
@@ -127,17 +128,11 @@ class ConsumerRunner:
             await self._consumer.commit(offsets)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - logged, surfaced in stats(), restarted after a pause
-                self._failures += 1
-                backoff = min(0.2 * 2 ** (self._failures - 1), _MAX_BACKOFF_S)
-                self._last_error = f"{type(exc).__name__}: {exc}"[:500]
-                logger.warning("consumer %s: %s; restarting in %.1fs", self._group, self._last_error, backoff)
-                await asyncio.sleep(backoff)
+        await keep_running(self._consume, self._backoff, self._failed)
+
+    def _failed(self, exc: BaseException, pause: float) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+        logger.warning("consumer %s: %s; restarting in %.1fs", self._group, self._last_error, pause)
 
     async def _consume(self) -> None:
         await self._db.start()
@@ -158,7 +153,7 @@ class ConsumerRunner:
             await producer.start()
             self._consumer = consumer
             self._last_error = None
-            self._failures = 0
+            self._backoff.succeeded()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for tp, messages in batches.items():

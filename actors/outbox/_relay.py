@@ -33,6 +33,7 @@ import ray
 from aiokafka import AIOKafkaProducer
 from ray.actor import ActorHandle
 
+from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import stop_quietly
 from strata.actors.outbox._record import notify_channel
 from strata.actors.postgres import NAMESPACE, service_dsn
@@ -69,7 +70,7 @@ class OutboxRelay:
         self._published = 0
         self._last_error: str | None = None
         self._leader = False
-        self._failures = 0  # consecutive; the pause before the next try doubles with each
+        self._backoff = Backoff(first=0.1, cap=_MAX_BACKOFF_S)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"relay-{service}-{shard}")
 
     # --- remote API --------------------------------------------------------------------------------
@@ -93,20 +94,12 @@ class OutboxRelay:
     # --- the loop ----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self._serve_share()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - logged, surfaced in stats(), retried after a pause
-                self._failures += 1
-                backoff = min(0.1 * 2 ** (self._failures - 1), _MAX_BACKOFF_S)
-                self._last_error = f"{type(exc).__name__}: {exc}"[:500]
-                self._leader = False
-                logger.warning(
-                    "relay %s/%d: %s; retrying in %.1fs", self._service, self._shard, self._last_error, backoff
-                )
-                await asyncio.sleep(backoff)
+        await keep_running(self._serve_share, self._backoff, self._failed)
+
+    def _failed(self, exc: BaseException, pause: float) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+        self._leader = False
+        logger.warning("relay %s/%d: %s; retrying in %.1fs", self._service, self._shard, self._last_error, pause)
 
     async def _serve_share(self) -> None:
         conn = await asyncpg.connect(service_dsn(self._settings, self._service), timeout=10)
@@ -128,7 +121,7 @@ class OutboxRelay:
             )
             await producer.start()
             self._last_error = None
-            self._failures = 0
+            self._backoff.succeeded()
             last_prune = 0.0
             while True:
                 sent = await self._publish_batch(conn, producer)

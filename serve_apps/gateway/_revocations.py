@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import stop_quietly
 from strata.actors.kafka._lag import partitions_of
 from strata.schemas import Settings
@@ -105,6 +106,7 @@ class RevocationFeed:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self.applied = 0
+        self._backoff = Backoff(first=0.2, cap=_MAX_BACKOFF_S)
 
     def start(self) -> None:
         if self._task is None:
@@ -121,18 +123,11 @@ class RevocationFeed:
                 await self._task
 
     async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - logged, reported by health checks' callers, retried
-                failures += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                pause = min(0.2 * 2 ** (failures - 1), _MAX_BACKOFF_S)
-                logger.warning("revocation feed: %s; retrying in %.1fs", self.last_error, pause)
-                await asyncio.sleep(pause)
+        await keep_running(self._follow, self._backoff, self._failed)
+
+    def _failed(self, exc: BaseException, pause: float) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        logger.warning("revocation feed: %s; retrying in %.1fs", self.last_error, pause)
 
     async def _partitions(self) -> list[TopicPartition]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap_servers)
@@ -160,6 +155,7 @@ class RevocationFeed:
                     else:
                         consumer.seek(tp, found.offset)
             self.last_error = None
+            self._backoff.succeeded()
             checked = time.monotonic()
             while True:
                 if not partitions:
