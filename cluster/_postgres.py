@@ -192,20 +192,37 @@ class EmbeddedPostgres:
         return Proc.of(pid)
 
     def stop(self, timeout: float = 60.0) -> None:
-        if self.pid() is None:
-            return
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", str(int(timeout)), "stop", timeout=timeout + 10
-        )
+        if self.pid() is not None:
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+                timeout=timeout + 10,
+            )
+        # The socket directory lives in /tmp (paths must be short); start() makes it again.
+        socket_dir = self._socket_dir()
+        if socket_dir is not None and self.pid() is None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+    def _socket_dir(self) -> Path | None:
+        conf = self.data / "postgresql.conf"
+        if not conf.exists():
+            return None
+        for line in reversed(conf.read_text().splitlines()):
+            if line.startswith("unix_socket_directories"):
+                return Path(line.split("=", 1)[1].strip().strip("'"))
+        return None
 
     def _ensure_socket_dir(self) -> None:
-        # /tmp may have been cleaned since initdb: recreate the configured socket directory.
-        conf = (self.data / "postgresql.conf").read_text()
-        for line in reversed(conf.splitlines()):
-            if line.startswith("unix_socket_directories"):
-                path = Path(line.split("=", 1)[1].strip().strip("'"))
-                if not path.exists():
-                    path.mkdir(mode=0o700, parents=True)
-                    if self._user is not None:
-                        shutil.chown(path, user=self._user)
-                return
+        # Removed at stop, or /tmp was cleaned: recreate the configured socket directory.
+        path = self._socket_dir()
+        if path is not None and not path.exists():
+            path.mkdir(mode=0o700, parents=True)
+            if self._user is not None:
+                shutil.chown(path, user=self._user)
