@@ -23,11 +23,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import ray
 from ray.actor import ActorHandle
 
+from strata.actors._detached import NAMESPACE, ensure_detached
 from strata.actors.postgres._database import (
     AsyncpgPool,
     Isolation,
@@ -43,9 +44,9 @@ from strata.schemas import Settings
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-NAMESPACE = "strata"
 
 _READ_ATTEMPTS = 4
+_NAME_RELEASE_POLLS = 50
 _ACTOR_GONE = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 
@@ -107,18 +108,8 @@ _RemotePoolActor = ray.remote(PostgresPoolActor)
 
 def get_or_create_pool_actor(service: str, index: int, max_size: int) -> ActorHandle[Any]:
     """The pool actor ``index`` of ``service``, created detached if it does not exist yet."""
-    handle = _RemotePoolActor.options(
-        # Async actor: many calls wait on the pool at once; none needs a CPU of its own.
-        num_cpus=0,
-        max_concurrency=1000,
-        max_restarts=-1,
-        max_task_retries=0,
-        name=pool_actor_name(service, index),
-        namespace=NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-    ).remote(service, max_size)
-    return cast("ActorHandle[Any]", handle)
+    # Async actor: many calls wait on the pool at once.
+    return ensure_detached(_RemotePoolActor, pool_actor_name(service, index), service, max_size, max_concurrency=1000)
 
 
 class PoolActorDatabase:
@@ -177,7 +168,7 @@ class PoolActorDatabase:
                     pool_actor_name(self._service, index),
                     type(exc).__name__,
                 )
-                self._replace(index, actor)
+                await self._replace(index, actor)
                 if attempt + 1 >= attempts:
                     raise DatabaseUnavailable(
                         f"pool actor {pool_actor_name(self._service, index)} died during the call; it was replaced"
@@ -186,12 +177,22 @@ class PoolActorDatabase:
                 self._in_flight[index] -= 1
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _replace(self, index: int, dead: ActorHandle[Any]) -> None:
+    async def _replace(self, index: int, dead: ActorHandle[Any]) -> None:
         if self._actors[index] is dead:
             self._actors[index] = None
-        # A killed actor (no restart left) still holds its name until Ray frees it.
         with contextlib.suppress(Exception):
             ray.kill(dead, no_restart=True)
+        # A dead actor keeps its name for a moment: wait until the name is free (or taken by a replacement), so
+        # the next call creates or finds the replacement instead of the dead actor again.
+        name = pool_actor_name(self._service, index)
+        for _ in range(_NAME_RELEASE_POLLS):
+            try:
+                current = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                return
+            if current._actor_id != dead._actor_id:
+                return
+            await asyncio.sleep(0.1)
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:
         return await self._call("fetch", query, *args, idempotent=True)  # type: ignore[no-any-return]
