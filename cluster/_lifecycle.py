@@ -23,6 +23,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from strata.actors.kafka import consumer_group_lag, dlq_topic, ensure_topics, kafka_unavailable_reason
+from strata.actors.outbox import backlog_query, backlog_report
 from strata.actors.postgres import (
     apply_migrations,
     ensure_service_role,
@@ -499,13 +500,7 @@ async def _event_status(settings: Settings) -> dict[str, Any]:
         conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=3)
         try:
             for service in OUTBOX_SERVICES:
-                row = await conn.fetchrow(
-                    "SELECT count(*) AS rows,"
-                    " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_s"
-                    f" FROM {service}.outbox WHERE sent_at IS NULL"
-                )
-                assert row is not None
-                outbox[service] = {"rows": int(row["rows"]), "oldest_age_s": round(float(row["oldest_age_s"]), 3)}
+                outbox[service] = backlog_report(await conn.fetchrow(backlog_query(service)))
         finally:
             await conn.close()
     except Exception as exc:  # noqa: BLE001 - status reports what it cannot see

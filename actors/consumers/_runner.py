@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import ray
@@ -34,9 +34,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from ray.actor import ActorHandle
 
+from strata.actors._detached import ensure_detached
 from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import dead_letter_headers, dlq_topic, stop_quietly
-from strata.actors.postgres import NAMESPACE, AsyncpgPool, DatabaseUnavailable, service_dsn
+from strata.actors.postgres import AsyncpgPool, DatabaseUnavailable, service_dsn
 from strata.actors.postgres._roles import check_service_name
 from strata.schemas import Settings
 from strata.schemas.events import CloudEvent, decode
@@ -228,16 +229,7 @@ def ensure_consumers(
     group: str, topics: list[str], handler: Handler, service: str, members: int
 ) -> list[ActorHandle[Any]]:
     """The ``members`` runners of ``group``, created (detached, restarted by Ray) where missing. Idempotent."""
-    handles = []
-    for index in range(members):
-        handle = _RemoteRunner.options(
-            name=consumer_name(group, index),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-            max_task_retries=0,
-        ).remote(group, topics, handler, service)
-        handles.append(cast("ActorHandle[Any]", handle))
-    return handles
+    return [
+        ensure_detached(_RemoteRunner, consumer_name(group, index), group, topics, handler, service)
+        for index in range(members)
+    ]

@@ -26,17 +26,18 @@ import hashlib
 import logging
 import os
 import time
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import ray
 from aiokafka import AIOKafkaProducer
 from ray.actor import ActorHandle
 
+from strata.actors._detached import ensure_detached
 from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import stop_quietly
 from strata.actors.outbox._record import notify_channel
-from strata.actors.postgres import NAMESPACE, service_dsn
+from strata.actors.postgres import service_dsn
 from strata.actors.postgres._roles import check_service_name
 from strata.schemas import Settings
 
@@ -208,16 +209,6 @@ _RemoteRelay = ray.remote(OutboxRelay)
 
 def ensure_relays(service: str, shards: int) -> list[ActorHandle[Any]]:
     """The relay actors of ``service``, created (detached, restarted by Ray) where missing. Idempotent."""
-    handles = []
-    for shard in range(shards):
-        handle = _RemoteRelay.options(
-            name=relay_name(service, shard),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-            max_task_retries=0,
-        ).remote(service, shard, shards)
-        handles.append(cast("ActorHandle[Any]", handle))
-    return handles
+    return [
+        ensure_detached(_RemoteRelay, relay_name(service, shard), service, shard, shards) for shard in range(shards)
+    ]

@@ -1,5 +1,6 @@
 """PostgreSQL access for strata's services: one ``Database`` interface, two backends, typed errors, migrations."""
 
+from strata.actors._detached import NAMESPACE
 from strata.actors.postgres._database import (
     AsyncpgPool,
     Database,
@@ -24,7 +25,6 @@ from strata.actors.postgres._errors import (
 from strata.actors.postgres._factory import open_database
 from strata.actors.postgres._migrations import Migration, apply_migrations, load_migrations, service_migrations_dir
 from strata.actors.postgres._pool_actor import (
-    NAMESPACE,
     PoolActorDatabase,
     PostgresPoolActor,
     get_or_create_pool_actor,

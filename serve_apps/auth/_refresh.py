@@ -23,8 +23,8 @@ from typing import Literal
 
 import asyncpg
 
-from strata.actors.outbox import record_event
-from strata.schemas.events import SESSIONS_REVOKED, SessionsRevoked, new_event
+from strata.schemas.events import SESSIONS_REVOKED, SessionsRevoked
+from strata.serve_apps.auth._events import record_account_event
 
 RevocationReason = Literal["logout", "logout_all", "refresh_token_reuse", "password_changed", "disabled", "deleted"]
 RefusalReason = Literal["unknown", "revoked", "reused", "expired", "disabled"]
@@ -152,16 +152,13 @@ async def revoke_all(
         "UPDATE auth.refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
     )
     if families or always_record:
-        await record_event(
+        await record_account_event(
             conn,
-            new_event(
-                SESSIONS_REVOKED,
-                SessionsRevoked(user_id=user_id, reason=reason),
-                subject=f"account/{user_id}",
-                key=user_id,
-                request_id=request_id,
-                actor=actor or user_id,
-            ),
+            SESSIONS_REVOKED,
+            SessionsRevoked(user_id=user_id, reason=reason),
+            key=user_id,
+            request_id=request_id,
+            actor=actor or user_id,
         )
     return len(families)
 
@@ -184,16 +181,13 @@ async def _revoke_families(
         if status.split()[-1] == "0":
             continue  # revoked before: nothing new to tell
         revoked += 1
-        await record_event(
+        await record_account_event(
             conn,
-            new_event(
-                SESSIONS_REVOKED,
-                SessionsRevoked(user_id=user_id, reason=reason, family_id=family_id),
-                subject=f"account/{user_id}",
-                key=user_id,
-                request_id=request_id,
-                actor=actor or user_id,
-            ),
+            SESSIONS_REVOKED,
+            SessionsRevoked(user_id=user_id, reason=reason, family_id=family_id),
+            key=user_id,
+            request_id=request_id,
+            actor=actor or user_id,
         )
     return revoked
 

@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 import asyncpg
 
-from strata.actors.outbox import record_event
 from strata.actors.postgres import Database, UniqueViolation
 from strata.schemas import (
     Conflict,
@@ -50,9 +49,9 @@ from strata.schemas.events import (
     AccountLoginFailed,
     AccountPasswordChanged,
     AccountRegistered,
-    new_event,
 )
 from strata.serve_apps.auth import _keys, _refresh, _throttle
+from strata.serve_apps.auth._events import record_account_event
 from strata.serve_apps.auth._keys import ActiveKeyCache
 from strata.serve_apps.auth._passwords import (
     MAX_PASSWORD_LENGTH,
@@ -85,16 +84,13 @@ async def create_account(
     await conn.execute(
         "INSERT INTO auth.accounts (user_id, email, password_hash) VALUES ($1, $2, $3)", user_id, email, password_hash
     )
-    await record_event(
+    await record_account_event(
         conn,
-        new_event(
-            ACCOUNT_REGISTERED,
-            AccountRegistered(user_id=user_id, email=email),
-            subject=f"account/{user_id}",
-            key=user_id,
-            request_id=request_id,
-            actor=user_id,
-        ),
+        ACCOUNT_REGISTERED,
+        AccountRegistered(user_id=user_id, email=email),
+        key=user_id,
+        request_id=request_id,
+        actor=user_id,
     )
     return {"user_id": user_id, "email": email}
 
@@ -134,16 +130,13 @@ async def _record_login_failed(
     request_id: str | None,
 ) -> None:
     key = user_id or UNKNOWN_ACCOUNT_KEY
-    await record_event(
+    await record_account_event(
         conn,
-        new_event(
-            ACCOUNT_LOGIN_FAILED,
-            AccountLoginFailed(user_id=user_id, reason=reason),
-            subject=f"account/{key}",
-            key=key,
-            request_id=request_id,
-            actor=user_id,
-        ),
+        ACCOUNT_LOGIN_FAILED,
+        AccountLoginFailed(user_id=user_id, reason=reason),
+        key=key,
+        request_id=request_id,
+        actor=user_id,
     )
 
 
@@ -177,16 +170,13 @@ async def complete_login(
             new_hash,
         )
     family_id, expires_at = await _refresh.start_family(conn, user_id, refresh_hash, refresh_ttl_s)
-    await record_event(
+    await record_account_event(
         conn,
-        new_event(
-            ACCOUNT_LOGGED_IN,
-            AccountLoggedIn(user_id=user_id, session_id=family_id),
-            subject=f"account/{user_id}",
-            key=user_id,
-            request_id=request_id,
-            actor=user_id,
-        ),
+        ACCOUNT_LOGGED_IN,
+        AccountLoggedIn(user_id=user_id, session_id=family_id),
+        key=user_id,
+        request_id=request_id,
+        actor=user_id,
     )
     return Session(user_id, family_id, expires_at, tuple(account["roles"]), int(account["perm_version"]))
 
@@ -231,16 +221,13 @@ async def replace_password(
     if status.split()[-1] == "0":
         return None
     await _throttle.settle_success(conn, policy, subjects_for(email, None))
-    await record_event(
+    await record_account_event(
         conn,
-        new_event(
-            ACCOUNT_PASSWORD_CHANGED,
-            AccountPasswordChanged(user_id=user_id),
-            subject=f"account/{user_id}",
-            key=user_id,
-            request_id=request_id,
-            actor=user_id,
-        ),
+        ACCOUNT_PASSWORD_CHANGED,
+        AccountPasswordChanged(user_id=user_id),
+        key=user_id,
+        request_id=request_id,
+        actor=user_id,
     )
     return await _refresh.revoke_all(conn, user_id, "password_changed", request_id)
 
