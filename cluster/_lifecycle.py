@@ -13,6 +13,8 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +37,16 @@ from strata.actors.postgres import (
 )
 from strata.cluster import _kafka, _ray, _serve
 from strata.cluster._errors import ClusterError, PortInUse, StartupError, Unreachable
+from strata.cluster._front import TlsFront
 from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._probes import http_ready, postgres_error, wait_until
 from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
-from strata.schemas import SERVICES, Settings
+from strata.cluster._tls import ensure_certificate, tls_dir
+from strata.schemas import APPS, SERVICES, Settings
 from strata.schemas.events import topics
 from strata.serve_apps._groups import consumer_groups
 
 Echo = Callable[[str], None]
-APPS = ["gateway", "auth", "users", "data", "audit"]
 
 
 @dataclass
@@ -56,6 +59,12 @@ class Runtime:
     ray_address: str
     ray_auth_token: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    ca_file: Path | None = None
+    """The CA that issued the gateway's certificate, when strata made it (clients pass it to verify TLS)."""
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client of the gateway verifies its certificate with (strata's CA, or the system's)."""
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file is not None else True
 
     def ray_client_env(self) -> dict[str, str]:
         """Environment for a Ray driver (a script, a test) that connects to this system's cluster."""
@@ -125,6 +134,7 @@ def _ray_head(settings: Settings, state: State) -> _ray.LocalRayHead:
         agent_port=state.port("ray_dashboard_agent", 0),
         client_server_port=state.port("ray_client_server", 0),
         object_store_mb=settings.ray_object_store_mb,
+        metrics_port=state.port("ray_metrics", settings.ray_metrics_port),
     )
 
 
@@ -152,14 +162,41 @@ def resolve(settings: Settings, state: State, *, create: bool = True) -> Runtime
         dashboard_url = f"http://{host}:{settings.ray_dashboard_port}"
         token = token or os.environ.get("RAY_AUTH_TOKEN")
     resolved = settings.model_copy(update=update)
+    host = resolved.gateway_host if resolved.gateway_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    local_ca = tls_dir(resolved) / "ca.pem" if resolved.tls_certfile is None else None
+    env = worker_env(resolved)
+    if settings.local_ray:
+        env.update(serve_ingress_env(resolved, _ray_head(resolved, state).temp_dir))
     return Runtime(
         settings=resolved,
-        gateway_url=f"http://{resolved.gateway_host}:{resolved.gateway_port}",
+        gateway_url=f"https://{host}:{resolved.gateway_port}",
         dashboard_url=dashboard_url,
         ray_address=ray_address,
         ray_auth_token=token,
-        env=worker_env(resolved),
+        env=env,
+        ca_file=local_ca,
     )
+
+
+def serve_ingress_env(settings: Settings, temp_dir: Path) -> dict[str, str]:
+    """Environment of the Ray head that selects Serve's ingress: HAProxy mode, with its files in the head's
+    private temp dir (so `strata down` finds its process) and its ports from the settings."""
+    if settings.ingress != "haproxy":
+        return {}
+    haproxy_dir = temp_dir / "haproxy"
+    sockets = _ray.haproxy_socket_dir(settings.data_dir)
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy_dir / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(sockets / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy_dir),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy_dir / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
+    }
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -170,7 +207,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        env[f"STRATA_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+        env[f"STRATA_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return env
 
 
@@ -202,8 +239,14 @@ def event_topics() -> list[str]:
 def preflight(settings: Settings, state: State, runtime: Runtime) -> None:
     """Refuse, before starting anything, what would fail later: taken ports, missing tools, unreachable servers."""
     wanted: list[tuple[str, str, int]] = []
-    if not _alive(state, "gateway") and not _alive(state, "ray"):
+    if not _alive(state, "front") and not _alive(state, "ray"):
         wanted.append(("gateway", settings.gateway_host, settings.gateway_port))
+    if settings.ingress == "haproxy" and not _alive(state, "ray"):
+        wanted += [
+            ("Serve's HAProxy", "127.0.0.1", settings.serve_port),
+            ("Serve's HAProxy stats", "0.0.0.0", settings.haproxy_stats_port),
+            ("Serve's HAProxy metrics", "0.0.0.0", settings.haproxy_metrics_port),
+        ]
     if settings.embedded_postgres and not _alive(state, "postgres"):
         wanted.append(("PostgreSQL", "127.0.0.1", state.port("postgres", settings.postgres_port)))
     if settings.embedded_kafka and not _alive(state, "kafka"):
@@ -216,6 +259,7 @@ def preflight(settings: Settings, state: State, runtime: Runtime) -> None:
             ("Ray dashboard", "127.0.0.1", head.dashboard_port),
             ("Ray dashboard agent", "127.0.0.1", head.agent_port),
             ("Ray client server", "127.0.0.1", head.client_server_port),
+            ("Ray metrics export", "0.0.0.0", head.metrics_port),
         ]
     for what, host, port in wanted:
         if port_in_use(host, port):
@@ -280,7 +324,7 @@ def up(settings: Settings, echo: Echo = print) -> Runtime:
         names += ["ray"] if settings.local_ray else []
         if (
             all(_alive(state, n) for n in names if n != "gateway")
-            and http_ready(runtime.gateway_url + "/healthz") is None
+            and http_ready(runtime.gateway_url + "/healthz", verify=runtime.verify()) is None
         ):
             echo(f"strata is already running: {runtime.gateway_url}")
             return runtime
@@ -296,6 +340,8 @@ def up(settings: Settings, echo: Echo = print) -> Runtime:
             state.save(data_dir)
             raise
         echo(f"strata is up: {runtime.gateway_url}")
+        if runtime.ca_file is not None:
+            echo(f"its certificate is issued by strata's local CA: {runtime.ca_file} (curl --cacert {runtime.ca_file})")
         return runtime
 
 
@@ -335,6 +381,7 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
     created = asyncio.run(ensure_topics(runtime.settings, event_topics()))
     if created:
         echo(f"created topics: {', '.join(created)}")
+    tls = ensure_certificate(runtime.settings)
     if settings.local_ray and not _alive(state, "ray"):
         head = _ray_head(runtime.settings, state)
         echo(f"starting Ray head on {head.address} (dashboard {head.dashboard_url})")
@@ -344,13 +391,19 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
             # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
             env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=runtime.ray_auth_token)
         procs = head.start(env, timeout=timeout)
-        _record(state, data_dir, Component("ray", head.address, procs, {"dashboard": head.dashboard_url}), started)
+        extra = {"dashboard": head.dashboard_url, "metrics": head.metrics_url}
+        _record(state, data_dir, Component("ray", head.address, procs, extra), started)
     echo("deploying Serve applications")
-    _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings), runtime.ray_auth_token)
-    _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, APPS, timeout)
+    _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings, tls=tls), runtime.ray_auth_token)
+    _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, list(APPS), timeout)
+    if settings.ingress == "haproxy" and not _alive(state, "front"):
+        front = TlsFront(runtime.settings)
+        echo(f"starting the TLS front on {front.address}")
+        _record(state, data_dir, Component("front", front.address, [front.start(tls)]), started)
     state.components["gateway"] = Component("gateway", runtime.gateway_url)
     state.save(data_dir)
-    reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz"), timeout)
+    verify = runtime.verify()
+    reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz", verify=verify), timeout)
     if reason is not None:
         raise StartupError(f"the gateway at {runtime.gateway_url} is not ready: {reason}")
 
@@ -379,6 +432,13 @@ def _stop(runtime: Runtime, state: State, only: list[str] | None, echo: Echo = _
     def wanted(name: str) -> bool:
         return name in state.components and (only is None or name in only)
 
+    if wanted("front") or (only is not None and "ray" in only and "front" in state.components):
+        echo("stopping the TLS front")
+        procs = state.components["front"].procs
+        terminate(procs, timeout=10)
+        stopped += [p.pid for p in procs]
+        state.components.pop("front")
+
     if settings.local_ray and (wanted("ray") or only is None):
         head = _ray_head(settings, state)
         recorded = state.components["ray"].procs if "ray" in state.components else []
@@ -390,6 +450,7 @@ def _stop(runtime: Runtime, state: State, only: list[str] | None, echo: Echo = _
                 _serve.shutdown(runtime.dashboard_url, runtime.ray_auth_token, timeout=30)
             terminate(list(ray_procs.values()), timeout=15)
             stopped += list(ray_procs)
+        shutil.rmtree(_ray.haproxy_socket_dir(settings.data_dir), ignore_errors=True)
         state.components.pop("ray", None)
     if only is None or "ray" in only:
         state.components.pop("gateway", None)
@@ -451,12 +512,15 @@ def status(settings: Settings) -> dict[str, Any]:
     state = State.load(data_dir)
     runtime = resolve(settings, state, create=False)
     components: list[dict[str, Any]] = []
-    for name in ("postgres", "kafka", "ray"):
+    for name in ("postgres", "kafka", "ray", "front"):
         component = state.components.get(name)
+        if name == "front" and settings.ingress != "haproxy":
+            continue
         external = {
             "postgres": not settings.embedded_postgres,
             "kafka": not settings.embedded_kafka,
             "ray": not settings.local_ray,
+            "front": False,
         }[name]
         if external:
             address = {
@@ -475,7 +539,7 @@ def status(settings: Settings) -> dict[str, Any]:
                 {"name": name, "pids": alive, "address": component.address, "state": "running" if alive else "dead"}
             )
     events = asyncio.run(_event_status(runtime.settings)) if runtime.settings.secret_key else {}
-    ready = http_ready(runtime.gateway_url + "/readyz", timeout=5.0)
+    ready = http_ready(runtime.gateway_url + "/readyz", timeout=5.0, verify=runtime.verify())
     components.append(
         {
             "name": "gateway",
@@ -489,7 +553,14 @@ def status(settings: Settings) -> dict[str, Any]:
         "apps": _serve.applications(runtime.dashboard_url, runtime.ray_auth_token),
         "events": events,
         "dashboard": runtime.dashboard_url,
+        "metrics": state.components["ray"].extra.get("metrics", "") if "ray" in state.components else "",
     }
+
+
+def status_metrics_url(settings: Settings) -> str:
+    """Where the local Ray head serves Prometheus metrics (empty with an external Ray cluster)."""
+    ray = State.load(settings.data_dir.resolve()).components.get("ray")
+    return str(ray.extra.get("metrics", "")) if ray is not None else ""
 
 
 async def _event_status(settings: Settings) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 
@@ -36,9 +37,9 @@ def wait_until(check: Check, timeout: float, interval: float = 0.5) -> str | Non
     return reason
 
 
-def http_ready(url: str, timeout: float = 5.0) -> str | None:
+def http_ready(url: str, timeout: float = 5.0, verify: ssl.SSLContext | bool = True) -> str | None:
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = httpx.get(url, timeout=timeout, verify=verify)
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}"
     if response.status_code != 200:

@@ -34,6 +34,12 @@ def temp_dir_for(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"strata-ray-{digest}"
 
 
+def haproxy_socket_dir(data_dir: Path) -> Path:
+    """Where Serve's HAProxy puts its Unix sockets. HAProxy allows socket paths of at most 97 characters and
+    Serve adds a 56-character node id, so this sits directly under /tmp with a short name."""
+    return Path("/tmp") / f"strata-hap-{temp_dir_for(data_dir).name.removeprefix('strata-ray-')}"
+
+
 def _is_worker(cmdline: list[str]) -> bool:
     return any("default_worker.py" in part for part in cmdline) or bool(cmdline and cmdline[0].startswith("ray::"))
 
@@ -81,6 +87,7 @@ class LocalRayHead:
         agent_port: int,
         client_server_port: int,
         object_store_mb: int,
+        metrics_port: int = 0,
     ) -> None:
         self.temp_dir = temp_dir_for(data_dir)
         self.log = data_dir.resolve() / "ray-start.log"
@@ -89,10 +96,15 @@ class LocalRayHead:
         self.agent_port = agent_port
         self.client_server_port = client_server_port
         self.object_store_mb = object_store_mb
+        self.metrics_port = metrics_port
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def dashboard_url(self) -> str:
@@ -113,6 +125,7 @@ class LocalRayHead:
             f"--dashboard-agent-listen-port={self.agent_port}",
             f"--ray-client-server-port={self.client_server_port}",
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
+            *([f"--metrics-export-port={self.metrics_port}"] if self.metrics_port else []),
             f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
         ]

@@ -11,6 +11,7 @@ import httpx
 import yaml
 
 from strata.cluster._errors import StartupError
+from strata.cluster._tls import TlsFiles
 from strata.schemas import Settings
 
 _APPLICATIONS = "/api/serve/applications/"
@@ -20,12 +21,39 @@ def serve_config_path() -> Path:
     return Path(str(resources.files("strata.cluster") / "serve.yaml"))
 
 
-def serve_config(settings: Settings, path: Path | None = None) -> dict[str, Any]:
-    """The Serve config to deploy: the file, with the gateway's address from the settings."""
+def serve_config(settings: Settings, path: Path | None = None, tls: TlsFiles | None = None) -> dict[str, Any]:
+    """The Serve config to deploy: the file, with Serve's HTTP address from the settings.
+
+    With ``ingress=haproxy`` Serve's HAProxy listens on ``127.0.0.1:<serve_port>`` behind strata's TLS front;
+    with ``ingress=python`` Serve's proxy listens on the public address and terminates TLS with ``tls``.
+    """
     config: dict[str, Any] = yaml.safe_load((path or serve_config_path()).read_text())
-    config.setdefault("http_options", {})
-    config["http_options"]["host"] = settings.gateway_host
-    config["http_options"]["port"] = settings.gateway_port
+    http = config.setdefault("http_options", {})
+    if settings.ingress == "haproxy":
+        http["host"] = "127.0.0.1"
+        http["port"] = settings.serve_port
+        for app in config["applications"]:
+            if app.get("route_prefix") is not None:
+                # HAProxy balances the HTTP ingress replicas itself (leastconn); Serve refuses a request router there.
+                for deployment in app.get("deployments", []):
+                    deployment.pop("request_router_config", None)
+    else:
+        http["host"] = settings.gateway_host
+        http["port"] = settings.gateway_port
+        if tls is not None:
+            http["ssl_certfile"] = str(tls.certfile)
+            http["ssl_keyfile"] = str(tls.keyfile)
+    for app in config["applications"]:
+        floor = settings.min_replicas.get(app["name"])
+        if floor is None:
+            continue
+        for deployment in app.get("deployments", []):
+            autoscaling = deployment.get("autoscaling_config")
+            if autoscaling is not None:
+                autoscaling["min_replicas"] = floor
+                autoscaling["max_replicas"] = max(floor, autoscaling.get("max_replicas", floor))
+            else:
+                deployment["num_replicas"] = floor
     return config
 
 
@@ -40,7 +68,10 @@ def deploy(dashboard_url: str, config: dict[str, Any], token: str | None, timeou
     except httpx.HTTPError as exc:
         raise StartupError(f"the Ray dashboard at {dashboard_url} did not take the Serve config: {exc}") from exc
     if response.status_code >= 300:
-        raise StartupError(f"deploying the Serve config failed ({response.status_code}): {response.text[:300]}")
+        # The dashboard answers a traceback: its last line says what went wrong.
+        lines = [line for line in response.text.strip().splitlines() if line.strip()]
+        reason = lines[-1][:500] if lines else ""
+        raise StartupError(f"deploying the Serve config failed ({response.status_code}): {reason}")
 
 
 def applications(dashboard_url: str, token: str | None, timeout: float = 5.0) -> dict[str, dict[str, Any]]:

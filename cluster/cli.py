@@ -63,6 +63,9 @@ def up(
     runtime = _lifecycle.up(settings, echo=_echo)
     typer.echo(f"gateway:   {runtime.gateway_url}")
     typer.echo(f"dashboard: {runtime.dashboard_url}  (serve status --address {runtime.dashboard_url})")
+    metrics = _lifecycle.status_metrics_url(settings)
+    if metrics:
+        typer.echo(f"metrics:   {metrics}  (Prometheus)")
     if not foreground:
         return
     stopping = threading.Event()
@@ -96,6 +99,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     for c in report["components"]:
         pids = ",".join(str(p) for p in c["pids"][:6]) + (" ..." if len(c["pids"]) > 6 else "")
         typer.echo(f"{c['name']:<10} {c['state']:<12} {c['address']:<28} {pids}")
+    if report.get("metrics"):
+        typer.echo(f"metrics    {report['metrics']}")
     typer.echo("")
     typer.echo(f"{'APP':<10} {'STATUS':<14} DEPLOYMENTS")
     apps: dict[str, Any] = report["apps"]

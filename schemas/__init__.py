@@ -7,13 +7,15 @@ from strata.schemas._errors import (
     InvalidCredentials,
     InvalidToken,
     ResourceNotFound,
+    ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
     Unprocessable,
 )
-from strata.schemas._settings import SERVICES, DatabaseBackend, Settings
+from strata.schemas._settings import APPS, SERVICES, DatabaseBackend, Settings
 
 __all__ = [
+    "APPS",
     "SERVICES",
     "Conflict",
     "DatabaseBackend",
@@ -22,6 +24,7 @@ __all__ = [
     "InvalidCredentials",
     "InvalidToken",
     "ResourceNotFound",
+    "ServiceUnavailable",
     "Settings",
     "TooManyRequests",
     "Unauthorized",

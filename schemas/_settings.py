@@ -7,16 +7,46 @@ object is then passed down. Defaults run everything locally on loopback.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 DatabaseBackend = Literal["replica", "actors"]
+RateLimitClass = Literal["auth", "read", "write"]
+"""Rate-limit classes with a quota (routes of class ``none`` are never limited)."""
 SERVICES: tuple[str, ...] = ("auth", "users", "data", "audit")
 """Components owning a PostgreSQL schema and role: the services, and the audit log that consumes their events."""
+APPS: tuple[str, ...] = ("gateway", "auth", "users", "data", "audit")
+"""strata's Serve applications."""
+
+_RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
+
+
+def _parse_rate_limit(text: str, name: str) -> tuple[int, float]:
+    match = _RATE_LIMIT.match(text)
+    if match is None:
+        raise ValueError(f"{name}={text!r} is not of the form '<quota>/<window seconds>s', e.g. '100/60s'")
+    quota, window_s = int(match.group(1)), float(match.group(2))
+    if quota < 1 or window_s <= 0:
+        raise ValueError(f"{name}={text!r}: the quota must be at least 1 and the window longer than 0 s")
+    return quota, window_s
+
+
+def _parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"rate_limit_exempt: {item!r} is not an IP network ({exc})") from exc
+    return networks
 
 
 class Settings(BaseSettings):
@@ -69,11 +99,46 @@ class Settings(BaseSettings):
     ray_dashboard_port: Port = Field(
         default=8265, description="Dashboard port of the local Ray head (serve status and deploys go through it)."
     )
+    ray_metrics_port: Port = Field(
+        default=0,
+        description=(
+            "Port where the local Ray head's metrics agent serves Prometheus metrics (Ray's, Serve's and strata's);"
+            " 0 picks a free one once and keeps it."
+        ),
+    )
     ray_object_store_mb: int = Field(
         default=256, ge=80, description="Object store size of the local Ray head, in MiB; kept small on purpose."
     )
-    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
-    gateway_port: Port = Field(default=8000, description="Port the gateway listens on.")
+    gateway_host: str = Field(default="127.0.0.1", description="Address the public HTTPS endpoint listens on.")
+    gateway_port: Port = Field(
+        default=8000, description="Port of the public HTTPS endpoint (the TLS front, or Serve's proxy with TLS)."
+    )
+    ingress: Literal["haproxy", "python"] = Field(
+        default="haproxy",
+        description=(
+            "How HTTP reaches the gateway: 'haproxy' (strata's TLS front, then Serve's HAProxy balancing the gateway"
+            " replicas by least connections) or 'python' (Serve's Python proxy terminating TLS itself)."
+        ),
+    )
+    serve_port: Port = Field(
+        default=8001,
+        description="Port of Serve's own HTTP ingress on 127.0.0.1 behind the TLS front (ingress=haproxy only).",
+    )
+    haproxy_stats_port: Port = Field(
+        default=8404, description="Stats port of Serve's HAProxy (it binds every interface: firewall it)."
+    )
+    haproxy_metrics_port: Port = Field(
+        default=9101, description="Prometheus port of Serve's HAProxy (it binds every interface: firewall it)."
+    )
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM server certificate (with its chain) of the HTTPS endpoint. Empty: a local CA issues one.",
+    )
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile.")
+    min_replicas: dict[str, int] = Field(
+        default_factory=dict,
+        description='Lower bound of replicas per Serve deployment\'s app, JSON such as {"gateway": 2}.',
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description=(
@@ -128,6 +193,28 @@ class Settings(BaseSettings):
     consumer_retry_backoff_s: float = Field(
         default=0.2, gt=0, description="First pause between attempts at an event's effect (doubles each time), seconds."
     )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the gateway reads, bytes; a larger one is answered 413 before it is read.",
+    )
+    request_deadline_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description=(
+            "Time the gateway gives one request, seconds; past it the work is cancelled and the answer is 504. A client"
+            " may ask for less with a `Request-Timeout` header (e.g. `2.5`, `2.5s` or `250ms`), never for more."
+        ),
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Origins allowed to call the API from a browser, JSON such as ["https://app.example.com"]. Empty: no CORS'
+            " headers at all (browsers then refuse cross-origin calls)."
+        ),
+    )
     token_issuer: str = Field(default="strata", min_length=1, description="`iss` of access tokens.")
     token_audience: str = Field(default="strata-api", min_length=1, description="`aud` of access tokens.")
     token_algorithm: Literal["EdDSA", "RS256"] = Field(
@@ -145,6 +232,35 @@ class Settings(BaseSettings):
         default=19_456, ge=8_192, le=1_048_576, description="argon2id memory (m), KiB; 19 MiB is OWASP's minimum."
     )
     argon2_parallelism: int = Field(default=1, ge=1, le=16, description="argon2id lanes (p).")
+    rate_limit_auth: str = Field(
+        default="20/60s",
+        description=(
+            "Rate limit of the auth routes (register, login, refresh, password change) per client address or user:"
+            " '<quota>/<window seconds>s', a bucket of quota requests refilled over the window."
+        ),
+    )
+    rate_limit_read: str = Field(
+        default="600/60s", description="Rate limit of reads (GET) per user, or per client address when anonymous."
+    )
+    rate_limit_write: str = Field(
+        default="120/60s", description="Rate limit of the other changes (POST, PUT, PATCH, DELETE) per user or address."
+    )
+    rate_limit_shards: int = Field(
+        default=2, ge=1, le=64, description="Rate-limit actors sharing the buckets (keys spread by a stable hash)."
+    )
+    rate_limit_lease_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        le=0.5,
+        description="Largest share of a quota a gateway replica leases at a time (fewer as a bucket runs low).",
+    )
+    rate_limit_exempt: str = Field(
+        default="",
+        description=(
+            "Client networks never rate-limited, comma-separated, such as '10.0.0.0/8,192.168.1.7' (monitoring,"
+            " trusted batch clients); matched against the client address, whatever the identity."
+        ),
+    )
     login_free_failures: int = Field(
         default=3, ge=1, le=100, description="Failed logins per account or client address before backoff starts."
     )
@@ -155,9 +271,24 @@ class Settings(BaseSettings):
     login_failure_window_s: int = Field(
         default=900, ge=1, description="Failures older than this no longer count, seconds."
     )
+    fault_injection: bool = Field(
+        default=False,
+        description=(
+            "Test only: every deployment accepts inject_fault() handle calls (slow a replica down, fail its health"
+            " check) and reports which replica served. Off, those calls are refused."
+        ),
+    )
     startup_timeout_s: float = Field(
         default=180.0, gt=0, description="How long `strata up` waits for every component to become ready."
     )
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        bad = [o for o in value if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", o)]
+        if bad:
+            raise ValueError(f"cors_allow_origins takes scheme://host[:port] origins without a path or '*': {bad}")
+        return value
 
     @field_validator("db_backends")
     @classmethod
@@ -166,6 +297,35 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown service(s) {unknown} in db_backends; known: {list(SERVICES)}")
         return value
+
+    @field_validator("min_replicas")
+    @classmethod
+    def _known_apps(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(APPS))
+        if unknown:
+            raise ValueError(f"unknown app(s) {unknown} in min_replicas; known: {list(APPS)}")
+        low = {app: n for app, n in value.items() if not 1 <= n <= 64}
+        if low:
+            raise ValueError(f"min_replicas must be between 1 and 64: {low}")
+        return value
+
+    @field_validator("rate_limit_auth", "rate_limit_read", "rate_limit_write")
+    @classmethod
+    def _rate_limit_form(cls, value: str, info: ValidationInfo) -> str:
+        _parse_rate_limit(value, str(info.field_name))
+        return value
+
+    @field_validator("rate_limit_exempt")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        _parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both tls_certfile and tls_keyfile, or neither (then a local CA issues them)")
+        return self
 
     @model_validator(mode="after")
     def _budget_covers_actors(self) -> Settings:
@@ -187,6 +347,22 @@ class Settings(BaseSettings):
     @property
     def local_ray(self) -> bool:
         return not self.ray_address
+
+    def edge_token(self) -> str:
+        """The token strata's TLS front adds to every request it forwards (``X-Strata-Edge``), derived from the
+        master secret: the gateway trusts the front's ``X-Forwarded-For`` only when it carries this."""
+        if self.secret_key is None:
+            raise ValueError("edge_token needs the master secret (resolved settings)")
+        return hmac.new(self.secret_key.get_secret_value().encode(), b"edge-token", hashlib.sha256).hexdigest()
+
+    @property
+    def rate_limit_exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``rate_limit_exempt``, parsed."""
+        return _parse_networks(self.rate_limit_exempt)
+
+    def rate_limit(self, limit_class: RateLimitClass) -> tuple[int, float]:
+        """``(quota, window seconds)`` of a rate-limit class (``auth``, ``read``, ``write``)."""
+        return _parse_rate_limit(getattr(self, f"rate_limit_{limit_class}"), f"rate_limit_{limit_class}")
 
     def db_backend(self, service: str) -> DatabaseBackend:
         """The database backend ``service`` uses (``replica`` unless configured)."""

@@ -6,8 +6,10 @@ free loopback ports, and stopped by `strata down`'s code at the end.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import ssl
 
 # Ray reads its authentication settings once, when it is first imported: the session's cluster runs with
 # token authentication (as `strata up` starts it), so this process, a Ray driver, holds the token from the start.
@@ -23,7 +25,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 
 from strata.cluster import Runtime, down, settings_env, up
@@ -53,6 +58,32 @@ class System:
         return {**os.environ, **settings_env(self.settings)}
 
     @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client passes as ``verify`` to trust the gateway's certificate."""
+        ca = self.runtime.ca_file
+        return ssl.create_default_context(cafile=str(ca)) if ca is not None else True
+
+    def client(self, **options: Any) -> httpx.Client:
+        """An HTTP client of the public endpoint (``base_url`` set, TLS verified against strata's CA)."""
+        return httpx.Client(base_url=self.runtime.gateway_url, verify=self.verify, timeout=15, **options)
+
+    def async_client(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.runtime.gateway_url, verify=self.verify, timeout=15, **options)
+
+    def forget_client_login_failures(self) -> None:
+        """Every HTTP test comes from a loopback address: forget the failed logins counted against client
+        addresses, so one test's wrong passwords do not throttle the next test's logins."""
+
+        async def forget() -> None:
+            conn = await asyncpg.connect(self.admin_dsn)
+            try:
+                await conn.execute("DELETE FROM auth.login_failures WHERE scope = 'client'")
+            finally:
+                await conn.close()
+
+        asyncio.run(forget())
+
+    @property
     def admin_dsn(self) -> str:
         assert self.runtime.settings.database_url is not None
         return self.runtime.settings.database_url.get_secret_value()
@@ -67,6 +98,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir,
         "gateway_port": free_port(),
+        "serve_port": free_port(),
+        "haproxy_stats_port": free_port(),
+        "haproxy_metrics_port": free_port(),
         "ray_dashboard_port": free_port(),
         "db_connections_per_service": 6,
         "db_pool_actors": 2,
@@ -77,6 +111,15 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "outbox_poll_interval_s": 0.5,
         "consumer_max_attempts": 3,
         "consumer_retry_backoff_s": 0.05,
+        # Two replicas where tests look at balancing, health and limits shared across replicas.
+        "min_replicas": {"gateway": 2, "users": 2},
+        "cors_allow_origins": ["https://app.example.test"],
+        "fault_injection": True,
+        # Limits a test exhausts in seconds from a fresh loopback address (test_rate_limits.py); 127.0.0.1, where
+        # every other test comes from, is exempt so that no other test is ever refused for its pace.
+        "rate_limit_auth": "20/60s",
+        "rate_limit_read": "200/60s",
+        "rate_limit_exempt": "127.0.0.1",
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import pytest
 
 from strata.cluster import down
 from strata.cluster._ray import find_processes, temp_dir_for
-from strata.cluster._state import State
+from strata.cluster._state import State, port_in_use
 from tests.conftest import System
 
 pytestmark = [pytest.mark.integration, pytest.mark.last]
@@ -20,10 +20,14 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
     data_dir = system.settings.data_dir.resolve()
     state = State.load(data_dir)
     recorded = {name: c.pids for name, c in state.components.items() if c.procs}
-    assert {"postgres", "kafka", "ray"} <= set(recorded)
+    assert {"postgres", "kafka", "ray", "front"} <= set(recorded)
     ray_procs = find_processes(temp_dir_for(data_dir), gcs_port=state.ports["ray"])
     names = {psutil.Process(p.pid).name() for p in ray_procs if psutil.pid_exists(p.pid)}
     assert any("raylet" in n for n in names) and any("gcs_server" in n for n in names), names
+    assert "haproxy" in names, names  # Serve's HAProxy, started by Serve inside the head: found by its config path
+    settings = system.settings
+    serve_ports = [settings.serve_port, settings.haproxy_stats_port, settings.haproxy_metrics_port]
+    assert all(port_in_use("127.0.0.1", port) for port in [settings.gateway_port, *serve_ports])
 
     stopped = down(system.settings, echo=lambda _: None)
 
@@ -35,3 +39,4 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
     assert survivors == [], f"still running after down: {survivors}"
     assert find_processes(temp_dir_for(data_dir), gcs_port=state.ports["ray"]) == []
     assert State.load(data_dir).components == {}
+    assert [port for port in [settings.gateway_port, *serve_ports] if port_in_use("127.0.0.1", port)] == []

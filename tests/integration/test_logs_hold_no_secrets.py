@@ -25,6 +25,7 @@ def _log_files(system: System) -> list[Path]:
     files += [p for p in (data_dir / "kafka").glob("*.log*")] + [
         data_dir / "kafka" / "kafka.out",
         data_dir / "ray-start.log",
+        data_dir / "tls-front.log",
     ]
     return [p for p in files if p.exists() and p.stat().st_size < 200 * 1024 * 1024]
 
@@ -37,6 +38,7 @@ def test_no_secret_appears_in_any_log_line(system: System) -> None:
         secret_key,
         settings.database_url.get_secret_value().split(":")[2].split("@")[0],  # the admin password
         SESSION_RAY_TOKEN,
+        settings.edge_token(),  # the TLS front's proof to the gateway
         *(service_password(secret_key, service) for service in SERVICES),
         *system.secrets,
     }

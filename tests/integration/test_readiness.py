@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def _readyz(system: System) -> httpx.Response:
-    return httpx.get(system.runtime.gateway_url + "/readyz", timeout=15)
+    return httpx.get(system.runtime.gateway_url + "/readyz", timeout=15, verify=system.verify)
 
 
 def _wait_for(system: System, status: int, timeout: float = 60.0) -> httpx.Response:
@@ -27,7 +27,7 @@ def _wait_for(system: System, status: int, timeout: float = 60.0) -> httpx.Respo
 
 
 def test_healthz_answers(system: System) -> None:
-    response = httpx.get(system.runtime.gateway_url + "/healthz", timeout=10)
+    response = httpx.get(system.runtime.gateway_url + "/healthz", timeout=10, verify=system.verify)
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert response.headers["x-request-id"]
@@ -48,7 +48,7 @@ def test_readyz_names_postgres_kafka_and_every_app(system: System) -> None:
 
 
 def test_unknown_route_is_problem_json(system: System) -> None:
-    response = httpx.get(system.runtime.gateway_url + "/no/such/route", timeout=10)
+    response = httpx.get(system.runtime.gateway_url + "/no/such/route", timeout=10, verify=system.verify)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()

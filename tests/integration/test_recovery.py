@@ -41,4 +41,4 @@ def test_up_after_a_crash_restarts_what_died(system: System) -> None:
     assert after["kafka"].alive() and after["postgres"].alive()
     assert after["kafka"].pids[0] not in killed and after["postgres"].pids[0] not in killed
     assert after["ray"].pids == before["ray"].pids, "Ray was alive and must not have been restarted"
-    assert httpx.get(system.runtime.gateway_url + "/readyz", timeout=15).status_code == 200
+    assert httpx.get(system.runtime.gateway_url + "/readyz", timeout=15, verify=system.verify).status_code == 200

@@ -75,3 +75,21 @@ def test_ray_workers_get_the_admin_dsn_without_its_password() -> None:
     env = worker_env(settings)
     assert env["STRATA_DATABASE_URL"] == "postgresql://strata_admin@127.0.0.1:5432/strata"
     assert not any("adminpw" in value for value in env.values())
+
+
+def test_settings_survive_the_trip_through_the_environment_of_ray_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from strata.cluster import settings_env
+
+    original = Settings(
+        _env_file=None,
+        secret_key="s" * 32,
+        db_backends={"data": "actors"},
+        min_replicas={"gateway": 2},
+        cors_allow_origins=["https://app.example.com"],
+        ingress="python",
+        tls_certfile="/etc/strata/cert.pem",
+        tls_keyfile="/etc/strata/key.pem",
+    )
+    for name, value in settings_env(original).items():
+        monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None) == original
