@@ -10,7 +10,8 @@
     ├── ResourceNotFound           404
     ├── Conflict                   409: e.g. the email is taken
     ├── Unprocessable              422: valid JSON, refused by a rule (e.g. the password policy)
-    └── TooManyRequests            429: ``retry_after`` seconds before trying again
+    ├── TooManyRequests            429: ``retry_after`` seconds before trying again
+    └── ServiceUnavailable         503: a service is at capacity or down; ``retry_after`` seconds
 
 They pickle (they cross Ray calls from a service to the gateway) and carry no
 internal detail: ``detail`` is written for the client.
@@ -88,3 +89,11 @@ class TooManyRequests(DomainError):
     status = 429
     slug = "too-many-requests"
     title = "Too Many Requests"
+
+
+class ServiceUnavailable(DomainError):
+    """The service behind the gateway refused the call (its queue is full) or has no replica: retry later."""
+
+    status = 503
+    slug = "service-unavailable"
+    title = "Service Unavailable"

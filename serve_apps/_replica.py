@@ -17,12 +17,15 @@ from ray import serve
 from strata.actors.outbox import ensure_relays, outbox_backlog
 from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
 from strata.schemas import Settings
+from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, with_fault_point
 from strata.serve_apps._logging import route_strata_logs_to_serve
 
 logger = logging.getLogger(__name__)
 
 # A replica whose event loop cannot run a trivial task this fast is stuck and should leave rotation.
 _LOOP_STALL_S = 2.0
+# A pool that cannot run SELECT 1 this fast is exhausted or broken; well within the 5 s health check timeout.
+_POOL_CHECK_TIMEOUT_S = 2.0
 READINESS_TIMEOUT_S = 3.0
 
 
@@ -48,7 +51,7 @@ async def event_loop_lag() -> float:
     return time.monotonic() - started
 
 
-class ServiceReplica:
+class ServiceReplica(FaultInjectable):
     """Base of the auth, users and data deployments."""
 
     service: ClassVar[str]
@@ -57,7 +60,9 @@ class ServiceReplica:
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
         self._settings = Settings()
+        self._faults = ReplicaFaults(self._settings.fault_injection)
         self._db: Database = await open_database(self._settings, self.service, max_replicas=deployment_max_replicas())
+        self._request_db = with_fault_point(self._db, self._faults)
         self._ensure_relays()
         logger.info("%s replica started (database backend %s)", self.service, self._settings.db_backend(self.service))
 
@@ -67,22 +72,38 @@ class ServiceReplica:
 
     @property
     def db(self) -> Database:
-        return self._db
+        """The database requests use (behind the replica's fault point when fault injection is on)."""
+        return self._request_db
 
     async def check_health(self) -> None:
-        """Serve calls this every ``health_check_period_s``; raising takes the replica out of rotation.
+        """Serve calls this every ``health_check_period_s`` (5 s); three failures in a row replace the replica.
 
-        It checks what a restart would fix: a stuck event loop or a closed
-        pool. PostgreSQL being down is not the replica's fault (a restart would
-        not help), so it shows in ``/readyz`` instead.
+        It checks what a restart would fix: an event loop that no longer runs
+        tasks promptly, and the replica's own database pool being closed or no
+        longer handing out a connection (``SELECT 1`` within 2 s). PostgreSQL being unreachable
+        is not the replica's fault (a restart would not help, and every replica
+        would be replaced at once), so it is only logged here and shows in
+        ``/readyz``.
         """
+        self._faults.check_health()
         lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
         if lag > _LOOP_STALL_S:
             raise RuntimeError(f"event loop lagging {lag:.1f}s")
-        if isinstance(self._db, ReplicaPoolDatabase) and self._db.state is PoolState.CLOSED:
-            raise RuntimeError("database pool is closed")
+        if isinstance(self._db, ReplicaPoolDatabase):
+            await self._check_pool(self._db)
         # A relay killed for good (not restarted by Ray) is created again here, within one period.
         self._ensure_relays()
+
+    async def _check_pool(self, pool: ReplicaPoolDatabase) -> None:
+        # Only the replica's own pool: pool actors (the other backend) are restarted by Ray, not by this check.
+        if pool.state is PoolState.CLOSED:
+            raise RuntimeError("database pool is closed")
+        try:
+            await asyncio.wait_for(pool.check(), timeout=_POOL_CHECK_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise RuntimeError(f"the database pool gave no answer within {_POOL_CHECK_TIMEOUT_S:.0f}s") from exc
+        except DatabaseError as exc:
+            logger.info("%s health check: database unreachable (%s), see /readyz", self.service, type(exc).__name__)
 
     async def check_database(self) -> dict[str, Any]:
         """Readiness of this service's path to PostgreSQL, as the gateway's ``/readyz`` shows it."""

@@ -11,6 +11,7 @@ from ray import serve
 
 from strata.actors.consumers import ensure_consumers
 from strata.actors.kafka import consumer_group_lag
+from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.audit._log import GROUP, audited_topics, record_audit_event
 from strata.serve_apps.audit._query import query_audit
@@ -65,4 +66,4 @@ async def _query_page(
     )
 
 
-app = AuditService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()
+app = service_app(AuditService)

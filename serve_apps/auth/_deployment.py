@@ -16,6 +16,7 @@ from ray import serve
 
 from strata.actors.consumers import ensure_consumers
 from strata.actors.postgres import DatabaseError
+from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.auth._projection import GROUP, USERS_TOPIC, apply_users_event
 from strata.serve_apps.auth._service import Authenticator
@@ -99,4 +100,4 @@ class AuthService(ServiceReplica):
                 logger.info("auth housekeeping skipped: %s", type(exc).__name__)
 
 
-app = AuthService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()
+app = service_app(AuthService)

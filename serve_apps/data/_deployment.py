@@ -6,6 +6,7 @@ from typing import Any
 
 from ray import serve
 
+from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.data import _items
 
@@ -29,4 +30,4 @@ class DataService(ServiceReplica):
         return await self.db.run_in_transaction(_items.get_item, item_id)
 
 
-app = DataService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()
+app = service_app(DataService)

@@ -15,18 +15,22 @@ from typing import Any
 from ray import serve
 
 from strata.actors.kafka import kafka_unavailable_reason
+from strata.actors.postgres import NAMESPACE
+from strata.serve_apps._entry import service_handle
 
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 3.0
 APPS = ("gateway", "auth", "users", "data", "audit")
 SERVICES_WITH_OUTBOX = ("auth", "users", "data")
+ACTOR_PREFIXES = ("strata-pg-", "strata-relay-")
+"""Named actors shown in ``/readyz``: PostgreSQL pool actors and outbox relays (Ray restarts them when they die)."""
 
 
 async def check_service(app: str) -> dict[str, Any]:
     """One service's readiness report (its database path and outbox backlog), one hop away."""
     try:
-        handle = serve.get_app_handle(app)
+        handle = service_handle(app)
         return dict(await asyncio.wait_for(handle.readiness.remote(), timeout=CHECK_TIMEOUT_S))
     except TimeoutError:
         return {"database": {"status": "down", "error": "timeout"}}
@@ -55,10 +59,47 @@ async def check_apps() -> dict[str, dict[str, Any]]:
     return {name: states.get(name, {"status": "NOT_DEPLOYED"}) for name in APPS}
 
 
+def _named_actors() -> list[str]:
+    import ray
+
+    named: list[Any] = ray.util.list_named_actors(all_namespaces=True)  # [{"name", "namespace"}]
+    return sorted(a["name"] for a in named if a["namespace"] == NAMESPACE and a["name"].startswith(ACTOR_PREFIXES))
+
+
+async def _actor_status(name: str) -> dict[str, Any]:
+    import ray
+
+    try:
+        actor: Any = await asyncio.to_thread(ray.get_actor, name, NAMESPACE)
+        await asyncio.wait_for(actor.stats.remote(), timeout=CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return {"status": "down", "error": "timeout"}
+    except Exception as exc:  # noqa: BLE001 - dead, restarting or unreachable all mean "not up now"
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "up"}
+
+
+async def check_actors() -> dict[str, dict[str, Any]]:
+    """Each pool and relay actor: ``up`` when it answers within the timeout (a restarting one shows ``down``).
+
+    Shown, not part of ``ready``: requests do not wait on relays, and a pool actor that the request path uses
+    shows in the PostgreSQL check already.
+    """
+    try:
+        names = await asyncio.wait_for(asyncio.to_thread(_named_actors), timeout=CHECK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        return {"*": {"status": "unknown", "error": type(exc).__name__}}
+    statuses = await asyncio.gather(*(_actor_status(name) for name in names))
+    return dict(zip(names, statuses, strict=True))
+
+
 async def readiness(bootstrap_servers: str) -> tuple[bool, dict[str, Any]]:
     """``(ready, body)``: ready when PostgreSQL and Kafka are up and every app is RUNNING."""
-    kafka, apps, *services = await asyncio.gather(
-        check_kafka(bootstrap_servers), check_apps(), *(check_service(app) for app in SERVICES_WITH_OUTBOX)
+    kafka, apps, actors, *services = await asyncio.gather(
+        check_kafka(bootstrap_servers),
+        check_apps(),
+        check_actors(),
+        *(check_service(app) for app in SERVICES_WITH_OUTBOX),
     )
     reports = dict(zip(SERVICES_WITH_OUTBOX, services, strict=True))
     # PostgreSQL as the data service reaches it: gateway -> data -> PostgreSQL, two hops.
@@ -74,6 +115,6 @@ async def readiness(bootstrap_servers: str) -> tuple[bool, dict[str, Any]]:
     body = {
         "status": "ready" if ready else "unready",
         "down": down,
-        "components": {"postgres": postgres, "kafka": kafka, "apps": apps, "outbox": outbox},
+        "components": {"postgres": postgres, "kafka": kafka, "apps": apps, "outbox": outbox, "actors": actors},
     }
     return ready, body

@@ -14,6 +14,7 @@ import asyncpg
 from ray import serve
 
 from strata.actors.consumers import ensure_consumers
+from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.users import _admin, _profiles
 
@@ -81,4 +82,4 @@ async def _list_page(
     return await _admin.list_users(conn, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix)
 
 
-app = UsersService.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()
+app = service_app(UsersService)

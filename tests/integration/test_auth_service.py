@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from ray import serve
 
 from strata.schemas import (
     Conflict,
@@ -26,6 +25,7 @@ from strata.schemas import (
     Unprocessable,
 )
 from strata.schemas.events import decode
+from strata.serve_apps._entry import service_handle
 from strata.serve_apps.auth._passwords import PasswordHasher
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually
@@ -37,7 +37,7 @@ NEW_PASSWORD = "quiet-Meadow-compass-17"
 
 
 def auth() -> Any:
-    return serve.get_app_handle("auth")
+    return service_handle("auth")
 
 
 def new_email() -> str:

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import ray
-from ray import serve
 
 from strata.actors.consumers import consumer_name
 from strata.actors.kafka import consumer_group_lag
 from strata.actors.outbox import relay_name
 from strata.cluster import start_component, stop_component
 from strata.schemas.events import decode, topic_name
+from strata.serve_apps._entry import service_handle
 from strata.serve_apps.audit import GROUP, audited_topics
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually, read_topic
@@ -30,7 +30,7 @@ TOPIC = topic_name("data", "item")
 
 async def _write_for(seconds: float, owner: str, keys: int = 8) -> int:
     """Create ``keys`` items, then update them round-robin for ``seconds``; returns the writes made."""
-    data = serve.get_app_handle("data")
+    data = service_handle("data")
     items = [await data.create_item.remote(owner, "counter", {"n": 0}) for _ in range(keys)]
     writes = keys
     deadline = time.monotonic() + seconds

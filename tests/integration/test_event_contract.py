@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
-from ray import serve
 
 from strata.schemas.events import topic_name, validate_against_schema
+from strata.serve_apps._entry import service_handle
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually, read_topic
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 async def test_every_produced_event_validates_and_parses_as_a_cloudevent(system: System, ray_driver: None) -> None:
     owner = f"contract-{uuid.uuid4().hex[:6]}"
-    data = serve.get_app_handle("data")
+    data = service_handle("data")
     item = await data.create_item.remote(owner, "note", {"v": 1}, "req-contract")
     await data.update_item.remote(item["id"], {"v": 2}, "req-contract")
     await data.delete_item.remote(item["id"], "req-contract")

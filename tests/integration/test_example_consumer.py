@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from ray import serve
 
+from strata.serve_apps._entry import service_handle
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually
 
@@ -23,7 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consume_events.py"
 
 async def test_example_consumer_reads_and_validates_strata_events(system: System, ray_driver: None) -> None:
     owner = f"example-{uuid.uuid4().hex[:6]}"
-    item = await serve.get_app_handle("data").create_item.remote(owner, "note", {"x": 1})
+    item = await service_handle("data").create_item.remote(owner, "note", {"x": 1})
 
     async def drained() -> bool:
         return bool(await admin_value(system, "SELECT count(*) = 0 FROM data.outbox WHERE sent_at IS NULL"))

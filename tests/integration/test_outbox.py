@@ -6,10 +6,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from ray import serve
 
 from strata.actors.postgres import Database, ReplicaPoolDatabase, service_dsn
 from strata.schemas.events import decode
+from strata.serve_apps._entry import service_handle
 from tests.conftest import System
 from tests.integration import units_of_work
 from tests.integration.eventing import admin_fetch, admin_value, eventually
@@ -45,7 +45,7 @@ async def test_an_exception_after_the_insert_leaves_neither_the_row_nor_its_even
 
 async def test_a_committed_change_has_exactly_one_outbox_row_which_gets_sent(system: System, ray_driver: None) -> None:
     owner = f"owner-{uuid.uuid4().hex[:8]}"
-    item = await serve.get_app_handle("data").create_item.remote(owner, "note", {"hello": "world"}, "req-outbox-1")
+    item = await service_handle("data").create_item.remote(owner, "note", {"hello": "world"}, "req-outbox-1")
     rows = await admin_fetch(
         system, "SELECT id::text AS id, topic, key, payload FROM data.outbox WHERE key = $1", item["id"]
     )

@@ -19,10 +19,10 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from ray import serve
 
 from strata.schemas import DomainError, InvalidCredentials, InvalidToken, ResourceNotFound, Unprocessable
 from strata.schemas.events import USER_ROLES_CHANGED, UserRolesChanged, decode, new_event
+from strata.serve_apps._entry import service_handle
 from strata.serve_apps.auth._projection import apply_users_event
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually
@@ -33,11 +33,11 @@ PASSWORD = "amber-Glacier-whistle-58"
 
 
 def users() -> Any:
-    return serve.get_app_handle("users")
+    return service_handle("users")
 
 
 def auth() -> Any:
-    return serve.get_app_handle("auth")
+    return service_handle("auth")
 
 
 def request_id() -> str:
