@@ -1,12 +1,23 @@
-"""Who may call what: every route's required permission, declared in one table, enforced at the edge.
+"""The one routing table of the gateway: where each route goes, who may call it, how it is rate-limited.
 
-``ROUTE_PERMISSIONS`` maps ``(method, path template)`` to ``PUBLIC`` (no token),
-``AUTHENTICATED`` (any valid access token) or a permission such as
-``profile:read``, which one of the caller's roles must grant. Roles map to
-permissions in the users service's data; each gateway replica caches that map
-(refreshed every ``_PERMISSIONS_TTL_S``), so a request costs no call. A route
-missing from the table is refused (fail closed), and a unit test keeps the
-table and the routes in step.
+Each :class:`Route` of ``ROUTES`` names a path template and method, the Serve
+application it is served by (``gateway`` itself, ``auth``, ``users``, ``audit``),
+the permission it requires and its rate-limit class:
+
+- permission: ``PUBLIC`` (no token), ``AUTHENTICATED`` (any valid access token)
+  or a permission such as ``profile:read``, which one of the caller's roles must
+  grant; ``"<permission> or self"`` also lets a caller reach their own
+  ``{user_id}``. Roles map to permissions in the users service's data; each
+  gateway replica caches that map (refreshed every ``_PERMISSIONS_TTL_S``), so a
+  request costs no call.
+- rate-limit class: ``auth`` (register, login, refresh, password change: the
+  strictest), ``read`` (GET), ``write`` (other changes) or ``none`` (probes and
+  documents that cost nothing); the quotas are the ``rate_limit_*`` settings
+  (see :mod:`strata.serve_apps.gateway._ratelimit`).
+
+:func:`authorize`, a dependency of every route, looks the route up, rate-limits
+the caller and enforces the permission. A route missing from the table is
+refused (fail closed), and a unit test keeps the table and the routes in step.
 """
 
 from __future__ import annotations
@@ -14,11 +25,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import Request
 from fastapi.routing import APIRoute
 
 from strata.schemas import DomainError, Forbidden, InvalidToken
+from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
 from strata.serve_apps.gateway._revocations import Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
 
@@ -27,29 +41,49 @@ AUTHENTICATED = "authenticated"
 OR_SELF = " or self"
 """Suffix: the permission is needed unless the route's ``{user_id}`` is the caller's own id."""
 
-ROUTE_PERMISSIONS: dict[tuple[str, str], str] = {
-    ("GET", "/healthz"): PUBLIC,
-    ("GET", "/readyz"): PUBLIC,
-    ("GET", "/openapi.json"): PUBLIC,
-    ("HEAD", "/openapi.json"): PUBLIC,
-    ("GET", "/.well-known/jwks.json"): PUBLIC,
-    ("POST", "/v1/auth/register"): PUBLIC,
-    ("POST", "/v1/auth/login"): PUBLIC,
-    ("POST", "/v1/auth/refresh"): PUBLIC,
-    ("POST", "/v1/auth/logout"): PUBLIC,  # the refresh token in the body is the credential
-    ("POST", "/v1/auth/logout-all"): AUTHENTICATED,
-    ("POST", "/v1/auth/password"): AUTHENTICATED,
-    ("GET", "/v1/auth/session"): AUTHENTICATED,
-    ("GET", "/v1/users/me"): "profile:read",
-    ("PATCH", "/v1/users/me"): "profile:write",
-    ("GET", "/v1/users/me/permissions"): AUTHENTICATED,
-    ("GET", "/v1/users"): "users:read",
-    ("GET", "/v1/users/{user_id}"): f"users:read{OR_SELF}",
-    ("PUT", "/v1/users/{user_id}/roles"): "users:write",
-    ("POST", "/v1/users/{user_id}/disable"): "users:write",
-    ("DELETE", "/v1/users/{user_id}"): "users:write",
-    ("GET", "/v1/audit"): "audit:read",
-}
+App = Literal["gateway", "auth", "users", "audit", "data"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row of the routing table."""
+
+    method: str
+    path: str
+    app: App
+    """The Serve application that answers it (``gateway``: the gateway itself)."""
+    permission: str
+    limit: LimitClass
+    """Rate-limit class."""
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", "gateway", PUBLIC, "none"),
+    Route("GET", "/readyz", "gateway", PUBLIC, "none"),
+    Route("GET", "/openapi.json", "gateway", PUBLIC, "none"),
+    Route("HEAD", "/openapi.json", "gateway", PUBLIC, "none"),
+    Route("GET", "/docs", "gateway", PUBLIC, "none"),
+    Route("GET", "/.well-known/jwks.json", "auth", PUBLIC, "read"),
+    Route("POST", "/v1/auth/register", "auth", PUBLIC, "auth"),
+    Route("POST", "/v1/auth/login", "auth", PUBLIC, "auth"),
+    Route("POST", "/v1/auth/refresh", "auth", PUBLIC, "auth"),
+    Route("POST", "/v1/auth/logout", "auth", PUBLIC, "write"),  # the refresh token in the body is the credential
+    Route("POST", "/v1/auth/logout-all", "auth", AUTHENTICATED, "write"),
+    Route("POST", "/v1/auth/password", "auth", AUTHENTICATED, "auth"),
+    Route("GET", "/v1/auth/session", "gateway", AUTHENTICATED, "read"),  # answered from the verified token
+    Route("GET", "/v1/users/me", "users", "profile:read", "read"),
+    Route("PATCH", "/v1/users/me", "users", "profile:write", "write"),
+    Route("GET", "/v1/users/me/permissions", "users", AUTHENTICATED, "read"),
+    Route("GET", "/v1/users", "users", "users:read", "read"),
+    Route("GET", "/v1/users/{user_id}", "users", f"users:read{OR_SELF}", "read"),
+    Route("PUT", "/v1/users/{user_id}/roles", "users", "users:write", "write"),
+    Route("POST", "/v1/users/{user_id}/disable", "users", "users:write", "write"),
+    Route("DELETE", "/v1/users/{user_id}", "users", "users:write", "write"),
+    Route("GET", "/v1/audit", "audit", "audit:read", "read"),
+)
+
+ROUTE_TABLE: dict[tuple[str, str], Route] = {(route.method, route.path): route for route in ROUTES}
+"""``ROUTES`` by ``(method, path template)``."""
 
 _PERMISSIONS_TTL_S = 30.0
 
@@ -85,26 +119,37 @@ class PermissionCache:
         return frozenset(granted)
 
 
-def route_permission(method: str, path: str) -> str | None:
-    return ROUTE_PERMISSIONS.get((method.upper(), path))
+def route_for(method: str, path: str) -> Route | None:
+    """The table's row for ``method`` on the path template ``path``, or ``None``."""
+    return ROUTE_TABLE.get((method.upper(), path))
 
 
 async def authorize(request: Request) -> None:
-    """App-wide dependency: enforce the route's declared permission; keep the caller on ``request.state``."""
-    route = request.scope.get("route")
-    path = route.path if isinstance(route, APIRoute) else request.url.path
-    permission = route_permission(request.method, path)
-    if permission is None:
+    """App-wide dependency: look the route up, rate-limit the caller, enforce the route's permission.
+
+    The limit is checked before the body is validated and before any service is
+    called, so a refused request costs almost nothing. The caller is identified
+    by the verified token's subject, else by the client address; a request whose
+    token is refused is charged to its address (so guessing tokens is limited too).
+    The caller is kept on ``request.state.caller``, the route on ``request.state.route``.
+    """
+    api_route = request.scope.get("route")
+    path = api_route.path if isinstance(api_route, APIRoute) else request.url.path
+    route = route_for(request.method, path)
+    if route is None:
         raise UndeclaredRoute("this route declares no permission")
-    if permission == PUBLIC:
+    request.state.route = route
+    if route.permission == PUBLIC:
+        await enforce_rate_limit(request, route.limit, None)
         return
-    verifier: TokenVerifier = request.app.state.verifier
-    caller = await verifier.verify_header(request.headers.get("authorization"))
-    revocations: Revocations = request.app.state.revocations
-    refusal = revocations.refusal(caller)
-    if refusal is not None:
-        raise InvalidToken(refusal, error="invalid_token")
+    try:
+        caller = await _verified_caller(request)
+    except DomainError:
+        await enforce_rate_limit(request, route.limit, None)
+        raise
+    await enforce_rate_limit(request, route.limit, caller.user_id)
     request.state.caller = caller
+    permission = route.permission
     if permission == AUTHENTICATED:
         return
     if permission.endswith(OR_SELF):
@@ -114,6 +159,16 @@ async def authorize(request: Request) -> None:
     permissions: PermissionCache = request.app.state.permissions
     if permission not in await permissions.permissions(caller.roles):
         raise Forbidden(f"this route needs the permission {permission!r}")
+
+
+async def _verified_caller(request: Request) -> AccessClaims:
+    verifier: TokenVerifier = request.app.state.verifier
+    caller = await verifier.verify_header(request.headers.get("authorization"))
+    revocations: Revocations = request.app.state.revocations
+    refusal = revocations.refusal(caller)
+    if refusal is not None:
+        raise InvalidToken(refusal, error="invalid_token")
+    return caller
 
 
 def caller_of(request: Request) -> AccessClaims:

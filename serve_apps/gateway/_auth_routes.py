@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
@@ -10,20 +10,17 @@ from strata.schemas._api import (
     ChangePasswordRequest,
     Jwks,
     LoginRequest,
-    Problem,
     RefreshRequest,
     Registered,
     RegisterRequest,
+    Session,
     TokenPair,
 )
 from strata.serve_apps.gateway._access import caller_of
+from strata.serve_apps.gateway._problems import problem_responses
+from strata.serve_apps.gateway._ratelimit import client_address
 from strata.serve_apps.gateway._services import service
 from strata.serve_apps.gateway._tokens import AccessClaims
-
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (400, 401, 403, 409, 422, 429)
-}
-
 
 Caller = Annotated[AccessClaims, Depends(caller_of)]
 
@@ -33,25 +30,35 @@ def _request_id(request: Request) -> str | None:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # The same trusted address the rate limits use (X-Forwarded-For only from strata's TLS front).
+    return client_address(request)
 
 
-router = APIRouter(tags=["auth"], responses=PROBLEMS)
+# Errors every route may give (401/403 by permission, 413/422/429/503/504) are added to the OpenAPI document
+# from the routing table (_openapi.py); `responses=` below lists what only the auth service answers.
+router = APIRouter(tags=["auth"])
 
 
-@router.post("/v1/auth/register", status_code=status.HTTP_201_CREATED, summary="Create an account")
+@router.post(
+    "/v1/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an account",
+    responses=problem_responses(409, 422),
+)
 async def register(body: RegisterRequest, request: Request) -> Registered:
     result = await service("auth").register.remote(str(body.email), body.password, _request_id(request))
     return Registered.model_validate(result)
 
 
-@router.post("/v1/auth/login", summary="Exchange email and password for tokens")
+@router.post("/v1/auth/login", summary="Exchange email and password for tokens", responses=problem_responses(401, 429))
 async def login(body: LoginRequest, request: Request) -> TokenPair:
     result = await service("auth").login.remote(str(body.email), body.password, _client(request), _request_id(request))
     return TokenPair.model_validate(result)
 
 
-@router.post("/v1/auth/refresh", summary="Rotate a refresh token into a new token pair")
+@router.post(
+    "/v1/auth/refresh", summary="Rotate a refresh token into a new token pair", responses=problem_responses(401)
+)
 async def refresh(body: RefreshRequest, request: Request) -> TokenPair:
     result = await service("auth").refresh.remote(body.refresh_token, _request_id(request))
     return TokenPair.model_validate(result)
@@ -63,13 +70,24 @@ async def logout(body: RefreshRequest, request: Request) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/v1/auth/logout-all", status_code=status.HTTP_204_NO_CONTENT, summary="End every session of the caller")
+@router.post(
+    "/v1/auth/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End every session of the caller",
+    responses=problem_responses(404),
+)
 async def logout_all(caller: Caller, request: Request) -> Response:
     await service("auth").logout_all.remote(caller.user_id, _request_id(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/v1/auth/password", status_code=status.HTTP_204_NO_CONTENT, summary="Change the caller's password")
+@router.post(
+    "/v1/auth/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change the caller's password",
+    description="Ends every session of the caller: log in again with the new password.",
+    responses=problem_responses(401, 403, 404, 422, 429),
+)
 async def change_password(body: ChangePasswordRequest, caller: Caller, request: Request) -> Response:
     await service("auth").change_password.remote(
         caller.user_id, body.current_password, body.new_password, _request_id(request)
@@ -78,16 +96,16 @@ async def change_password(body: ChangePasswordRequest, caller: Caller, request: 
 
 
 @router.get("/v1/auth/session", summary="What the caller's access token says")
-async def session(caller: Caller) -> dict[str, Any]:
-    return {
-        "user_id": caller.user_id,
-        "roles": list(caller.roles),
-        "session_id": caller.session_id,
-        "expires_at": caller.expires_at,
-    }
+async def session(caller: Caller) -> Session:
+    return Session(
+        user_id=caller.user_id,
+        roles=list(caller.roles),
+        session_id=caller.session_id,
+        expires_at=caller.expires_at,
+    )
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens", response_model=Jwks)
-async def jwks(response: Response) -> dict[str, Any]:
+async def jwks(response: Response) -> dict[str, object]:
     response.headers["Cache-Control"] = "public, max-age=60"
     return dict(await service("auth").jwks.remote())

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from ray import serve
 
 from strata.schemas import ResourceNotFound
-from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTE_PERMISSIONS
+from strata.serve_apps._entry import service_handle
+from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTES
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration
@@ -49,13 +49,17 @@ def _url(system: System, path: str) -> str:
 def _register(system: System) -> tuple[str, str, str]:
     email = f"authz-{uuid.uuid4().hex[:10]}@example.com"
     password = system.remember_secret(f"Matrix-Pass-{uuid.uuid4().hex[:12]}")
-    response = httpx.post(_url(system, "/v1/auth/register"), json={"email": email, "password": password}, timeout=30)
+    response = httpx.post(
+        _url(system, "/v1/auth/register"), json={"email": email, "password": password}, timeout=30, verify=system.verify
+    )
     assert response.status_code == 201, response.text
     return response.json()["user_id"], email, password
 
 
 def _login(system: System, email: str, password: str) -> dict[str, Any]:
-    response = httpx.post(_url(system, "/v1/auth/login"), json={"email": email, "password": password}, timeout=30)
+    response = httpx.post(
+        _url(system, "/v1/auth/login"), json={"email": email, "password": password}, timeout=30, verify=system.verify
+    )
     assert response.status_code == 200, response.text
     tokens = dict(response.json())
     system.remember_secret(tokens["access_token"])
@@ -66,7 +70,7 @@ def _login(system: System, email: str, password: str) -> dict[str, Any]:
 async def _principal(system: System, role: str) -> Principal:
     """An account whose access token carries ``role`` (set by the users service, reaching auth by events)."""
     user_id, email, password = await asyncio.to_thread(_register, system)
-    users = serve.get_app_handle("users")
+    users = service_handle("users")
     deadline = time.monotonic() + 60
     if role != "member":
         while True:  # the profile comes from the `registered` event: wait for it before an admin acts on it
@@ -93,7 +97,7 @@ Request = Callable[[Principal | None], httpx.Response]
 
 def _call(system: System, method: str, path: str, who: Principal | None, **kwargs: Any) -> httpx.Response:
     headers = who.headers if who is not None else {}
-    return httpx.request(method, _url(system, path), headers=headers, timeout=30, **kwargs)
+    return httpx.request(method, _url(system, path), headers=headers, timeout=30, verify=system.verify, **kwargs)
 
 
 async def test_every_route_for_every_kind_of_caller(system: System, ray_driver: None) -> None:
@@ -128,11 +132,13 @@ async def test_every_route_for_every_kind_of_caller(system: System, ray_driver: 
             body = {"roles": ["member"]}
         destructive = method in ("POST", "DELETE") and path.startswith("/v1/users/{user_id}")
         if destructive and who is not None and who.role == "admin":
-            concrete = path.replace("{user_id}", (await asyncio.to_thread(_register, system))[0])
+            target = (await asyncio.to_thread(_register, system))[0]
+            await _until_known_to_users(system, who, target)
+            concrete = path.replace("{user_id}", target)
         return await asyncio.to_thread(_call, system, method, concrete, who, json=body)
 
     failures = []
-    for (method, path), permission in sorted(ROUTE_PERMISSIONS.items()):
+    for method, path, permission in sorted((r.method, r.path, r.permission) for r in ROUTES):
         if method == "HEAD":
             continue
         for who_name in ("anonymous", "viewer", "member", "admin", "owner"):
@@ -156,8 +162,21 @@ async def test_every_route_for_every_kind_of_caller(system: System, ray_driver: 
     assert failures == []
 
 
+async def _until_known_to_users(system: System, admin: Principal, user_id: str, timeout: float = 20.0) -> None:
+    """A new account reaches the users service by its ``registered`` event: wait for it (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await asyncio.to_thread(_call, system, "GET", f"/v1/users/{user_id}", admin)
+        if response.status_code == 200 and response.json().get("email"):
+            return
+        assert time.monotonic() < deadline, f"user {user_id} never reached the users service: {response.status_code}"
+        await asyncio.sleep(0.2)
+
+
 def _session(system: System, principal: Principal) -> int:
-    return httpx.get(_url(system, "/v1/auth/session"), headers=principal.headers, timeout=30).status_code
+    return httpx.get(
+        _url(system, "/v1/auth/session"), headers=principal.headers, timeout=30, verify=system.verify
+    ).status_code
 
 
 async def test_disabling_a_user_stops_their_token_at_the_edge_within_the_documented_bound(
@@ -176,7 +195,10 @@ async def test_disabling_a_user_stops_their_token_at_the_edge_within_the_documen
     record_property("disable_to_refusal_s", round(elapsed, 3))
     assert elapsed <= REVOCATION_BOUND_S, f"refused after {elapsed:.2f}s, documented bound {REVOCATION_BOUND_S}s"
     login = await asyncio.to_thread(
-        httpx.post, _url(system, "/v1/auth/login"), json={"email": target.email, "password": target.password}
+        httpx.post,
+        _url(system, "/v1/auth/login"),
+        json={"email": target.email, "password": target.password},
+        verify=system.verify,
     )
     assert login.status_code == 401
 
@@ -194,7 +216,7 @@ async def test_logout_everywhere_stops_access_tokens_at_the_edge(system: System,
 async def test_the_audit_log_is_readable_by_admins_with_filters_and_pages(system: System, ray_driver: None) -> None:
     admin = await _principal(system, "admin")
     owner = f"audit-{uuid.uuid4().hex[:6]}"
-    data = serve.get_app_handle("data")
+    data = service_handle("data")
     for n in range(3):
         await data.create_item.remote(owner, "note", {"n": n})
 
@@ -202,7 +224,9 @@ async def test_the_audit_log_is_readable_by_admins_with_filters_and_pages(system
         params: dict[str, Any] = {"actor": owner, "limit": 2}
         if cursor:
             params["cursor"] = cursor
-        return httpx.get(_url(system, "/v1/audit"), params=params, headers=admin.headers, timeout=30)
+        return httpx.get(
+            _url(system, "/v1/audit"), params=params, headers=admin.headers, timeout=30, verify=system.verify
+        )
 
     deadline = time.monotonic() + 60
     while True:
@@ -218,6 +242,11 @@ async def test_the_audit_log_is_readable_by_admins_with_filters_and_pages(system
     assert all(r["actor"] == owner and r["type"] == "strata.data.item.created.v1" for r in rows)
     assert second.json()["next_cursor"] is None
     bad = await asyncio.to_thread(
-        httpx.get, _url(system, "/v1/audit"), params={"cursor": "%%%"}, headers=admin.headers, timeout=30
+        httpx.get,
+        _url(system, "/v1/audit"),
+        params={"cursor": "%%%"},
+        headers=admin.headers,
+        timeout=30,
+        verify=system.verify,
     )
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")

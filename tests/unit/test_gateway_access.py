@@ -1,4 +1,4 @@
-"""The route-permission table and the permission cache (no Ray, no services)."""
+"""The routing table (permissions, services, rate-limit classes) and the permission cache (no Ray, no services)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.routing import APIRoute
 
 from strata.serve_apps.gateway import api
-from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTE_PERMISSIONS, PermissionCache
+from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTE_TABLE, ROUTES, PermissionCache
 
 
 def _flatten(routes: list[Any]) -> list[Any]:
@@ -25,17 +25,19 @@ def _routes() -> set[tuple[str, str]]:
 
 def test_every_route_declares_its_permission_and_the_table_has_no_stale_entry() -> None:
     routes = _routes()
-    assert routes - set(ROUTE_PERMISSIONS) == set(), "routes without a declared permission"
-    stale = {key for key in ROUTE_PERMISSIONS if key not in routes and key[1] != "/openapi.json"}
+    assert routes - set(ROUTE_TABLE) == set(), "routes missing from the routing table"
+    stale = {key for key in ROUTE_TABLE if key not in routes and key[1] != "/openapi.json"}
     assert stale == set(), "table entries for routes that no longer exist"
+    assert len(ROUTE_TABLE) == len(ROUTES), "a route appears twice in the table"
 
 
 def test_only_the_expected_routes_are_public() -> None:
-    public = {path for (_, path), permission in ROUTE_PERMISSIONS.items() if permission == PUBLIC}
+    public = {route.path for route in ROUTES if route.permission == PUBLIC}
     assert public == {
         "/healthz",
         "/readyz",
         "/openapi.json",
+        "/docs",
         "/.well-known/jwks.json",
         "/v1/auth/register",
         "/v1/auth/login",
@@ -45,8 +47,37 @@ def test_only_the_expected_routes_are_public() -> None:
 
 
 def test_permissions_are_either_markers_or_resource_actions() -> None:
-    for permission in ROUTE_PERMISSIONS.values():
-        assert permission in (PUBLIC, AUTHENTICATED) or permission.removesuffix(" or self").count(":") == 1, permission
+    for route in ROUTES:
+        permission = route.permission
+        assert permission in (PUBLIC, AUTHENTICATED) or permission.removesuffix(" or self").count(":") == 1, route
+
+
+def test_credential_routes_are_limited_strictest_reads_as_reads_and_only_probes_not_at_all() -> None:
+    classes = {(route.method, route.path): route.limit for route in ROUTES}
+    strict = {key for key, limit in classes.items() if limit == "auth"}
+    assert strict == {
+        ("POST", "/v1/auth/register"),
+        ("POST", "/v1/auth/login"),
+        ("POST", "/v1/auth/refresh"),
+        ("POST", "/v1/auth/password"),
+    }
+    unlimited = {path for (_, path), limit in classes.items() if limit == "none"}
+    assert unlimited == {"/healthz", "/readyz", "/openapi.json", "/docs"}
+    for (method, path), limit in classes.items():
+        if limit in ("auth", "none"):
+            continue
+        assert limit == ("read" if method in ("GET", "HEAD") else "write"), (method, path, limit)
+
+
+def test_each_route_names_the_service_its_path_belongs_to() -> None:
+    for route in ROUTES:
+        segments = route.path.split("/")
+        if route.path.startswith("/v1/"):
+            assert route.app in (segments[2], "gateway"), route
+        elif route.path == "/.well-known/jwks.json":
+            assert route.app == "auth"
+        else:
+            assert route.app == "gateway", route
 
 
 async def test_the_permission_cache_unions_roles_and_refreshes_after_its_ttl() -> None:
