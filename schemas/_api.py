@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 Password = Annotated[str, Field(min_length=1, max_length=1024, description="The password, as typed.")]
 
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
+"""Pattern of free text stored by a service: no control characters (PostgreSQL refuses NUL in text)."""
+DATE_TIME: dict[str, Any] = {"format": "date-time"}
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -64,12 +68,67 @@ class Jwks(BaseModel):
 
 class ProfileUpdate(_Body):
     display_name: Annotated[
-        str | None, Field(default=None, max_length=100, description="Shown name; null clears it.")
+        str | None,
+        Field(default=None, max_length=100, pattern=PLAIN_TEXT, description="Shown name; null clears it."),
     ] = None
+
+
+RoleName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 class RolesUpdate(_Body):
     roles: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        list[RoleName],
         Field(min_length=1, max_length=16, description="The user's roles from now on (e.g. admin, member, viewer)."),
     ]
+
+
+class Session(BaseModel):
+    """What the caller's verified access token says."""
+
+    user_id: str = Field(description="The caller's id (the token's `sub`).")
+    roles: list[str]
+    session_id: str | None = Field(description="The login session the token belongs to.")
+    expires_at: int = Field(description="When the access token expires, Unix seconds.")
+
+
+class Profile(BaseModel):
+    """A user's profile, as the users service keeps it."""
+
+    user_id: str
+    email: str | None = Field(description="Null until the account's registration has reached the users service.")
+    display_name: str | None
+    roles: list[str]
+    disabled: bool
+    perm_version: int = Field(description="Bumped on every role change; older tokens stop working at the edge.")
+    version: int = Field(description="Bumped on every change of the profile.")
+    created_at: str = Field(json_schema_extra=DATE_TIME)
+    updated_at: str = Field(json_schema_extra=DATE_TIME)
+
+
+class UserPage(BaseModel):
+    items: list[Profile]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class Permissions(BaseModel):
+    roles: list[str] = Field(description="The caller's roles, from the access token.")
+    permissions: list[str] = Field(description="What those roles allow (sorted).")
+
+
+class AuditEntry(BaseModel):
+    """One event in the audit log."""
+
+    event_id: str
+    type: str = Field(description="The event type, e.g. strata.users.user.roles_changed.v1.")
+    source: str
+    subject: str | None
+    actor: str | None = Field(description="Who caused the event (a user id, or `system`).")
+    request_id: str | None = Field(description="The HTTP request that caused it (its X-Request-ID).")
+    occurred_at: str = Field(json_schema_extra=DATE_TIME)
+    recorded_at: str = Field(json_schema_extra=DATE_TIME)
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

@@ -2,30 +2,53 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from strata.serve_apps.gateway._auth_routes import PROBLEMS
+from strata.schemas import Unprocessable
+from strata.schemas._api import PLAIN_TEXT, AuditPage
 from strata.serve_apps.gateway._services import service
 
-router = APIRouter(tags=["audit"], responses=PROBLEMS)
+# Errors every route may give are added to the OpenAPI document from the routing table (_openapi.py).
+router = APIRouter(tags=["audit"])
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _bounded(name: str, moment: datetime | None) -> datetime | None:
+    """``moment`` (naive means UTC) if PostgreSQL can compare it; 422 for dates outside 1970..9998."""
+    if moment is None:
+        return None
+    try:
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        if _EARLIEST <= aware.astimezone(UTC) < _LATEST:
+            return aware
+    except (OverflowError, ValueError):
+        pass
+    raise Unprocessable(f"{name} must lie between 1970 and 9998", code="invalid-time")
 
 
 @router.get("/v1/audit", summary="The audit log, newest first (cursor pages; filters by actor, type, time)")
 async def audit(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    actor: Annotated[str | None, Query(max_length=256)] = None,
+    actor: Annotated[str | None, Query(max_length=256, pattern=PLAIN_TEXT)] = None,
     type: Annotated[
-        str | None, Query(max_length=128, description="An event type, e.g. strata.data.item.created.v1")
+        str | None,
+        Query(max_length=128, pattern=PLAIN_TEXT, description="An event type, e.g. strata.data.item.created.v1"),
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> dict[str, Any]:
-    return dict(
-        await service("audit").query.remote(
-            cursor=cursor, limit=limit, actor=actor, event_type=type, since=since, until=until
-        )
+    since: Annotated[datetime | None, Query(description="Events at or after this time (no zone: UTC).")] = None,
+    until: Annotated[datetime | None, Query(description="Events before this time (no zone: UTC).")] = None,
+) -> AuditPage:
+    page = await service("audit").query.remote(
+        cursor=cursor,
+        limit=limit,
+        actor=actor,
+        event_type=type,
+        since=_bounded("since", since),
+        until=_bounded("until", until),
     )
+    return AuditPage.model_validate(page)

@@ -7,26 +7,29 @@ handles.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-import re
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from strata.schemas import DomainError, Settings
+from strata.serve_apps._faults import FaultInjectable, ReplicaFaults
 from strata.serve_apps._logging import route_strata_logs_to_serve
+from strata.serve_apps._replica import event_loop_lag
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
-from strata.serve_apps.gateway._problems import problem
+from strata.serve_apps.gateway._hygiene import EdgePolicy, RequestHygiene
+from strata.serve_apps.gateway._metrics import RequestMetrics
+from strata.serve_apps.gateway._openapi import install_openapi
+from strata.serve_apps.gateway._problems import problem, status_problem
+from strata.serve_apps.gateway._ratelimit import RateLimitHeaders, start_rate_limits
 from strata.serve_apps.gateway._readiness import readiness
 from strata.serve_apps.gateway._revocations import RevocationFeed, Revocations
 from strata.serve_apps.gateway._services import service
@@ -35,7 +38,7 @@ from strata.serve_apps.gateway._users_routes import router as users_router
 
 logger = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_LOOP_STALL_S = 2.0
 
 api = FastAPI(
     title="strata",
@@ -46,47 +49,22 @@ api = FastAPI(
     # Every route's permission is enforced here, from the one table in _access.py.
     dependencies=[Depends(authorize)],
 )
+# The RateLimit headers of a rate-limited request (the limit itself is checked in `authorize`).
+api.add_middleware(RateLimitHeaders)
 
 
-def _serve_request_id() -> str:
-    """The id Serve's proxy gave this request (it logs and echoes it), or ``""`` outside Serve."""
-    try:
-        return str(serve.context._get_serve_request_context().request_id or "")
-    except Exception:  # noqa: BLE001 - private API; absent outside a replica
-        return ""
-
-
-@api.middleware("http")
-async def request_id_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Accept a well-formed ``X-Request-ID`` or make one; echo it; log one JSON line per request."""
-    incoming = request.headers.get("x-request-id", "")
-    serve_id = _serve_request_id()
-    request_id = incoming if _REQUEST_ID.match(incoming) else (serve_id or uuid.uuid4().hex)
-    request.state.request_id = request_id
-    started = time.monotonic()
-    try:
-        response = await call_next(request)
-    except Exception:
-        logger.exception("unhandled error", extra={"request_id": request_id})
-        response = problem(request, 500, "internal", "Internal Server Error")
-    if request_id != serve_id:
-        # Serve's proxy echoes its own request id (the client's, or one it made); add ours only if it differs.
-        response.headers["X-Request-ID"] = request_id
-    logger.info(
-        "%s %s %d %.1fms",
-        request.method,
-        request.url.path,
-        response.status_code,
-        (time.monotonic() - started) * 1000,
-        extra={"request_id": request_id},
-    )
-    return response
+# Outermost: request id, body limit, deadline, CORS, security headers, 500s, access log and metrics.
+api.add_middleware(RequestHygiene)
 
 
 @api.exception_handler(StarletteHTTPException)
 async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    slugs = {404: "not-found", 405: "method-not-allowed"}
-    return problem(request, exc.status_code, slugs.get(exc.status_code, "http-error"), str(exc.detail))
+    """404, 405 (with ``Allow``), 413 and other HTTP errors of the framework, as problem+json."""
+    detail = None if exc.status_code in (404, 405) else str(exc.detail)  # those two say all in their title
+    response = status_problem(request, exc.status_code, detail)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 @api.exception_handler(DomainError)
@@ -123,6 +101,7 @@ async def _fetch_role_permissions() -> dict[str, list[str]]:
 api.include_router(auth_router)
 api.include_router(users_router)
 api.include_router(audit_router)
+install_openapi(api)  # /openapi.json completed from the routing table, and /docs
 
 
 @serve.deployment(
@@ -132,14 +111,18 @@ api.include_router(audit_router)
     max_ongoing_requests=256,
 )
 @serve.ingress(api)
-class Gateway:
+class Gateway(FaultInjectable):
     """FastAPI ingress replica."""
 
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
         self._settings = Settings()
+        api.state.edge_policy = EdgePolicy.from_settings(self._settings)
+        api.state.request_recorder = RequestMetrics()
+        self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
         api.state.permissions = PermissionCache(_fetch_role_permissions)
+        api.state.rate_limits = start_rate_limits(self._settings)
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations
         self._feed = RevocationFeed(self._settings, revocations)
@@ -148,11 +131,16 @@ class Gateway:
     async def check_health(self) -> None:
         """Serve calls this every 5 s: the loop answers, and the revocation feed runs (without it, revoked
         tokens would keep working here, so such a replica must leave rotation)."""
+        self._faults.check_health()
+        lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
+        if lag > _LOOP_STALL_S:
+            raise RuntimeError(f"event loop lagging {lag:.1f}s")
         if not self._feed.running:
             raise RuntimeError("the revocation feed stopped")
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: the gateway answers")
     async def healthz(self) -> dict[str, str]:
+        await self._faults.passed()  # the gateway's fault point (tests only)
         return {"status": "ok"}
 
     @api.get("/readyz", tags=["operations"], summary="Readiness: PostgreSQL, Kafka and every app")

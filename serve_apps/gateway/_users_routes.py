@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from strata.schemas._api import ProfileUpdate, RolesUpdate
+from strata.schemas._api import PLAIN_TEXT, Permissions, Profile, ProfileUpdate, RolesUpdate, UserPage
 from strata.serve_apps.gateway._access import PermissionCache, caller_of
-from strata.serve_apps.gateway._auth_routes import PROBLEMS
+from strata.serve_apps.gateway._problems import problem_responses
 from strata.serve_apps.gateway._services import service
 from strata.serve_apps.gateway._tokens import AccessClaims
 
 Caller = Annotated[AccessClaims, Depends(caller_of)]
 
-router = APIRouter(tags=["users"], responses=PROBLEMS)
+# Errors every route may give are added to the OpenAPI document from the routing table (_openapi.py).
+router = APIRouter(tags=["users"])
 
 
 def _request_id(request: Request) -> str | None:
@@ -22,49 +23,59 @@ def _request_id(request: Request) -> str | None:
 
 
 @router.get("/v1/users/me", summary="The caller's profile")
-async def me(caller: Caller) -> dict[str, Any]:
-    return dict(await service("users").get_profile.remote(caller.user_id))
+async def me(caller: Caller) -> Profile:
+    return Profile.model_validate(await service("users").get_profile.remote(caller.user_id))
 
 
 @router.patch("/v1/users/me", summary="Change the caller's profile")
-async def update_me(body: ProfileUpdate, caller: Caller, request: Request) -> dict[str, Any]:
-    return dict(await service("users").update_profile.remote(caller.user_id, body.display_name, _request_id(request)))
+async def update_me(body: ProfileUpdate, caller: Caller, request: Request) -> Profile:
+    profile = await service("users").update_profile.remote(caller.user_id, body.display_name, _request_id(request))
+    return Profile.model_validate(profile)
 
 
 @router.get("/v1/users/me/permissions", summary="The caller's roles and what they allow")
-async def my_permissions(caller: Caller, request: Request) -> dict[str, Any]:
+async def my_permissions(caller: Caller, request: Request) -> Permissions:
     cache: PermissionCache = request.app.state.permissions
-    return {"roles": list(caller.roles), "permissions": sorted(await cache.permissions(caller.roles))}
+    return Permissions(roles=list(caller.roles), permissions=sorted(await cache.permissions(caller.roles)))
 
 
 @router.get("/v1/users", summary="List users (cursor pages, filters)")
 async def list_users(
-    cursor: Annotated[str | None, Query(max_length=256)] = None,
+    cursor: Annotated[str | None, Query(max_length=256, description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    role: Annotated[str | None, Query(max_length=64)] = None,
-    email_prefix: Annotated[str | None, Query(max_length=254)] = None,
-) -> dict[str, Any]:
-    return dict(
-        await service("users").list_users.remote(cursor=cursor, limit=limit, role=role, email_prefix=email_prefix)
-    )
+    role: Annotated[str | None, Query(max_length=64, pattern=PLAIN_TEXT, description="Users holding it.")] = None,
+    email_prefix: Annotated[str | None, Query(max_length=254, pattern=PLAIN_TEXT)] = None,
+) -> UserPage:
+    page = await service("users").list_users.remote(cursor=cursor, limit=limit, role=role, email_prefix=email_prefix)
+    return UserPage.model_validate(page)
 
 
-@router.get("/v1/users/{user_id}", summary="One user (admins, or the user themself)")
-async def get_user(user_id: str) -> dict[str, Any]:
-    return dict(await service("users").get_user.remote(user_id))
+@router.get("/v1/users/{user_id}", summary="One user (admins, or the user themself)", responses=problem_responses(404))
+async def get_user(user_id: str) -> Profile:
+    return Profile.model_validate(await service("users").get_user.remote(user_id))
 
 
-@router.put("/v1/users/{user_id}/roles", summary="Replace a user's roles")
-async def set_roles(user_id: str, body: RolesUpdate, caller: Caller, request: Request) -> dict[str, Any]:
-    return dict(await service("users").set_roles.remote(user_id, body.roles, _request_id(request), caller.user_id))
+@router.put("/v1/users/{user_id}/roles", summary="Replace a user's roles", responses=problem_responses(404, 422))
+async def set_roles(user_id: str, body: RolesUpdate, caller: Caller, request: Request) -> Profile:
+    profile = await service("users").set_roles.remote(user_id, body.roles, _request_id(request), caller.user_id)
+    return Profile.model_validate(profile)
 
 
-@router.post("/v1/users/{user_id}/disable", summary="Disable a user: their tokens stop working at the edge")
-async def disable(user_id: str, caller: Caller, request: Request) -> dict[str, Any]:
-    return dict(await service("users").disable.remote(user_id, _request_id(request), caller.user_id))
+@router.post(
+    "/v1/users/{user_id}/disable",
+    summary="Disable a user: their tokens stop working at the edge",
+    responses=problem_responses(404),
+)
+async def disable(user_id: str, caller: Caller, request: Request) -> Profile:
+    return Profile.model_validate(await service("users").disable.remote(user_id, _request_id(request), caller.user_id))
 
 
-@router.delete("/v1/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a user")
+@router.delete(
+    "/v1/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a user",
+    responses=problem_responses(404),
+)
 async def delete_user(user_id: str, caller: Caller, request: Request) -> Response:
     await service("users").delete_user.remote(user_id, _request_id(request), caller.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

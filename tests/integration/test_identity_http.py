@@ -38,13 +38,17 @@ def _url(system: System, path: str) -> str:
 def _new_account(system: System) -> tuple[str, str]:
     email = f"user-{uuid.uuid4().hex[:10]}@example.com"
     password = system.remember_secret(f"Correct-Horse-{uuid.uuid4().hex[:12]}")
-    response = httpx.post(_url(system, "/v1/auth/register"), json={"email": email, "password": password}, timeout=30)
+    response = httpx.post(
+        _url(system, "/v1/auth/register"), json={"email": email, "password": password}, timeout=30, verify=system.verify
+    )
     assert response.status_code == 201, response.text
     return email, password
 
 
 def _login(system: System, email: str, password: str) -> dict[str, Any]:
-    response = httpx.post(_url(system, "/v1/auth/login"), json={"email": email, "password": password}, timeout=30)
+    response = httpx.post(
+        _url(system, "/v1/auth/login"), json={"email": email, "password": password}, timeout=30, verify=system.verify
+    )
     assert response.status_code == 200, response.text
     tokens = response.json()
     system.remember_secret(tokens["access_token"])
@@ -54,12 +58,12 @@ def _login(system: System, email: str, password: str) -> dict[str, Any]:
 
 def _session(system: System, token: str | None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx.get(_url(system, "/v1/auth/session"), headers=headers, timeout=30)
+    return httpx.get(_url(system, "/v1/auth/session"), headers=headers, timeout=30, verify=system.verify)
 
 
 def test_an_access_token_verifies_with_an_independent_jose_library_from_the_published_jwks(system: System) -> None:
     tokens = _login(system, *_new_account(system))
-    jwks = httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30)
+    jwks = httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30, verify=system.verify)
     assert jwks.status_code == 200
     assert all("d" not in key for key in jwks.json()["keys"]), "the JWKS carries public material only"
     key_set = KeySet.import_key_set(jwks.json())
@@ -109,7 +113,7 @@ def _forged_tokens(system: System, good: str) -> dict[str, str]:
             now=now,
         )
 
-    jwks = httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30).json()
+    jwks = httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30, verify=system.verify).json()
     public_pem = jwt.PyJWK(jwks["keys"][0]).key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     hs_header, hs_body = _b64({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}), _b64(claims)
     hs_signature = base64.urlsafe_b64encode(
@@ -147,7 +151,9 @@ def test_refresh_rotates_and_reusing_a_rotated_token_revokes_the_family(system: 
     first = _login(system, *_new_account(system))
 
     def refresh(token: str) -> httpx.Response:
-        return httpx.post(_url(system, "/v1/auth/refresh"), json={"refresh_token": token}, timeout=30)
+        return httpx.post(
+            _url(system, "/v1/auth/refresh"), json={"refresh_token": token}, timeout=30, verify=system.verify
+        )
 
     second = refresh(first["refresh_token"])
     assert second.status_code == 200, second.text
@@ -162,15 +168,7 @@ def test_refresh_rotates_and_reusing_a_rotated_token_revokes_the_family(system: 
 def clean_client_throttle(system: System) -> Iterator[None]:
     """Every HTTP test logs in from 127.0.0.1: forget this test's failures of that client afterwards."""
     yield
-
-    async def forget() -> None:
-        conn = await asyncpg.connect(system.admin_dsn)
-        try:
-            await conn.execute("DELETE FROM auth.login_failures WHERE scope = 'client'")
-        finally:
-            await conn.close()
-
-    asyncio.run(forget())
+    system.forget_client_login_failures()
 
 
 @pytest.mark.usefixtures("clean_client_throttle")
@@ -178,8 +176,8 @@ def test_repeated_wrong_passwords_get_429_and_unknown_emails_answer_alike(system
     email, _ = _new_account(system)
     wrong = {"email": email, "password": "not-the-password-123"}
     unknown = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": "not-the-password-123"}
-    first_wrong = httpx.post(_url(system, "/v1/auth/login"), json=wrong, timeout=30)
-    first_unknown = httpx.post(_url(system, "/v1/auth/login"), json=unknown, timeout=30)
+    first_wrong = httpx.post(_url(system, "/v1/auth/login"), json=wrong, timeout=30, verify=system.verify)
+    first_unknown = httpx.post(_url(system, "/v1/auth/login"), json=unknown, timeout=30, verify=system.verify)
     assert first_wrong.status_code == first_unknown.status_code == 401
     strip = ("instance", "request_id")
     assert {k: v for k, v in first_wrong.json().items() if k not in strip} == {
@@ -187,7 +185,7 @@ def test_repeated_wrong_passwords_get_429_and_unknown_emails_answer_alike(system
     }
     statuses = []
     for _ in range(system.runtime.settings.login_lock_after + 2):
-        response = httpx.post(_url(system, "/v1/auth/login"), json=wrong, timeout=30)
+        response = httpx.post(_url(system, "/v1/auth/login"), json=wrong, timeout=30, verify=system.verify)
         statuses.append(response.status_code)
         if response.status_code == 429:
             assert int(response.headers["retry-after"]) >= 1
@@ -212,6 +210,9 @@ def test_key_rotation_keeps_old_tokens_valid_and_new_ones_carry_the_new_kid(syst
         time.sleep(2)
         new_kid = jwt.get_unverified_header(_login(system, email, password)["access_token"])["kid"]
     assert new_kid != old_kid
-    kids = [k["kid"] for k in httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30).json()["keys"]]
+    kids = [
+        k["kid"]
+        for k in httpx.get(_url(system, "/.well-known/jwks.json"), timeout=30, verify=system.verify).json()["keys"]
+    ]
     assert kids[0] == new_kid and old_kid in kids, "the JWKS holds the new active key first, then the previous one"
     assert _session(system, before["access_token"]).status_code == 200, "a token signed before rotation still works"

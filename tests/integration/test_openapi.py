@@ -1,0 +1,183 @@
+"""The aggregated OpenAPI document against the running system, and a short schemathesis run over it.
+
+Must show 7: ``/openapi.json`` covers every route of the routing table (and
+of the app); schemathesis, authenticated as an administrator (every
+permission), sends schema-valid and schema-violating requests to every
+operation and finds no 5xx.
+
+Bounded: ``MAX_EXAMPLES`` positive and as many negative examples per operation,
+no shrinking, a fixed seed. Left out of the run: ``POST /v1/auth/logout-all``,
+which would end the sessions of the very token the run uses (it has its own
+tests in test_identity_http.py and test_authorization.py).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from ray import serve
+
+from strata.schemas import ResourceNotFound
+from strata.serve_apps.gateway import api
+from strata.serve_apps.gateway._access import PUBLIC, ROUTES
+from tests.conftest import System
+
+pytestmark = pytest.mark.integration
+
+MAX_EXAMPLES = 10
+EXCLUDED = {("POST", "/v1/auth/logout-all")}
+DOCUMENTS = {("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs")}
+"""Routes that serve the documentation itself (in the table, not operations of the API)."""
+
+
+@pytest.fixture(scope="module")
+def document(system: System) -> dict[str, Any]:
+    with system.client() as client:
+        response = client.get("/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method.upper(), path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "put", "post", "delete", "patch", "head", "options")
+    }
+
+
+def _flatten(routes: list[Any]) -> list[Any]:
+    flat = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        flat += _flatten(inner.routes) if inner is not None else [route]
+    return flat
+
+
+def test_the_document_covers_every_route(document: dict[str, Any]) -> None:
+    operations = _operations(document)
+    table = {(route.method, route.path): route for route in ROUTES}
+    assert set(operations) == set(table) - DOCUMENTS
+    app_routes = {
+        (method, route.path)
+        for route in _flatten(list(api.routes))
+        if getattr(route, "include_in_schema", False)
+        for method in getattr(route, "methods", ())
+    }
+    assert set(operations) == app_routes
+    for key, operation in operations.items():
+        assert (operation.get("security") == [{"bearerAuth": []}]) is (table[key].permission != PUBLIC), key
+        assert "504" in operation["responses"], key
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert {"type", "title", "status"} <= set(document["components"]["schemas"]["Problem"]["properties"])
+
+
+def _admin_headers(system: System) -> dict[str, str]:
+    """Bearer headers of a new account made administrator (as an operator would, through the users service)."""
+    email = f"openapi-admin-{uuid.uuid4().hex[:10]}@example.com"
+    password = system.remember_secret(f"OpenApi-Admin-{uuid.uuid4().hex[:12]}")
+    with system.client() as client:
+        registered = client.post("/v1/auth/register", json={"email": email, "password": password})
+        assert registered.status_code == 201, registered.text
+        user_id = registered.json()["user_id"]
+        users = serve.get_app_handle("users")
+        deadline = time.monotonic() + 60
+        while True:  # the profile comes from the `registered` event
+            try:
+                users.get_user.remote(user_id).result()
+                break
+            except ResourceNotFound:
+                assert time.monotonic() < deadline, "the profile never appeared"
+                time.sleep(0.2)
+        users.set_roles.remote(user_id, ["admin"], "req-openapi-admin", "test-operator").result()
+        while True:  # the role reaches the auth service by an event; a token of the same second is refused
+            tokens = client.post("/v1/auth/login", json={"email": email, "password": password}).json()
+            system.remember_secret(tokens["access_token"])
+            system.remember_secret(tokens["refresh_token"])
+            headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+            roles = jwt.decode(tokens["access_token"], options={"verify_signature": False})["roles"]
+            if roles == ["admin"] and client.get("/v1/users", headers=headers).status_code == 200:
+                return headers
+            assert time.monotonic() < deadline, "the admin role never reached the auth service"
+            time.sleep(0.5)
+
+
+def test_schemathesis_finds_no_server_error(
+    system: System, ray_driver: None, document: dict[str, Any], record_property: Any
+) -> None:
+    headers = _admin_headers(system)
+    schema = schemathesis.openapi.from_dict(document)
+    ca = system.runtime.ca_file
+    verify: str | bool = str(ca) if ca is not None else True
+    base_url = system.runtime.gateway_url
+    failures: list[str] = []
+    calls: dict[str, int] = {}
+    statuses: dict[int, int] = {}
+    started = time.monotonic()
+
+    try:
+        _run_schemathesis(schema, base_url, headers, verify, calls, statuses, failures)
+    finally:
+        system.forget_client_login_failures()  # its wrong passwords must not throttle later tests' logins
+    elapsed = time.monotonic() - started
+    record_property("schemathesis_calls", sum(calls.values()))
+    record_property("schemathesis_operations", len(calls))
+    record_property("schemathesis_statuses", dict(sorted(statuses.items())))
+    record_property("schemathesis_seconds", round(elapsed, 1))
+    print(f"schemathesis: {sum(calls.values())} calls over {len(calls)} operations in {elapsed:.1f}s; {statuses}")
+    assert len(calls) == len(_operations(document)) - len(EXCLUDED)
+    assert failures == [], "\n".join(failures)
+
+
+def _run_schemathesis(
+    schema: Any,
+    base_url: str,
+    headers: dict[str, str],
+    verify: str | bool,
+    calls: dict[str, int],
+    statuses: dict[int, int],
+    failures: list[str],
+) -> None:
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if (operation.method.upper(), operation.path) in EXCLUDED:
+            continue
+        strategy = st.one_of(
+            operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
+            operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+        )
+
+        @settings(
+            max_examples=2 * MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=strategy)
+        def run(case: schemathesis.Case) -> None:
+            response = case.call(base_url=base_url, headers=headers, verify=verify, timeout=30)
+            calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code >= 500:
+                curl = case.as_curl_command(headers={"Authorization": "Bearer <admin token>"}, verify=False)
+                failures.append(f"{response.status_code} {case.operation.label}: {response.text[:300]}\n  {curl}")
+
+        run()
+
+
+def test_the_docs_page_loads_the_document(system: System) -> None:
+    with system.client() as client:
+        docs = client.get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "SwaggerUIBundle" in docs.text and "/openapi.json" in docs.text
