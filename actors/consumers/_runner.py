@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from ray.actor import ActorHandle
 
 from strata.actors._detached import ensure_detached
+from strata.actors._metrics import set_gauge
 from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import dead_letter_headers, dlq_topic, stop_quietly
 from strata.actors.postgres import AsyncpgPool, DatabaseUnavailable, service_dsn
@@ -48,6 +50,8 @@ Handler = Callable[[asyncpg.Connection, CloudEvent[Any]], Awaitable[None]]
 """``async def handler(conn, event)``: the group's effect, inside the transaction that records the event id."""
 
 _MAX_BACKOFF_S = 5.0
+_MEASURE_EVERY_S = 5.0
+"""How often a member records its lag as a metric, seconds."""
 
 
 def consumer_name(group: str, index: int) -> str:
@@ -128,6 +132,26 @@ class ConsumerRunner:
         with contextlib.suppress(Exception):  # a revoked partition's commit may be refused; the inbox absorbs replays
             await self._consumer.commit(offsets)
 
+    async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Messages behind the log end, per topic of this member's assignment (a Prometheus gauge)."""
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+            except Exception:  # noqa: BLE001 - no position yet (or a rebalance): measured on a later poll
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
+        for topic, behind in lag.items():
+            set_gauge(
+                "strata_consumer_lag_messages",
+                "Messages a consumer group member has yet to apply, per topic of its assignment.",
+                behind,
+                {"group": self._group, "topic": topic},
+            )
+
     async def _run(self) -> None:
         await keep_running(self._consume, self._backoff, self._failed)
 
@@ -155,6 +179,7 @@ class ConsumerRunner:
             self._consumer = consumer
             self._last_error = None
             self._backoff.succeeded()
+            last_measure = 0.0
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for tp, messages in batches.items():
@@ -162,6 +187,9 @@ class ConsumerRunner:
                         await self._handle(message, producer)
                         self._processed[tp] = message.offset + 1
                 await self.commit_processed()
+                if time.monotonic() - last_measure > _MEASURE_EVERY_S:
+                    await self._record_lag(consumer)
+                    last_measure = time.monotonic()
         finally:
             self._consumer = None
             self._processed = {}

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaProducer
 from ray.actor import ActorHandle
 
 from strata.actors._detached import ensure_detached
+from strata.actors._metrics import inc_counter, set_gauge
 from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import stop_quietly
 from strata.actors.outbox._record import notify_channel
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=UTF-8")
 _MAX_BACKOFF_S = 5.0
 _PRUNE_EVERY_S = 60.0
+_MEASURE_EVERY_S = 5.0
+"""How often a relay records its share's backlog as metrics, seconds."""
 
 
 def relay_name(service: str, shard: int) -> str:
@@ -123,12 +126,15 @@ class OutboxRelay:
             await producer.start()
             self._last_error = None
             self._backoff.succeeded()
-            last_prune = 0.0
+            last_prune = last_measure = 0.0
             while True:
                 sent = await self._publish_batch(conn, producer)
                 if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                     await self._prune(conn)
                     last_prune = time.monotonic()
+                if time.monotonic() - last_measure > _MEASURE_EVERY_S:
+                    await self._measure_backlog(conn)
+                    last_measure = time.monotonic()
                 if sent < self._settings.outbox_batch_size:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -174,9 +180,29 @@ class OutboxRelay:
                 f"UPDATE {self._service}.outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", acked
             )
             self._published += len(acked)
+            inc_counter(
+                "strata_outbox_published_total",
+                "Outbox events published to Kafka and marked sent.",
+                {"service": self._service},
+                len(acked),
+            )
         if failure is not None:
             raise failure
         return len(rows)
+
+    async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS rows, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age"
+            f" FROM {self._service}.outbox WHERE sent_at IS NULL AND key_hash % $1 = $2",
+            self._shards,
+            self._shard,
+        )
+        tags = {"service": self._service, "shard": str(self._shard)}
+        if row is not None:
+            set_gauge("strata_outbox_backlog_rows", "Unsent outbox rows in a relay's share.", row["rows"], tags)
+            set_gauge(
+                "strata_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row in a share.", row["age"], tags
+            )
 
     async def _prune(self, conn: asyncpg.Connection) -> None:
         await prune_sent(

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import asyncpg
 
+from strata.actors._metrics import set_gauge
 from strata.actors.postgres._errors import (
     DatabaseUnavailable,
     NotFound,
@@ -113,7 +114,16 @@ class AsyncpgPool:
     stale connections so the next call succeeds. Shared by both backends.
     """
 
-    __slots__ = ("_application_name", "_command_timeout", "_dsn", "_max_size", "_pool", "_schema", "_state")
+    __slots__ = (
+        "_application_name",
+        "_command_timeout",
+        "_dsn",
+        "_in_flight",
+        "_max_size",
+        "_pool",
+        "_schema",
+        "_state",
+    )
 
     def __init__(
         self, dsn: str, *, max_size: int, command_timeout: float, application_name: str, schema: str | None = None
@@ -127,6 +137,7 @@ class AsyncpgPool:
         self._schema = schema
         self._pool: asyncpg.Pool | None = None
         self._state = PoolState.UNOPENED
+        self._in_flight = 0
 
     @property
     def max_size(self) -> int:
@@ -180,7 +191,28 @@ class AsyncpgPool:
             raise DatabaseUnavailable("database pool was not started")
         return self._pool
 
+    @property
+    def in_flight(self) -> int:
+        """Calls on this pool right now (waiting for a connection or running)."""
+        return self._in_flight
+
+    def _count(self, delta: int) -> None:
+        self._in_flight += delta
+        set_gauge(
+            "strata_db_calls_in_flight",
+            "Database calls in flight on a pool (waiting for a connection or running), per pool.",
+            self._in_flight,
+            {"pool": self._application_name},
+        )
+
     async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]], *, idempotent: bool) -> T:
+        self._count(+1)
+        try:
+            return await self._run_counted(op, idempotent=idempotent)
+        finally:
+            self._count(-1)
+
+    async def _run_counted(self, op: Callable[[asyncpg.Connection], Awaitable[T]], *, idempotent: bool) -> T:
         pool = self._require_pool()
         attempts = 2 if idempotent else 1
         for attempt in range(attempts):

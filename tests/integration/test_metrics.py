@@ -1,0 +1,51 @@
+"""strata's Prometheus metrics, scraped from the local Ray head's metrics agent like Prometheus does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from strata.cluster._lifecycle import status_metrics_url
+from strata.serve_apps._entry import service_handle
+from tests.conftest import System
+
+WANTED = {
+    "ray_strata_outbox_published_total": {"service"},
+    "ray_strata_outbox_backlog_rows": {"service", "shard"},
+    "ray_strata_db_calls_in_flight": {"pool"},
+    "ray_strata_consumer_lag_messages": {"group", "topic"},
+}
+
+
+def _scrape(url: str) -> dict[str, list[dict[str, str]]]:
+    samples: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(dict(sample.labels))
+    return samples
+
+
+async def test_outbox_pool_and_consumer_metrics_are_exported(system: System, ray_driver: None) -> None:
+    url = status_metrics_url(system.settings)
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+    # Some work that every metric sees: an item (outbox, pool) whose event the audit group consumes.
+    await service_handle("data").create_item.remote(str(uuid.uuid4()), "note", {"n": 1})
+    deadline = time.monotonic() + 90  # Ray's agent exports what workers record every few seconds
+    missing: set[str] = set(WANTED)
+    samples: dict[str, list[dict[str, str]]] = {}
+    while missing and time.monotonic() < deadline:
+        samples = _scrape(url)
+        missing = {name for name in WANTED if name not in samples}
+        if missing:
+            await asyncio.sleep(3)
+    assert not missing, f"not exported within 90 s: {sorted(missing)}"
+    for name, keys in WANTED.items():
+        assert any(keys <= set(labels) for labels in samples[name]), (name, samples[name][:3])
+    services = {labels["service"] for labels in samples["ray_strata_outbox_published_total"]}
+    assert "data" in services
+    groups = {labels["group"] for labels in samples["ray_strata_consumer_lag_messages"]}
+    assert "audit" in groups
