@@ -12,13 +12,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from strata.serve_apps._entry import service_handle
 from tests.conftest import System
+from tests.integration.faults import clear_faults, on_replica, replica_states
 
 pytestmark = pytest.mark.integration
 
@@ -29,46 +28,13 @@ CONCURRENCY = 24
 LOAD_BUDGET_S = 25.0
 
 
-def _handle(app: str) -> Any:
-    """The deployment that serves ``app``: the gateway, or a service deployment (not its entry)."""
-    from ray import serve
-
-    return serve.get_app_handle(app) if app == "gateway" else service_handle(app)
-
-
-def _replica_states(app: str, want: int, attempts: int = 300) -> dict[str, dict[str, Any]]:
-    """The fault state of ``want`` distinct replicas of ``app`` (handle calls until each has answered once)."""
-    handle = _handle(app)
-    seen: dict[str, dict[str, Any]] = {}
-    for _ in range(attempts):
-        state = handle.fault_state.remote().result(timeout_s=15)
-        seen[state["replica"]] = state
-        if len(seen) >= want:
-            return seen
-    raise AssertionError(f"only {len(seen)} replica(s) of {app} answered in {attempts} calls, wanted {want}")
-
-
-def _on_replica(app: str, method: str, replica: str, attempts: int = 300, **kwargs: Any) -> None:
-    """Call ``method(replica=replica, **kwargs)`` until ``replica`` itself has answered (others ignore it)."""
-    handle = _handle(app)
-    for _ in range(attempts):
-        if getattr(handle, method).remote(replica=replica, **kwargs).result(timeout_s=15) == replica:
-            return
-    raise AssertionError(f"replica {replica} of {app} did not receive {method} in {attempts} calls")
-
-
-def _clear_faults(app: str, replicas: int) -> None:
-    for replica in _replica_states(app, replicas):
-        _on_replica(app, "clear_fault", replica)
-
-
 @pytest.fixture
 def healthy_afterwards(ray_driver: None) -> Iterator[Callable[[str], None]]:
     """Registers apps whose faults are cleared after the test, whatever happens."""
     apps: list[str] = []
     yield apps.append
     for app in apps:
-        _clear_faults(app, 2)
+        clear_faults(app, 2)
 
 
 def _auth_call(client: httpx.Client, path: str, body: dict[str, str]) -> httpx.Response:
@@ -117,14 +83,14 @@ def _slowed_share(
     app: str, path: str, headers: dict[str, str], system: System, record_property: Callable[[str, object], None]
 ) -> tuple[int, int]:
     """Slow one of ``app``'s two replicas, run the load, return (requests the slowed one served, the other)."""
-    replicas = sorted(_replica_states(app, 2))
+    replicas = sorted(replica_states(app, 2))
     slow, fast = replicas[0], replicas[1]
-    _on_replica(app, "inject_fault", slow, delay_s=DELAY_S)
-    before = _replica_states(app, 2)
+    on_replica(app, "inject_fault", slow, delay_s=DELAY_S)
+    before = replica_states(app, 2)
     started = time.monotonic()
     statuses = asyncio.run(_load(system, path, headers))
     elapsed = time.monotonic() - started
-    after = _replica_states(app, 2)
+    after = replica_states(app, 2)
     served_slow = after[slow]["served"] - before[slow]["served"]
     served_fast = after[fast]["served"] - before[fast]["served"]
     ratio = served_slow / max(1, served_fast)
@@ -152,8 +118,9 @@ def test_the_handle_router_sends_a_slowed_users_replica_clearly_fewer_requests(
     )
     # Each GET /v1/users/me is one unit of work on one users replica (the permission cache may add a few).
     assert served_slow + served_fast >= REQUESTS
-    # Round robin or random would give each replica about half; least connections keeps the slow one's share small.
-    assert served_slow < served_fast / 3, (served_slow, served_fast)
+    # Round robin or random would give each replica about half (ratio ~1); least connections keeps the slow one's
+    # share small (measured 0.08-0.15 on a quiet machine). Half is the bound: clearly fewer, even on a busy machine.
+    assert served_slow < served_fast / 2, (served_slow, served_fast)
 
 
 def test_the_ingress_sends_a_slowed_gateway_replica_clearly_fewer_requests(
@@ -162,4 +129,4 @@ def test_the_ingress_sends_a_slowed_gateway_replica_clearly_fewer_requests(
     healthy_afterwards("gateway")
     served_slow, served_fast = _slowed_share("gateway", "/healthz", {}, system, record_property)
     assert served_slow + served_fast >= REQUESTS
-    assert served_slow < served_fast / 3, (served_slow, served_fast)
+    assert served_slow < served_fast / 2, (served_slow, served_fast)  # measured 0.07-0.08 on a quiet machine

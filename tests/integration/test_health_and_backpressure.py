@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from strata.serve_apps._entry import service_handle
 from tests.conftest import System
+from tests.integration.faults import clear_faults, deployment_handle, on_replica, replica_states
 
 pytestmark = pytest.mark.integration
 
@@ -30,32 +30,6 @@ OUT_WITHIN_S = 15.0
 """The bound: three failed checks 5 s apart, counted from the first failed one."""
 SERVE_PERIOD_JITTER = 1.1
 """Serve starts each health check after ``period * uniform(0.9, 1.1)``."""
-
-
-def _handle(app: str) -> Any:
-    """The deployment that serves ``app``: the gateway, or a service deployment (not its entry)."""
-    from ray import serve
-
-    return serve.get_app_handle(app) if app == "gateway" else service_handle(app)
-
-
-def _replica_states(app: str, want: int, attempts: int = 300) -> dict[str, dict[str, Any]]:
-    handle = _handle(app)
-    seen: dict[str, dict[str, Any]] = {}
-    for _ in range(attempts):
-        state = handle.fault_state.remote().result(timeout_s=15)
-        seen[state["replica"]] = state
-        if len(seen) >= want:
-            return seen
-    raise AssertionError(f"only {len(seen)} replica(s) of {app} answered in {attempts} calls, wanted {want}")
-
-
-def _on_replica(app: str, method: str, replica: str, attempts: int = 300, **kwargs: Any) -> None:
-    handle = _handle(app)
-    for _ in range(attempts):
-        if getattr(handle, method).remote(replica=replica, **kwargs).result(timeout_s=15) == replica:
-            return
-    raise AssertionError(f"replica {replica} of {app} did not receive {method} in {attempts} calls")
 
 
 def _replica_actor_alive(app: str, deployment: str, replica: str) -> bool:
@@ -83,25 +57,20 @@ def _wait_healthy(app: str, deployment: str, replicas: int, timeout: float = 120
     raise AssertionError(f"{app}/{deployment} not healthy with {replicas} replicas after {timeout:.0f}s: {status}")
 
 
-def _clear_faults(app: str, replicas: int) -> None:
-    for replica in _replica_states(app, replicas):
-        _on_replica(app, "clear_fault", replica)
-
-
 @pytest.fixture
 def users_healthy_afterwards(ray_driver: None) -> Iterator[None]:
     yield
     _wait_healthy("users", "UsersService", 2)
-    _clear_faults("users", 2)
+    clear_faults("users", 2)
 
 
 def test_a_replica_failing_its_health_check_gets_no_new_requests_within_15s(
     system: System, users_healthy_afterwards: None, record_property: Any
 ) -> None:
-    handle = _handle("users")
-    target = sorted(_replica_states("users", 2))[0]
+    handle = deployment_handle("users")
+    target = sorted(replica_states("users", 2))[0]
     assert _replica_actor_alive("users", "UsersService", target)
-    _on_replica("users", "inject_fault", target, fail_health=True)
+    on_replica("users", "inject_fault", target, fail_health=True)
     fault_at = time.time()
 
     # A steady stream of handle calls (least-connection router) until Serve has stopped the target replica.
@@ -263,13 +232,13 @@ def test_a_flood_past_capacity_is_refused_fast_with_retry_after_and_service_resu
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             warm = list(pool.map(lambda _: client.get("/v1/users/me", headers=headers).status_code, range(32)))
         assert warm == [200] * 32
-    replicas = sorted(_replica_states("users", 2))
+    replicas = sorted(replica_states("users", 2))
     try:
         for replica in replicas:
-            _on_replica("users", "inject_fault", replica, delay_s=FLOOD_DELAY_S)
+            on_replica("users", "inject_fault", replica, delay_s=FLOOD_DELAY_S)
         outcomes = asyncio.run(_flood(system, token))
     finally:
-        _clear_faults("users", 2)
+        clear_faults("users", 2)
 
     refused = [o for o in outcomes if o.status in (429, 503)]
     served = [o for o in outcomes if o.status == 200]
