@@ -17,6 +17,7 @@ Its config holds the edge token, so it is written mode 0600 under ``<data_dir>/t
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -25,6 +26,7 @@ from strata.cluster._errors import StartupError
 from strata.cluster._state import Proc, wait_for_port
 from strata.cluster._tls import TlsFiles, tls_dir
 from strata.schemas import Settings
+from strata.serve_apps.gateway._problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 
 # Mozilla's "intermediate" profile: TLS 1.2 with ECDHE and AEAD ciphers only, and TLS 1.3.
 _CIPHERS_TLS12 = ":".join(
@@ -84,7 +86,7 @@ defaults
     option http-no-delay
     timeout connect 5s
     timeout client 60s
-    timeout server 60s
+    timeout server {math.ceil(settings.request_deadline_s) + 5}s
     timeout http-request 10s
     timeout http-keep-alive 60s
     timeout queue 5s
@@ -98,6 +100,12 @@ frontend https
     # A malformed request id is dropped here, so every layer behind agrees on the one the gateway makes.
     acl request_id_ok req.hdr(x-request-id) -m reg {REQUEST_ID_PATTERN}
     http-request del-header X-Request-ID if {{ req.hdr(x-request-id) -m found }} !request_id_ok
+    http-request set-header X-Request-ID %[uuid] unless {{ req.hdr(x-request-id) -m found }}
+    http-request set-var(txn.request_id) req.hdr(x-request-id)
+    # Errors made in front of the gateway (Serve's HAProxy or proxy: no replica, a full replica, a timeout) are
+    # plain text: they leave as problem+json too, with the request id and Retry-After.
+    acl problem_json res.hdr(content-type) -m beg application/problem+json
+{_upstream_problems()}
     http-request set-header X-Forwarded-For %[src]
     http-request set-header X-Forwarded-Proto https
     http-request set-header X-Strata-Edge {edge_token}
@@ -106,8 +114,39 @@ frontend https
     default_backend serve
 
 backend serve
+{_own_problems()}
     server serve 127.0.0.1:{settings.serve_port}
 """
+
+
+_PROBLEM_STATUSES = (502, 503, 504)
+
+
+def _problem_json(status: int) -> str:
+    """The problem+json body (an HAProxy log-format string) of an error answered in front of the gateway."""
+    slug, title = TITLES.get(status, ("service-unavailable", "Service Unavailable"))
+    instance = "urn:strata:request:%[var(txn.request_id)]"
+    return (
+        f'{{"type":"{PROBLEM_BASE}{slug}","title":"{title}","status":{status},'
+        f'"instance":"{instance}","request_id":"%[var(txn.request_id)]"}}'
+    )
+
+
+def _upstream_problems() -> str:
+    return "\n".join(
+        f"    http-response return status {status} content-type {PROBLEM_JSON} hdr Retry-After 1"
+        f" hdr X-Request-ID %[var(txn.request_id)] lf-string '{_problem_json(status)}'"
+        f" if {{ status {status} }} !problem_json"
+        for status in _PROBLEM_STATUSES
+    )
+
+
+def _own_problems() -> str:
+    return "\n".join(
+        f"    http-error status {status} content-type {PROBLEM_JSON} hdr Retry-After 1"
+        f" hdr X-Request-ID %[var(txn.request_id)] lf-string '{_problem_json(status)}'"
+        for status in _PROBLEM_STATUSES
+    )
 
 
 class TlsFront:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 
+from strata.cluster._ray import temp_dir_for
 from tests.conftest import System
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl")
@@ -107,3 +110,25 @@ def test_serve_s_own_timeout_header_does_not_reach_serve(system: System) -> None
     with system.client() as client:
         response = client.get("/readyz", headers={"X-Request-Timeout-Seconds": "0.000001"})
     assert response.status_code == 200
+
+
+def test_when_serve_s_haproxy_dies_clients_get_a_503_problem_and_service_comes_back(system: System) -> None:
+    config = str(temp_dir_for(system.settings.data_dir.resolve()) / "haproxy")
+    serve_haproxy = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "haproxy" and config in " ".join(p.info["cmdline"] or [])
+    ]
+    assert len(serve_haproxy) == 1, serve_haproxy
+    serve_haproxy[0].kill()
+    serve_haproxy[0].wait(10)
+    with system.client() as client:
+        refused = client.get("/healthz")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["request_id"] == refused.headers["x-request-id"]
+        deadline = time.monotonic() + 60  # Serve's HAProxy manager starts it again
+        while client.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "Serve's HAProxy did not come back within 60 s"
+            time.sleep(0.5)
