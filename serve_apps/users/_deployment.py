@@ -37,8 +37,14 @@ class UsersService(ServiceReplica):
         self._ensure_consumers()
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
-        """The caller's profile (created if its ``registered`` event has not arrived yet)."""
-        return await self.db.run_in_transaction(_profiles.get_or_create_profile, _admin.user_uuid(user_id))
+        """The caller's profile (created if its ``registered`` event has not arrived yet).
+
+        The hot path is one read; only a profile that does not exist yet costs a transaction."""
+        user = _admin.user_uuid(user_id)
+        row = await self.db.fetchrow(_profiles.SELECT_PROFILE, user)
+        if row is not None:
+            return _profiles.public_profile(row)
+        return await self.db.run_in_transaction(_profiles.get_or_create_profile, user)
 
     async def update_profile(
         self, user_id: str, display_name: str | None, request_id: str | None = None

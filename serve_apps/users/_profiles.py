@@ -51,9 +51,12 @@ async def ensure_profile(conn: asyncpg.Connection, user_id: str, email: str) -> 
     )
 
 
+SELECT_PROFILE = f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1"
+
+
 async def get_or_create_profile(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
     await conn.execute("INSERT INTO users.profiles (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id)
-    row = await conn.fetchrow(f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1", user_id)
+    row = await conn.fetchrow(SELECT_PROFILE, user_id)
     assert row is not None
     return public_profile(row)
 
