@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install kafka-jars run test lint typecheck pytest bench clean schemas
+.PHONY: install kafka-jars run test lint typecheck pytest bench wrk clean schemas
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,27 @@ pytest: install kafka-jars
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The first benchmarks (docs/benchmarks.md): strata and two peers under wrk, one target at a time, about 10 minutes;
+# results in benchmarks/results/. Options: make bench BENCH_ARGS='--duration 5 --targets strata-haproxy,peer-fastapi'
+BENCH_ARGS ?=
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev,bench]'
+	touch $@
+
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get install -y -qq wrk || { sudo apt-get update -qq && sudo apt-get install -y -qq wrk; }; \
+	  fi; \
+	  command -v wrk >/dev/null || { echo "make bench: wrk is missing and could not be installed: install wrk (Debian and Ubuntu: apt-get install wrk) and run again" >&2; exit 1; }; \
+	}
+
+bench: install kafka-jars wrk $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .typecheck .pytest_cache .mypy_cache .ruff_cache
