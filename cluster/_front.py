@@ -103,8 +103,9 @@ frontend https
     http-request set-header X-Request-ID %[uuid] unless {{ req.hdr(x-request-id) -m found }}
     http-request set-var(txn.request_id) req.hdr(x-request-id)
     # Errors made in front of the gateway (Serve's HAProxy or proxy: no replica, a full replica, a timeout) are
-    # plain text: they leave as problem+json too, with the request id and Retry-After.
-    acl problem_json res.hdr(content-type) -m beg application/problem+json
+    # plain text: they leave as problem+json too, with the request id and Retry-After. The gateway's own answers
+    # (problem+json, or /readyz's JSON report) pass as they are.
+    acl json_body res.hdr(content-type) -m beg application/
 {_upstream_problems()}
     http-request set-header X-Forwarded-For %[src]
     http-request set-header X-Forwarded-Proto https
@@ -136,7 +137,7 @@ def _upstream_problems() -> str:
     return "\n".join(
         f"    http-response return status {status} content-type {PROBLEM_JSON} hdr Retry-After 1"
         f" hdr X-Request-ID %[var(txn.request_id)] lf-string '{_problem_json(status)}'"
-        f" if {{ status {status} }} !problem_json"
+        f" if {{ status {status} }} !json_body"
         for status in _PROBLEM_STATUSES
     )
 

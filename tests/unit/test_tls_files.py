@@ -104,3 +104,11 @@ def test_the_front_drops_the_request_ids_the_gateway_would_refuse_and_serve_s_ti
     config = render_config(settings, ensure_certificate(settings), settings.edge_token())
     assert f"acl request_id_ok req.hdr(x-request-id) -m reg {REQUEST_ID_PATTERN}" in config
     assert "http-request del-header X-Request-Timeout-Seconds" in config
+
+
+def test_only_plain_text_errors_from_behind_the_front_are_rewritten(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    config = render_config(settings, ensure_certificate(settings), settings.edge_token())
+    rewrites = [line for line in config.splitlines() if "http-response return" in line]
+    assert len(rewrites) == 3 and all(line.rstrip().endswith("!json_body") for line in rewrites)
+    assert "acl json_body res.hdr(content-type) -m beg application/" in config  # readyz's JSON 503 passes
