@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 
 from strata.cluster._errors import StartupError
-from strata.cluster._state import Proc, wait_for_port
+from strata.cluster._state import Proc, spawn_detached, wait_for_port
 from strata.cluster._tls import TlsFiles, tls_dir
 from strata.schemas import Settings
 from strata.serve_apps.gateway._problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
@@ -180,18 +180,7 @@ class TlsFront:
     def start(self, tls: TlsFiles, timeout: float = 30.0) -> Proc:
         """Start HAProxy in the foreground of its own session (``-db``) and wait until it listens."""
         self.write_config(tls)
-        log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            proc = subprocess.Popen(
-                [haproxy_binary(), "-db", "-f", str(self.config_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.home,
-            )
-        finally:
-            log.close()
+        proc = spawn_detached([haproxy_binary(), "-db", "-f", str(self.config_file)], self.log, self.home)
         host = "127.0.0.1" if self.settings.gateway_host in ("", "0.0.0.0", "::") else self.settings.gateway_host
         if not wait_for_port(host, self.settings.gateway_port, timeout) or proc.poll() is not None:
             proc.kill()

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from strata.cluster._errors import StartupError, ToolMissing
-from strata.cluster._state import Proc, wait_for_port
+from strata.cluster._state import Proc, spawn_detached, wait_for_port
 
 _POM = "pom.xml"
 _LOG4J = "log4j2.properties"
@@ -190,18 +190,11 @@ class EmbeddedKafka:
     def start(self, timeout: float = 90.0) -> Proc:
         """Start the broker detached (its own session) and wait until it listens; returns its process."""
         jars = self.prepare()
-        log = open(self.home / "kafka.out", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            proc = subprocess.Popen(
-                self._java(jars, "kafka.Kafka", str(self.properties_file), heap=self.heap),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.home,
-            )
-        finally:
-            log.close()
+        proc = spawn_detached(
+            self._java(jars, "kafka.Kafka", str(self.properties_file), heap=self.heap),
+            self.home / "kafka.out",
+            self.home,
+        )
         if not wait_for_port("127.0.0.1", self.port, timeout):
             proc.kill()
             raise StartupError(

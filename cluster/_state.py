@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -129,6 +130,14 @@ def answers(host: str, port: int, timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def spawn_detached(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session (it outlives this process), its output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd
+        )
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
