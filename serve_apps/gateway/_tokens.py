@@ -7,6 +7,11 @@ locally: signature with the key named by ``kid``, algorithm on an allow-list
 ``exp``/``nbf``/``iat`` with a small leeway, and the claims strata needs. An
 unknown ``kid`` refreshes the cache once (a rotation happened), at most every
 few seconds, so a flood of forged kids cannot turn into a flood of fetches.
+
+A token verified once is remembered until it expires (a bounded map keyed by
+the token itself), so a session's later requests skip the signature check; a
+remembered token still needs its key in the JWKS. Revocation is not part of
+verification: the gateway checks it on every request (``_revocations.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 _MIN_REFRESH_INTERVAL_S = 5.0
 _MAX_AGE_S = 300.0
+VERIFIED_CACHE_SIZE = 10_000
+"""Verified tokens a gateway replica remembers (the oldest are forgotten first)."""
 
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -56,6 +63,10 @@ class JwksCache:
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
 
+    def knows(self, kid: str) -> bool:
+        """Whether ``kid`` is among the keys fetched last (no fetch)."""
+        return kid in self._keys
+
     async def key(self, kid: str) -> jwt.PyJWK | None:
         if kid in self._keys and self._clock() - self._fetched_at < _MAX_AGE_S:
             return self._keys[kid]
@@ -78,11 +89,16 @@ class JwksCache:
 class TokenVerifier:
     """Verifies ``Authorization: Bearer`` access tokens against the JWKS cache."""
 
-    def __init__(self, settings: Settings, jwks: JwksCache) -> None:
+    def __init__(
+        self, settings: Settings, jwks: JwksCache, clock: Callable[[], float] = time.time, cache_size: int = 0
+    ) -> None:
         self._issuer = settings.token_issuer
         self._audience = settings.token_audience
         self._leeway = settings.token_leeway_s
         self._jwks = jwks
+        self._clock = clock
+        self._cache_size = cache_size or VERIFIED_CACHE_SIZE
+        self._verified: dict[str, tuple[AccessClaims, str]] = {}
 
     async def verify_header(self, authorization: str | None) -> AccessClaims:
         if not authorization:
@@ -93,6 +109,19 @@ class TokenVerifier:
         return await self.verify(token.strip())
 
     async def verify(self, token: str) -> AccessClaims:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, kid = remembered
+            if claims.expires_at + self._leeway > self._clock() and self._jwks.knows(kid):
+                return claims
+            del self._verified[token]  # expired, or its key left the JWKS: verify again (and refuse)
+        claims, kid = await self._verify(token)
+        if len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (claims, kid)
+        return claims
+
+    async def _verify(self, token: str) -> tuple[AccessClaims, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -130,7 +159,7 @@ class TokenVerifier:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise _invalid("malformed roles claim")
-        return AccessClaims(
+        verified = AccessClaims(
             user_id=str(claims["sub"]),
             roles=tuple(roles),
             perm_version=int(claims.get("pv", 0)),
@@ -139,3 +168,4 @@ class TokenVerifier:
             issued_at=int(claims["iat"]),
             expires_at=int(claims["exp"]),
         )
+        return verified, kid

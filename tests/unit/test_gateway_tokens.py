@@ -160,3 +160,49 @@ async def test_a_rotated_key_is_picked_up_on_its_first_token() -> None:
     now[0] += 10
     assert (await verifier.verify(second.token())).user_id == "user-1"
     assert (await verifier.verify(first.token())).user_id == "user-1"
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(SETTINGS, JwksCache(keys.source), clock=lambda: now[0])
+    decodes = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decodes.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    token = keys.token()
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert len(decodes) == 1  # the second request skipped the signature check
+    now[0] += 300 + SETTINGS.token_leeway_s + 1  # past exp by the cache's clock: the token is checked again
+    await verifier.verify(token)  # (PyJWT's own clock is the real one, for which it is still valid)
+    assert len(decodes) == 2
+
+
+async def test_a_remembered_token_whose_key_left_the_jwks_is_verified_again() -> None:
+    old, new = Keys(), Keys()
+    serving = [old]
+    clock = [0.0]
+
+    async def source() -> dict[str, Any]:
+        return {"keys": [k.jwk() for k in serving]}
+
+    verifier = TokenVerifier(SETTINGS, JwksCache(source, clock=lambda: clock[0]))
+    token = old.token()
+    await verifier.verify(token)
+    serving[:] = [new]  # the old key is retired
+    clock[0] += 1000  # past the cache's refresh interval
+    await verifier.verify(new.token())  # a new token makes the gateway fetch the JWKS again
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await verifier.verify(token)
+
+
+async def test_the_memory_of_verified_tokens_is_bounded(keys: Keys) -> None:
+    verifier = TokenVerifier(SETTINGS, JwksCache(keys.source), cache_size=3)
+    tokens = [keys.token() for _ in range(5)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert list(verifier._verified) == tokens[2:]
