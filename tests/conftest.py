@@ -131,13 +131,19 @@ def system() -> Iterator[System]:
     # as an unprivileged user when the suite runs as root.
     data_dir = Path(tempfile.mkdtemp(prefix="strata-test-"))
     settings = make_settings(data_dir)
+    started = False
     try:
         runtime = up(settings, echo=logger.info)
+        started = True
         yield System(settings, runtime)
     finally:
         down(settings, echo=logger.info)
-        shutil.rmtree(temp_dir_for(settings.data_dir), ignore_errors=True)  # Ray's session logs
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if started:
+            shutil.rmtree(temp_dir_for(settings.data_dir), ignore_errors=True)  # Ray's session logs
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            # A start that fails is kept for its post-mortem: Ray's and the servers' logs say why.
+            logger.error("the session's system did not start; logs kept in %s and %s", data_dir, temp_dir_for(data_dir))
 
 
 @pytest.fixture(scope="session")
