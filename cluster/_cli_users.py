@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import typer
 
-from strata.actors.postgres import UniqueViolation, map_asyncpg_errors, service_dsn
-from strata.cluster import _lifecycle
+from strata.actors.postgres import UniqueViolation
+from strata.cluster._cli_db import as_service, resolved_settings
 from strata.cluster._errors import ClusterError
-from strata.cluster._state import State
 from strata.schemas import DomainError, Settings
 
 T = TypeVar("T")
@@ -34,26 +32,6 @@ users_app = typer.Typer(help="Users of strata: make the first administrator.", n
 @users_app.callback()
 def users() -> None:
     """Users of strata: make the first administrator."""
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    return _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()), create=False).settings
-
-
-async def _as_service(settings: Settings, service: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction on a connection of ``service``'s own role."""
-    with map_asyncpg_errors():
-        conn = await asyncpg.connect(
-            service_dsn(settings, service),
-            server_settings={"application_name": "strata-cli-users", "search_path": service},
-            timeout=settings.db_command_timeout_s,
-        )
-        try:
-            async with conn.transaction():
-                return await work(conn)
-        finally:
-            await conn.close()
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -80,18 +58,22 @@ async def make_admin(settings: Settings, email: str, password: str) -> tuple[str
 
     try:
         normalized = check_email(email)
-        account = await _as_service(settings, "auth", lambda conn: read_account_by_email(conn, normalized))
+        account = await as_service(
+            settings, "auth", lambda conn: read_account_by_email(conn, normalized), command="users"
+        )
         created = False
         if account is None:
             check_password_policy(password, normalized)
             password_hash = await PasswordHasher.from_settings(settings).hash_async(password)
             try:
-                account = await _as_service(
-                    settings, "auth", lambda conn: create_account(conn, normalized, password_hash)
+                account = await as_service(
+                    settings, "auth", lambda conn: create_account(conn, normalized, password_hash), command="users"
                 )
                 created = True
             except UniqueViolation:  # registered meanwhile
-                account = await _as_service(settings, "auth", lambda conn: read_account_by_email(conn, normalized))
+                account = await as_service(
+                    settings, "auth", lambda conn: read_account_by_email(conn, normalized), command="users"
+                )
                 assert account is not None
         user_id = str(account["user_id"])
 
@@ -100,7 +82,7 @@ async def make_admin(settings: Settings, email: str, password: str) -> tuple[str
             await ensure_profile(conn, user_id, normalized)
             return await set_roles(conn, user_id, ADMIN_ROLES, None, "system")
 
-        await _as_service(settings, "users", promote)
+        await as_service(settings, "users", promote, command="users")
     except DomainError as exc:
         raise ClusterError(exc.detail or str(exc)) from exc
     return user_id, created
@@ -122,7 +104,7 @@ def create_admin(
     except DomainError as exc:
         raise ClusterError(exc.detail) from exc
     password = _read_password(password_stdin)
-    user_id, created = asyncio.run(make_admin(_settings(), email, password))
+    user_id, created = asyncio.run(make_admin(resolved_settings(), email, password))
     typer.echo(user_id)
     if created:
         typer.echo(f"administrator {user_id} created; its tokens carry the admin role once strata is running", err=True)
