@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -161,10 +163,23 @@ async def test_killed_pool_actor_is_replaced_and_the_next_call_succeeds(system: 
     assert await other.fetchval("SELECT 1") == 1
 
 
+async def _until_dead(actor: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await actor.stats.remote()
+        except ray.exceptions.RayActorError:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the killed pool actor still answers")
+
+
 async def test_write_to_a_dead_pool_actor_is_reported_not_retried(system: System, ray_driver: None) -> None:
     db = PoolActorDatabase("data", actors=1, connections=2)
     assert await db.fetchval("SELECT 1") == 1
-    ray.kill(ray.get_actor(pool_actor_name("data", 0), namespace="strata"), no_restart=True)
+    actor = ray.get_actor(pool_actor_name("data", 0), namespace="strata")
+    ray.kill(actor, no_restart=True)
+    await _until_dead(actor)  # ray.kill returns before the actor is gone: a call right after it may still be served
     # A write is never retried (it may have committed before its actor died): it is reported...
     with pytest.raises(DatabaseUnavailable):
         await db.execute("SELECT 1")
