@@ -42,7 +42,7 @@ from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._probes import http_ready, postgres_error, wait_until
 from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
 from strata.cluster._tls import ensure_certificate, tls_dir
-from strata.schemas import APPS, SERVICES, Settings
+from strata.schemas import Settings, app_names, schema_owners
 from strata.schemas.events import topics
 from strata.serve_apps._groups import consumer_groups
 
@@ -299,7 +299,7 @@ async def migrate_async(settings: Settings, echo: Echo = _quiet) -> dict[str, li
     applied: dict[str, list[str]] = {}
     conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
     try:
-        for service in SERVICES:
+        for service in (spec.name for spec in schema_owners()):
             await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
             applied[service] = await apply_migrations(conn, service, load_migrations(service_migrations_dir(service)))
             for name in applied[service]:
@@ -395,7 +395,7 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
         _record(state, data_dir, Component("ray", head.address, procs, extra), started)
     echo("deploying Serve applications")
     _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings, tls=tls), runtime.ray_auth_token)
-    _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, list(APPS), timeout)
+    _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, list(app_names()), timeout)
     if settings.ingress == "haproxy" and not _alive(state, "front"):
         front = TlsFront(runtime.settings)
         echo(f"starting the TLS front on {front.address}")

@@ -17,14 +17,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from strata.schemas._registry import DatabaseBackend, app_names, schema_owners, service_spec
+
 Port = Annotated[int, Field(ge=0, le=65535)]
-DatabaseBackend = Literal["replica", "actors"]
 RateLimitClass = Literal["auth", "read", "write"]
 """Rate-limit classes with a quota (routes of class ``none`` are never limited)."""
-SERVICES: tuple[str, ...] = ("auth", "users", "data", "audit")
-"""Components owning a PostgreSQL schema and role: the services, and the audit log that consumes their events."""
-APPS: tuple[str, ...] = ("gateway", "auth", "users", "data", "audit")
-"""strata's Serve applications."""
 
 _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 
@@ -293,17 +290,18 @@ class Settings(BaseSettings):
     @field_validator("db_backends")
     @classmethod
     def _known_services(cls, value: dict[str, DatabaseBackend]) -> dict[str, DatabaseBackend]:
-        unknown = sorted(set(value) - set(SERVICES))
+        known = [spec.name for spec in schema_owners()]
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown service(s) {unknown} in db_backends; known: {list(SERVICES)}")
+            raise ValueError(f"unknown service(s) {unknown} in db_backends; known: {known}")
         return value
 
     @field_validator("min_replicas")
     @classmethod
     def _known_apps(cls, value: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(value) - set(APPS))
+        unknown = sorted(set(value) - set(app_names()))
         if unknown:
-            raise ValueError(f"unknown app(s) {unknown} in min_replicas; known: {list(APPS)}")
+            raise ValueError(f"unknown app(s) {unknown} in min_replicas; known: {list(app_names())}")
         low = {app: n for app, n in value.items() if not 1 <= n <= 64}
         if low:
             raise ValueError(f"min_replicas must be between 1 and 64: {low}")
@@ -365,5 +363,5 @@ class Settings(BaseSettings):
         return _parse_rate_limit(getattr(self, f"rate_limit_{limit_class}"), f"rate_limit_{limit_class}")
 
     def db_backend(self, service: str) -> DatabaseBackend:
-        """The database backend ``service`` uses (``replica`` unless configured)."""
-        return self.db_backends.get(service, "replica")
+        """The database backend ``service`` uses (its registry default unless configured)."""
+        return self.db_backends.get(service, service_spec(service).db_backend)

@@ -12,7 +12,7 @@ import pytest
 
 from strata.actors.postgres import service_password
 from strata.cluster._ray import temp_dir_for
-from strata.schemas import SERVICES
+from strata.schemas import schema_owners
 from tests.conftest import SESSION_RAY_TOKEN, System
 
 pytestmark = [pytest.mark.integration, pytest.mark.last]
@@ -39,7 +39,7 @@ def test_no_secret_appears_in_any_log_line(system: System) -> None:
         settings.database_url.get_secret_value().split(":")[2].split("@")[0],  # the admin password
         SESSION_RAY_TOKEN,
         settings.edge_token(),  # the TLS front's proof to the gateway
-        *(service_password(secret_key, service) for service in SERVICES),
+        *(service_password(secret_key, service) for service in (spec.name for spec in schema_owners())),
         *system.secrets,
     }
     secrets = {s for s in secrets if len(s) >= 8}

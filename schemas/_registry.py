@@ -1,0 +1,161 @@
+"""The one list of strata's components: what each is, owns, publishes and consumes.
+
+Everything that needs to know "which services are there" reads :data:`REGISTRY`:
+settings validation (``STRATA_DB_BACKENDS``, ``STRATA_MIN_REPLICAS``), the
+gateway's ``/readyz``, ``strata status``, migrations, topic and dead-letter
+topic creation, consumer startup in the replicas, and the checks of
+``cluster/serve.yaml`` and of the package data. Adding a component is one
+:class:`ServiceSpec` here plus its package under ``serve_apps/`` (see
+``docs/components.md``).
+
+The registry is data only: handlers are named by import path (``module:function``)
+and resolved where they run, so importing it costs nothing and pulls in neither
+Ray nor a service's code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from strata.schemas.events import topic_name, topics
+
+DatabaseBackend = Literal["replica", "actors"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupSpec:
+    """A Kafka consumer group a component runs: its topics and the effect applied once per event."""
+
+    group: str
+    topics: tuple[str, ...]
+    handler: str
+    """``module:function`` of ``async def handler(conn, event)``, run in the component's transaction."""
+    members: int = 1
+    """Runner actors of the group (each reads a share of the partitions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """One component of strata: a Serve application and what it owns.
+
+    ``name`` is the Serve application's name and, for a component with a database, its PostgreSQL schema and
+    role (``strata_<name>``). ``deployment`` is the deployment that serves its calls (or HTTP, for the gateway).
+    """
+
+    name: str
+    deployment: str
+    package: str
+    """The Python package whose ``app`` is the Serve application and whose ``migrations/`` hold its schema."""
+    description: str
+    route_prefix: str | None = None
+    """HTTP route prefix; only the gateway has one, services are reached by handle."""
+    owns_schema: bool = True
+    outbox: bool = False
+    """Records events in an outbox table of its schema; relay actors publish them."""
+    publishes: tuple[str, ...] = ()
+    """Topics its outbox publishes on (each event type's topic names its service)."""
+    consumer_groups: tuple[ConsumerGroupSpec, ...] = field(default=())
+    db_backend: DatabaseBackend = "replica"
+    """Default database backend (``STRATA_DB_BACKENDS`` overrides it per service)."""
+
+    @property
+    def import_path(self) -> str:
+        """The Serve application as ``serve.yaml`` names it."""
+        return f"{self.package}:app"
+
+    @property
+    def entry_deployment(self) -> str | None:
+        """The ingress deployment of a service app reached by handle (``<Deployment>Entry``); ``None`` for HTTP."""
+        return None if self.route_prefix is not None else f"{self.deployment}Entry"
+
+    @property
+    def deployments(self) -> tuple[str, ...]:
+        """Every deployment of its Serve application."""
+        entry = self.entry_deployment
+        return (self.deployment,) if entry is None else (self.deployment, entry)
+
+
+def _topics_of(service: str) -> tuple[str, ...]:
+    return tuple(t for t in topics() if t.startswith(f"strata.{service}."))
+
+
+AUTH_ACCOUNT_TOPIC = topic_name("auth", "account")
+USERS_USER_TOPIC = topic_name("users", "user")
+
+REGISTRY: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        name="gateway",
+        deployment="Gateway",
+        package="strata.serve_apps.gateway",
+        description="the only HTTP application: TLS-fronted, verifies tokens, rate-limits, routes one hop down",
+        route_prefix="/",
+        owns_schema=False,
+    ),
+    ServiceSpec(
+        name="auth",
+        deployment="AuthService",
+        package="strata.serve_apps.auth",
+        description="credentials, sessions (refresh-token families), signing keys and their JWKS",
+        outbox=True,
+        publishes=_topics_of("auth"),
+        consumer_groups=(ConsumerGroupSpec("auth", (USERS_USER_TOPIC,), "strata.serve_apps.auth:apply_users_event"),),
+    ),
+    ServiceSpec(
+        name="users",
+        deployment="UsersService",
+        package="strata.serve_apps.users",
+        description="profiles, roles and their permissions",
+        outbox=True,
+        publishes=_topics_of("users"),
+        consumer_groups=(
+            ConsumerGroupSpec("users", (AUTH_ACCOUNT_TOPIC,), "strata.serve_apps.users:apply_auth_event"),
+        ),
+    ),
+    ServiceSpec(
+        name="data",
+        deployment="DataService",
+        package="strata.serve_apps.data",
+        description="data items and their events",
+        outbox=True,
+        publishes=_topics_of("data"),
+    ),
+    ServiceSpec(
+        name="audit",
+        deployment="AuditService",
+        package="strata.serve_apps.audit",
+        description="the audit log: one row per domain event, read by administrators",
+        consumer_groups=(ConsumerGroupSpec("audit", tuple(topics()), "strata.serve_apps.audit:record_audit_event"),),
+    ),
+)
+"""Every component, in start order (the gateway first: it is the application the others are reached through)."""
+
+_BY_NAME = {spec.name: spec for spec in REGISTRY}
+
+
+def service_spec(name: str) -> ServiceSpec:
+    """The spec of component ``name``; an unknown name is a ``ValueError`` listing the known ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown component {name!r}; known: {sorted(_BY_NAME)}") from None
+
+
+def app_names() -> tuple[str, ...]:
+    """Every Serve application strata deploys."""
+    return tuple(spec.name for spec in REGISTRY)
+
+
+def schema_owners() -> tuple[ServiceSpec, ...]:
+    """Components owning a PostgreSQL schema and role (migrations, database backends, passwords)."""
+    return tuple(spec for spec in REGISTRY if spec.owns_schema)
+
+
+def outbox_owners() -> tuple[ServiceSpec, ...]:
+    """Components with an outbox and relay actors."""
+    return tuple(spec for spec in REGISTRY if spec.outbox)
+
+
+def consumer_groups() -> tuple[tuple[ServiceSpec, ConsumerGroupSpec], ...]:
+    """Every consumer group strata runs, with the component running it."""
+    return tuple((spec, group) for spec in REGISTRY for group in spec.consumer_groups)
