@@ -22,16 +22,15 @@ kafka-jars: install
 run: install kafka-jars
 	$(BIN)/strata up --foreground
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): which layer may import which.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
-# mypy cannot follow setuptools' editable import hook, so it checks a tree of symlinks that
-# mirrors the installed `strata` namespace (strata/actors -> actors/, ...).
+# mypy strict over the `strata` package as it lies in the tree (strata/actors -> ../actors, ...).
 typecheck: install
-	rm -rf .typecheck && mkdir -p .typecheck/strata
-	for d in actors serve_apps schemas cluster; do ln -s ../../$$d .typecheck/strata/$$d; done
-	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p strata
+	$(BIN)/mypy
 
 # The JSON Schemas of the events (schemas/events/json/), regenerated from the models; commit what changes.
 schemas: install
@@ -64,4 +63,4 @@ bench: install kafka-jars wrk $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf .typecheck .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

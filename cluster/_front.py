@@ -25,8 +25,7 @@ from pathlib import Path
 from strata.cluster._errors import StartupError
 from strata.cluster._state import Proc, spawn_detached, wait_for_port
 from strata.cluster._tls import TlsFiles, tls_dir
-from strata.schemas import Settings
-from strata.serve_apps.gateway._problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
+from strata.schemas import PROBLEM_BASE, PROBLEM_JSON, TITLES, Settings
 
 # Mozilla's "intermediate" profile: TLS 1.2 with ECDHE and AEAD ciphers only, and TLS 1.3.
 _CIPHERS_TLS12 = ":".join(

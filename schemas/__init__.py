@@ -31,6 +31,7 @@ from strata.schemas._errors import (
     Unauthorized,
     Unprocessable,
 )
+from strata.schemas._problems import PROBLEM_BASE, PROBLEM_JSON, TITLES, problem_body
 from strata.schemas._registry import (
     REGISTRY,
     ConsumerGroupSpec,
@@ -42,11 +43,14 @@ from strata.schemas._registry import (
     schema_owners,
     service_spec,
 )
-from strata.schemas._settings import Settings
+from strata.schemas._settings import RateLimitClass, Settings
 
 __all__ = [
     "PLAIN_TEXT",
+    "PROBLEM_BASE",
+    "PROBLEM_JSON",
     "REGISTRY",
+    "TITLES",
     "AuditEntry",
     "AuditPage",
     "ChangePasswordRequest",
@@ -63,6 +67,7 @@ __all__ = [
     "Problem",
     "Profile",
     "ProfileUpdate",
+    "RateLimitClass",
     "RefreshRequest",
     "RegisterRequest",
     "Registered",
@@ -80,6 +85,7 @@ __all__ = [
     "app_names",
     "consumer_groups",
     "outbox_owners",
+    "problem_body",
     "schema_owners",
     "service_spec",
 ]

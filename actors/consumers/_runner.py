@@ -35,12 +35,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from ray.actor import ActorHandle
 
+from strata.actors import Backoff, keep_running
 from strata.actors._detached import ensure_detached
 from strata.actors._metrics import set_gauge
-from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import dead_letter_headers, dlq_topic, stop_quietly
-from strata.actors.postgres import AsyncpgPool, DatabaseUnavailable, service_dsn
-from strata.actors.postgres._roles import check_service_name
+from strata.actors.postgres import AsyncpgPool, DatabaseUnavailable, check_service_name, service_dsn
 from strata.schemas import Settings
 from strata.schemas.events import CloudEvent, decode
 

@@ -7,7 +7,7 @@ from strata.actors.kafka._dlq import (
     replay_dead_letters,
     replay_group,
 )
-from strata.actors.kafka._lag import consumer_group_lag
+from strata.actors.kafka._lag import consumer_group_lag, partitions_of
 from strata.actors.kafka._probe import kafka_unavailable_reason
 from strata.actors.kafka._stop import stop_quietly
 from strata.actors.kafka._topics import dlq_topic, ensure_topics, topic_config
@@ -20,6 +20,7 @@ __all__ = [
     "ensure_topics",
     "kafka_unavailable_reason",
     "list_dead_letters",
+    "partitions_of",
     "replay_dead_letters",
     "replay_group",
     "stop_quietly",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from strata.actors.postgres._roles import check_service_name
+from strata.actors.postgres import check_service_name
 
 
 def backlog_query(service: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from strata.actors.postgres._roles import check_service_name
+from strata.actors.postgres import check_service_name
 from strata.schemas.events import CloudEvent, encode, event_type
 
 

@@ -33,13 +33,12 @@ import ray
 from aiokafka import AIOKafkaProducer
 from ray.actor import ActorHandle
 
+from strata.actors import Backoff, keep_running
 from strata.actors._detached import ensure_detached
 from strata.actors._metrics import inc_counter, set_gauge
-from strata.actors._retry import Backoff, keep_running
 from strata.actors.kafka import stop_quietly
 from strata.actors.outbox._record import notify_channel
-from strata.actors.postgres import service_dsn
-from strata.actors.postgres._roles import check_service_name
+from strata.actors.postgres import check_service_name, service_dsn
 from strata.schemas import Settings
 
 logger = logging.getLogger(__name__)

@@ -32,6 +32,7 @@ from strata.actors.postgres._pool_actor import (
 )
 from strata.actors.postgres._roles import (
     admin_dsn,
+    check_service_name,
     ensure_service_role,
     redact_dsn,
     service_dsn,
@@ -62,6 +63,7 @@ __all__ = [
     "UniqueViolation",
     "admin_dsn",
     "apply_migrations",
+    "check_service_name",
     "ensure_service_role",
     "get_or_create_pool_actor",
     "load_migrations",

@@ -7,8 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from strata.schemas import Unprocessable
-from strata.schemas._api import PLAIN_TEXT, AuditPage
+from strata.schemas import PLAIN_TEXT, AuditPage, Unprocessable
 from strata.serve_apps.gateway._services import service
 
 # Errors every route may give are added to the OpenAPI document from the routing table (_openapi.py).

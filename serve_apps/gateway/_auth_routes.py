@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from strata.schemas._api import (
+from strata.schemas import (
     ChangePasswordRequest,
     Jwks,
     LoginRequest,

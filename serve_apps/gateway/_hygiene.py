@@ -51,9 +51,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strata.schemas import Settings
+from strata.schemas import PROBLEM_JSON, TITLES, Settings, problem_body
 from strata.serve_apps.gateway._metrics import UNMATCHED, RequestRecorder
-from strata.serve_apps.gateway._problems import PROBLEM_JSON, TITLES, problem_body
 
 access_log = logging.getLogger("strata.access")
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 
-from strata.schemas._api import Problem
+from strata.schemas import Problem
 from strata.serve_apps.gateway import _access
 from strata.serve_apps.gateway._problems import problem_response_object
 

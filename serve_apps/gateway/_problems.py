@@ -1,11 +1,12 @@
-"""RFC 9457 problem details: the one shape of every error strata answers.
+"""RFC 9457 problem details as the gateway answers them.
 
-:func:`problem` answers from a route or an exception handler; :func:`problem_body`
-gives the same body to the edge middleware, which answers some errors (413, 504,
-500) before or around the application. :func:`problem_responses` documents them
-in the OpenAPI document. A body never holds a stack trace, an exception's text
-or an internal name: ``title`` and ``detail`` are written for the client, and
-``request_id`` (also in ``instance``) is what an operator looks up in the logs.
+:func:`problem` answers from a route or an exception handler. The shape itself,
+:func:`~strata.schemas.problem_body`, lives in ``strata.schemas``: the edge
+middleware answers some errors (413, 504, 500) before or around the application
+with it, and the TLS front with the same body. :func:`problem_responses`
+documents them in the OpenAPI document. ``title`` and ``detail`` are written
+for the client, and ``request_id`` (also in ``instance``) is what an operator
+looks up in the logs.
 """
 
 from __future__ import annotations
@@ -15,25 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "https://strata.dev/problems/"
-
-TITLES: dict[int, tuple[str, str]] = {
-    400: ("bad-request", "Bad Request"),
-    401: ("unauthorized", "Unauthorized"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not-found", "Not Found"),
-    405: ("method-not-allowed", "Method Not Allowed"),
-    409: ("conflict", "Conflict"),
-    413: ("payload-too-large", "Request body too large"),
-    415: ("unsupported-media-type", "Unsupported Media Type"),
-    422: ("validation", "Request body or parameters are invalid"),
-    429: ("too-many-requests", "Too Many Requests"),
-    500: ("internal", "Internal Server Error"),
-    503: ("service-unavailable", "Service Unavailable"),
-    504: ("deadline-exceeded", "The request took longer than its deadline"),
-}
-"""Slug and title of the problems the edge itself answers, by status."""
+from strata.schemas import PROBLEM_JSON, TITLES, problem_body
 
 _DESCRIPTIONS: dict[int, str] = {
     400: "Malformed request",
@@ -47,20 +30,6 @@ _DESCRIPTIONS: dict[int, str] = {
     503: "Overloaded or a dependency is down: retry after `Retry-After` seconds",
     504: "The request ran past its deadline and was cancelled",
 }
-
-
-def problem_body(
-    status: int, slug: str, title: str, detail: str | None = None, request_id: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    """The problem+json body; ``type`` is stable (``<base><slug>``), ``instance`` carries the request id."""
-    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    if request_id:
-        body["instance"] = f"urn:strata:request:{request_id}"
-        body["request_id"] = request_id
-    body.update(extra)
-    return body
 
 
 def problem(

@@ -39,10 +39,9 @@ from typing import Any, Literal
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strata.actors._retry import Backoff, keep_running
+from strata.actors import Backoff, keep_running
 from strata.actors.ratelimit import Decision, LeasedLimiter, RatePolicy, ShardedLeases, ensure_rate_limit_shards
-from strata.schemas import Settings, TooManyRequests
-from strata.schemas._settings import RateLimitClass
+from strata.schemas import RateLimitClass, Settings, TooManyRequests
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from strata.actors._retry import Backoff, keep_running
-from strata.actors.kafka import stop_quietly
-from strata.actors.kafka._lag import partitions_of
+from strata.actors import Backoff, keep_running
+from strata.actors.kafka import partitions_of, stop_quietly
 from strata.schemas import Settings
 from strata.schemas.events import decode
 from strata.serve_apps.gateway._tokens import AccessClaims

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from strata.schemas._api import PLAIN_TEXT, Permissions, Profile, ProfileUpdate, RolesUpdate, UserPage
+from strata.schemas import PLAIN_TEXT, Permissions, Profile, ProfileUpdate, RolesUpdate, UserPage
 from strata.serve_apps.gateway._access import PermissionCache, caller_of
 from strata.serve_apps.gateway._problems import problem_responses
 from strata.serve_apps.gateway._services import service
