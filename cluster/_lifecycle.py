@@ -42,9 +42,8 @@ from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._probes import http_ready, postgres_error, wait_until
 from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
 from strata.cluster._tls import ensure_certificate, tls_dir
-from strata.schemas import Settings, app_names, schema_owners
+from strata.schemas import Settings, app_names, consumer_groups, schema_owners
 from strata.schemas.events import topics
-from strata.serve_apps._groups import consumer_groups
 
 Echo = Callable[[str], None]
 
@@ -230,7 +229,7 @@ OUTBOX_SERVICES = ("auth", "users", "data")
 
 def event_topics() -> list[str]:
     """Every topic strata creates: the catalogue's and each consumer group's dead-letter topic."""
-    return [*topics(), *(dlq_topic(group) for group in consumer_groups())]
+    return [*topics(), *(dlq_topic(group.group) for _, group in consumer_groups())]
 
 
 # --- preflight ------------------------------------------------------------------------------------
@@ -577,7 +576,7 @@ async def _event_status(settings: Settings) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - status reports what it cannot see
         outbox = {"error": f"{type(exc).__name__}"}
     consumers: dict[str, Any] = {}
-    for group, group_topics in consumer_groups().items():
+    for group, group_topics in ((g.group, list(g.topics)) for _, g in consumer_groups()):
         try:
             lag = await asyncio.wait_for(
                 consumer_group_lag(settings.kafka_bootstrap_servers, group, group_topics), timeout=10

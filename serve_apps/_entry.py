@@ -18,13 +18,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-SERVICE_DEPLOYMENTS: dict[str, str] = {
-    "auth": "AuthService",
-    "users": "UsersService",
-    "data": "DataService",
-    "audit": "AuditService",
-}
-"""Serve application -> the deployment that serves its calls."""
+from strata.schemas import REGISTRY, service_spec
 
 
 @serve.deployment(
@@ -79,8 +73,11 @@ def service_app(deployment: Any) -> Any:
 def service_handle(app: str) -> DeploymentHandle[Any]:
     """The handle of service ``app``'s deployment (``auth``, ``users``, ``data``, ``audit``), from inside the
     cluster: a Serve replica, an actor, or a driver connected to strata's Ray (namespace ``strata``)."""
-    try:
-        deployment = SERVICE_DEPLOYMENTS[app]
-    except KeyError:
-        raise ValueError(f"unknown service {app!r}; known: {sorted(SERVICE_DEPLOYMENTS)}") from None
-    return serve.get_deployment_handle(deployment, app_name=app)
+    spec = service_spec(app) if app in _SERVICES else None
+    if spec is None:
+        raise ValueError(f"unknown service {app!r}; known: {sorted(_SERVICES)}")
+    return serve.get_deployment_handle(spec.deployment, app_name=app)
+
+
+_SERVICES = frozenset(spec.name for spec in REGISTRY if spec.route_prefix is None)
+"""Applications reached by handle (the gateway is reached over HTTP)."""

@@ -8,15 +8,17 @@ nothing of Serve.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from typing import Any, ClassVar
 
 from ray import serve
 
+from strata.actors.consumers import Handler, ensure_consumers
 from strata.actors.outbox import ensure_relays, outbox_backlog
 from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
-from strata.schemas import Settings
+from strata.schemas import ConsumerGroupSpec, ServiceSpec, Settings, service_spec
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, with_fault_point
 from strata.serve_apps._logging import route_strata_logs_to_serve
 
@@ -51,24 +53,45 @@ async def event_loop_lag() -> float:
     return time.monotonic() - started
 
 
+async def check_event_loop() -> None:
+    """Raise when this replica's event loop no longer runs a trivial task within 2 s (the replica is stuck)."""
+    lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
+    if lag > _LOOP_STALL_S:
+        raise RuntimeError(f"event loop lagging {lag:.1f}s")
+
+
+def consumer_handler(group: ConsumerGroupSpec) -> Handler:
+    """The effect function a consumer group's spec names (``module:function``)."""
+    module, _, name = group.handler.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler
+
+
 class ServiceReplica(FaultInjectable):
-    """Base of the auth, users and data deployments."""
+    """Base of the service deployments (auth, users, data, audit).
+
+    What a service owns besides its calls comes from its registry spec (:func:`~strata.schemas.service_spec`):
+    its database, its outbox relays and its consumer groups, which every replica keeps running.
+    """
 
     service: ClassVar[str]
-    has_outbox: ClassVar[bool] = True
 
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
+        self._spec: ServiceSpec = service_spec(self.service)
         self._settings = Settings()
         self._faults = ReplicaFaults(self._settings.fault_injection)
         self._db: Database = await open_database(self._settings, self.service, max_replicas=deployment_max_replicas())
         self._request_db = with_fault_point(self._db, self._faults)
-        self._ensure_relays()
+        self._ensure_background()
         logger.info("%s replica started (database backend %s)", self.service, self._settings.db_backend(self.service))
 
-    def _ensure_relays(self) -> None:
-        if self.has_outbox:
+    def _ensure_background(self) -> None:
+        """The service's relay actors and consumer runners, created where missing (detached, restarted by Ray)."""
+        if self._spec.outbox:
             ensure_relays(self.service, self._settings.outbox_relays)
+        for group in self._spec.consumer_groups:
+            ensure_consumers(group.group, list(group.topics), consumer_handler(group), self.service, group.members)
 
     @property
     def db(self) -> Database:
@@ -86,13 +109,11 @@ class ServiceReplica(FaultInjectable):
         ``/readyz``.
         """
         self._faults.check_health()
-        lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
-        if lag > _LOOP_STALL_S:
-            raise RuntimeError(f"event loop lagging {lag:.1f}s")
+        await check_event_loop()
         if isinstance(self._db, ReplicaPoolDatabase):
             await self._check_pool(self._db)
-        # A relay killed for good (not restarted by Ray) is created again here, within one period.
-        self._ensure_relays()
+        # A relay or consumer runner killed for good (not restarted by Ray) is created again here, within one period.
+        self._ensure_background()
 
     async def _check_pool(self, pool: ReplicaPoolDatabase) -> None:
         # Only the replica's own pool: pool actors (the other backend) are restarted by Ray, not by this check.
@@ -117,7 +138,7 @@ class ServiceReplica(FaultInjectable):
         """The database check and, for a service with an outbox, its backlog (unsent rows, oldest age)."""
         database = await self.check_database()
         report: dict[str, Any] = {"database": database}
-        if self.has_outbox and database["status"] == "up":
+        if self._spec.outbox and database["status"] == "up":
             try:
                 report["outbox"] = await asyncio.wait_for(outbox_backlog(self._db, self.service), READINESS_TIMEOUT_S)
             except (DatabaseError, TimeoutError) as exc:

@@ -8,7 +8,7 @@ requests in flight wins, ties broken at random. It is configured per deployment
 in ``cluster/serve.yaml``::
 
     request_router_config:
-      request_router_class: strata.serve_apps._router:LeastConnectionRouter
+      request_router_class: strata.serve_apps:LeastConnectionRouter
 
 (In HAProxy mode Serve refuses a custom router on an application's ingress
 deployment, so each service application enters through a small entry

@@ -1,6 +1,6 @@
 """The audit log: consumes every domain event and keeps one row per event in schema ``audit``."""
 
 from strata.serve_apps.audit._deployment import AuditService, app
-from strata.serve_apps.audit._log import GROUP, audited_topics, record_audit_event
+from strata.serve_apps.audit._log import record_audit_event
 
-__all__ = ["GROUP", "AuditService", "app", "audited_topics", "record_audit_event"]
+__all__ = ["AuditService", "app", "record_audit_event"]

@@ -9,35 +9,21 @@ from typing import Any
 import asyncpg
 from ray import serve
 
-from strata.actors.consumers import ensure_consumers
 from strata.actors.kafka import consumer_group_lag
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
-from strata.serve_apps.audit._log import GROUP, audited_topics, record_audit_event
 from strata.serve_apps.audit._query import query_audit
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
+@serve.deployment  # its options are in cluster/serve.yaml, the one place for them
 class AuditService(ServiceReplica):
     """Replica of the audit component; supervises the ``audit`` consumer group."""
 
     service = "audit"
-    has_outbox = False
-
-    async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
-        await super().__init__()
-        self._ensure_consumers()
-
-    def _ensure_consumers(self) -> None:
-        ensure_consumers(GROUP, audited_topics(), record_audit_event, self.service, members=1)
-
-    async def check_health(self) -> None:
-        await super().check_health()
-        # A runner killed for good (not restarted by Ray) is created again here, within one period.
-        self._ensure_consumers()
 
     async def consumer_lag(self) -> dict[str, Any]:
-        return await consumer_group_lag(self._settings.kafka_bootstrap_servers, GROUP, audited_topics())
+        (group,) = self._spec.consumer_groups
+        return await consumer_group_lag(self._settings.kafka_bootstrap_servers, group.group, list(group.topics))
 
     async def query(
         self,

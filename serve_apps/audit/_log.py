@@ -6,14 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from strata.schemas.events import CloudEvent, topics
-
-GROUP = "audit"
-
-
-def audited_topics() -> list[str]:
-    """Every topic strata publishes domain events on."""
-    return topics()
+from strata.schemas.events import CloudEvent
 
 
 async def record_audit_event(conn: asyncpg.Connection, event: CloudEvent[Any]) -> None:

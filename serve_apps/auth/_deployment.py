@@ -14,11 +14,9 @@ from typing import Any
 
 from ray import serve
 
-from strata.actors.consumers import ensure_consumers
 from strata.actors.postgres import DatabaseError
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
-from strata.serve_apps.auth._projection import GROUP, USERS_TOPIC, apply_users_event
 from strata.serve_apps.auth._service import Authenticator
 
 logger = logging.getLogger(__name__)
@@ -27,7 +25,7 @@ _HOUSEKEEPING_EVERY_S = 600.0
 _HOUSEKEEPING_TIMEOUT_S = 2.0  # well within the health check's timeout
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
+@serve.deployment  # its options are in cluster/serve.yaml, the one place for them
 class AuthService(ServiceReplica):
     """Replica of the auth service; owns schema ``auth`` in PostgreSQL: accounts, sessions, signing keys.
 
@@ -41,15 +39,11 @@ class AuthService(ServiceReplica):
         await super().__init__()
         self._auth = Authenticator(self.db, self._settings)
         self._housekept_at = time.monotonic()
-        self._ensure_consumers()
         try:
             kid = await self._auth.start()
             logger.info("auth replica signs with key %s", kid)
         except DatabaseError as exc:  # PostgreSQL down: the first token made will create or read the key
             logger.warning("could not check the signing key at start: %s", type(exc).__name__)
-
-    def _ensure_consumers(self) -> None:
-        ensure_consumers(GROUP, [USERS_TOPIC], apply_users_event, self.service, members=1)
 
     async def register(self, email: str, password: str, request_id: str | None = None) -> dict[str, Any]:
         """``{"user_id", "email"}``."""
@@ -89,8 +83,6 @@ class AuthService(ServiceReplica):
 
     async def check_health(self) -> None:
         await super().check_health()
-        # A runner killed for good (not restarted by Ray) is created again here, within one period.
-        self._ensure_consumers()
         # Stale login counts and long-expired refresh tokens go, now and then; a database outage only delays it.
         if time.monotonic() - self._housekept_at >= _HOUSEKEEPING_EVERY_S:
             self._housekept_at = time.monotonic()

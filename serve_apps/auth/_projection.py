@@ -31,9 +31,6 @@ from strata.serve_apps.auth._refresh import revoke_all
 
 logger = logging.getLogger(__name__)
 
-GROUP = "auth"
-USERS_TOPIC = USER_ROLES_CHANGED.topic
-
 
 async def apply_users_event(conn: asyncpg.Connection, event: CloudEvent[Any]) -> None:
     """The auth service's effect of one users event (see the module docstring); others are ignored."""

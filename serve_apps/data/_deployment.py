@@ -11,7 +11,7 @@ from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.data import _items
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
+@serve.deployment  # its options are in cluster/serve.yaml, the one place for them
 class DataService(ServiceReplica):
     """Replica of the data service; owns schema ``data`` in PostgreSQL."""
 

@@ -7,7 +7,6 @@ handles.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Any
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from strata.schemas import DomainError, Settings
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults
 from strata.serve_apps._logging import route_strata_logs_to_serve
-from strata.serve_apps._replica import event_loop_lag
+from strata.serve_apps._replica import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
@@ -37,8 +36,6 @@ from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
 from strata.serve_apps.gateway._users_routes import router as users_router
 
 logger = logging.getLogger(__name__)
-
-_LOOP_STALL_S = 2.0
 
 api = FastAPI(
     title="strata",
@@ -104,12 +101,7 @@ api.include_router(audit_router)
 install_openapi(api)  # /openapi.json completed from the routing table, and /docs
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0},
-    health_check_period_s=5,
-    health_check_timeout_s=5,
-    max_ongoing_requests=256,
-)
+@serve.deployment  # its options are in cluster/serve.yaml, the one place for them
 @serve.ingress(api)
 class Gateway(FaultInjectable):
     """FastAPI ingress replica."""
@@ -132,9 +124,7 @@ class Gateway(FaultInjectable):
         """Serve calls this every 5 s: the loop answers, and the revocation feed runs (without it, revoked
         tokens would keep working here, so such a replica must leave rotation)."""
         self._faults.check_health()
-        lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
-        if lag > _LOOP_STALL_S:
-            raise RuntimeError(f"event loop lagging {lag:.1f}s")
+        await check_event_loop()
         if not self._feed.running:
             raise RuntimeError("the revocation feed stopped")
 

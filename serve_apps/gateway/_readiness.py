@@ -14,15 +14,15 @@ from typing import Any
 
 from ray import serve
 
+from strata.actors import NAMESPACE
 from strata.actors.kafka import kafka_unavailable_reason
-from strata.actors.postgres import NAMESPACE
+from strata.schemas import app_names, outbox_owners
 from strata.serve_apps._entry import service_handle
 
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 3.0
-APPS = ("gateway", "auth", "users", "data", "audit")
-SERVICES_WITH_OUTBOX = ("auth", "users", "data")
+_RETRY_UNAVAILABLE_S = 0.1
 ACTOR_PREFIXES = ("strata-pg-", "strata-relay-")
 """Named actors shown in ``/readyz``: PostgreSQL pool actors and outbox relays (Ray restarts them when they die)."""
 
@@ -55,8 +55,8 @@ async def check_apps() -> dict[str, dict[str, Any]]:
     try:
         states = await asyncio.wait_for(asyncio.to_thread(_app_states), timeout=CHECK_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001
-        return {name: {"status": "UNKNOWN", "error": type(exc).__name__} for name in APPS}
-    return {name: states.get(name, {"status": "NOT_DEPLOYED"}) for name in APPS}
+        return {name: {"status": "UNKNOWN", "error": type(exc).__name__} for name in app_names()}
+    return {name: states.get(name, {"status": "NOT_DEPLOYED"}) for name in app_names()}
 
 
 def _named_actors() -> list[str]:
@@ -67,20 +67,35 @@ def _named_actors() -> list[str]:
 
 
 async def _actor_status(name: str) -> dict[str, Any]:
+    """``up`` when the actor answers within the check's time; ``restarting`` while Ray says it is unavailable.
+
+    Ray's ``ActorUnavailableError`` means "temporarily unavailable, may be available later": the actor is
+    restarting, or this process has not yet heard that it is back (each process learns an actor's new
+    address from Ray's pubsub, some later than others). Such a call is asked again until the check's time is
+    up, so an actor Ray has restarted shows ``up`` as soon as this process can reach it.
+    """
     import ray
 
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CHECK_TIMEOUT_S
     try:
         actor: Any = await asyncio.to_thread(ray.get_actor, name, NAMESPACE)
-        await asyncio.wait_for(actor.stats.remote(), timeout=CHECK_TIMEOUT_S)
+        while True:
+            try:
+                await asyncio.wait_for(actor.stats.remote(), timeout=max(0.0, deadline - loop.time()))
+                return {"status": "up"}
+            except ray.exceptions.ActorUnavailableError:
+                if deadline - loop.time() <= _RETRY_UNAVAILABLE_S:
+                    return {"status": "restarting", "error": "ActorUnavailableError"}
+                await asyncio.sleep(_RETRY_UNAVAILABLE_S)
     except TimeoutError:
         return {"status": "down", "error": "timeout"}
-    except Exception as exc:  # noqa: BLE001 - dead, restarting or unreachable all mean "not up now"
+    except Exception as exc:  # noqa: BLE001 - dead or unreachable both mean "not up now"
         return {"status": "down", "error": type(exc).__name__}
-    return {"status": "up"}
 
 
 async def check_actors() -> dict[str, dict[str, Any]]:
-    """Each pool and relay actor: ``up`` when it answers within the timeout (a restarting one shows ``down``).
+    """Each pool and relay actor: ``up``, ``restarting`` (Ray brings it back) or ``down`` (see :func:`_actor_status`).
 
     Shown, not part of ``ready``: requests do not wait on relays, and a pool actor that the request path uses
     shows in the PostgreSQL check already.
@@ -95,13 +110,14 @@ async def check_actors() -> dict[str, dict[str, Any]]:
 
 async def readiness(bootstrap_servers: str) -> tuple[bool, dict[str, Any]]:
     """``(ready, body)``: ready when PostgreSQL and Kafka are up and every app is RUNNING."""
+    with_outbox = [spec.name for spec in outbox_owners()]
     kafka, apps, actors, *services = await asyncio.gather(
         check_kafka(bootstrap_servers),
         check_apps(),
         check_actors(),
-        *(check_service(app) for app in SERVICES_WITH_OUTBOX),
+        *(check_service(app) for app in with_outbox),
     )
-    reports = dict(zip(SERVICES_WITH_OUTBOX, services, strict=True))
+    reports = dict(zip(with_outbox, services, strict=True))
     # PostgreSQL as the data service reaches it: gateway -> data -> PostgreSQL, two hops.
     postgres = reports["data"]["database"]
     outbox = {app: report.get("outbox", {"error": "unknown"}) for app, report in reports.items()}

@@ -13,28 +13,16 @@ from typing import Any
 import asyncpg
 from ray import serve
 
-from strata.actors.consumers import ensure_consumers
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.users import _admin, _profiles
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=5, health_check_timeout_s=5)
+@serve.deployment  # its options are in cluster/serve.yaml, the one place for them
 class UsersService(ServiceReplica):
     """Replica of the users service; owns schema ``users`` and keeps its consumer group of auth events running."""
 
     service = "users"
-
-    async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
-        await super().__init__()
-        self._ensure_consumers()
-
-    def _ensure_consumers(self) -> None:
-        ensure_consumers(_profiles.GROUP, [_profiles.AUTH_TOPIC], _profiles.apply_auth_event, self.service, members=1)
-
-    async def check_health(self) -> None:
-        await super().check_health()
-        self._ensure_consumers()
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The caller's profile (created if its ``registered`` event has not arrived yet).

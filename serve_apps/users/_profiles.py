@@ -15,8 +15,6 @@ import asyncpg
 
 from strata.schemas.events import CloudEvent
 
-GROUP = "users"
-AUTH_TOPIC = "strata.auth.account.v1"
 REGISTERED = "strata.auth.account.registered.v1"
 
 PROFILE_COLUMNS = (

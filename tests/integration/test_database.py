@@ -149,20 +149,6 @@ async def test_200_concurrent_queries_stay_within_the_pool_actor_budget(system: 
     assert peak > 1, "the pool actors never ran concurrently, so the check proves nothing"
 
 
-async def test_killed_pool_actor_is_replaced_and_the_next_call_succeeds(system: System, ray_driver: None) -> None:
-    db = PoolActorDatabase("data", actors=1, connections=2)
-    await db.start()
-    assert await db.fetchval("SELECT 41 + 1") == 42
-    victim = ray.get_actor(pool_actor_name("data", 0), namespace="strata")
-    ray.kill(victim, no_restart=True)
-    assert await db.fetchval("SELECT 42 + 1") == 43
-    replacement = ray.get_actor(pool_actor_name("data", 0), namespace="strata")
-    assert replacement._actor_id != victim._actor_id
-    # A second client (another process's view) finds the replacement by name.
-    other = PoolActorDatabase("data", actors=1, connections=2)
-    assert await other.fetchval("SELECT 1") == 1
-
-
 async def _until_dead(actor: Any, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -172,6 +158,23 @@ async def _until_dead(actor: Any, timeout: float = 15.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the killed pool actor still answers")
+
+
+async def test_killed_pool_actor_is_replaced_and_the_next_call_succeeds(system: System, ray_driver: None) -> None:
+    db = PoolActorDatabase("data", actors=1, connections=2)
+    await db.start()
+    assert await db.fetchval("SELECT 41 + 1") == 42
+    victim = ray.get_actor(pool_actor_name("data", 0), namespace="strata")
+    ray.kill(victim, no_restart=True)
+    # ray.kill returns before the actor is gone: a call right after it may still be served by the dying actor,
+    # and no replacement would be made. Wait until it is gone, which is the case this test is about.
+    await _until_dead(victim)
+    assert await db.fetchval("SELECT 42 + 1") == 43
+    replacement = ray.get_actor(pool_actor_name("data", 0), namespace="strata")
+    assert replacement._actor_id != victim._actor_id
+    # A second client (another process's view) finds the replacement by name.
+    other = PoolActorDatabase("data", actors=1, connections=2)
+    assert await other.fetchval("SELECT 1") == 1
 
 
 async def test_write_to_a_dead_pool_actor_is_reported_not_retried(system: System, ray_driver: None) -> None:

@@ -19,11 +19,13 @@ from strata.actors.kafka import (
     stop_quietly,
 )
 from strata.actors.postgres import service_dsn
+from strata.schemas import service_spec
 from strata.schemas.events import ITEM_CREATED, ItemCreated, encode, new_event, topic_name
-from strata.serve_apps.audit import GROUP, audited_topics
 from tests.conftest import System
 from tests.integration import units_of_work
 from tests.integration.eventing import admin_value, eventually
+
+(AUDIT,) = service_spec("audit").consumer_groups
 
 pytestmark = pytest.mark.integration
 
@@ -50,22 +52,22 @@ async def test_an_unparseable_message_is_dead_lettered_and_the_audit_group_moves
     system: System, ray_driver: None
 ) -> None:
     bootstrap = system.runtime.settings.kafka_bootstrap_servers
-    before = len(await list_dead_letters(bootstrap, GROUP, pending_only=False))
+    before = len(await list_dead_letters(bootstrap, AUDIT.group, pending_only=False))
     key = f"garbage-{uuid.uuid4().hex[:6]}".encode()
     await _produce(system, topic_name("data", "item"), key, b"{not json at all")
 
     async def dead_lettered() -> list[object]:
-        letters = await list_dead_letters(bootstrap, GROUP, pending_only=False)
+        letters = await list_dead_letters(bootstrap, AUDIT.group, pending_only=False)
         return [letter for letter in letters[before:] if letter.key == key]
 
     [letter] = await eventually(dead_lettered, what="the garbage message on the audit DLQ")
     assert letter.value == b"{not json at all"  # the original message, unchanged
     assert letter.headers["strata-dlq-error-type"] == "ValidationError"
     assert letter.headers["strata-dlq-topic"] == "strata.data.item.v1"
-    assert letter.headers["strata-dlq-group"] == GROUP
+    assert letter.headers["strata-dlq-group"] == AUDIT.group
 
     async def caught_up() -> bool:
-        return await _lag(system, GROUP, audited_topics()) == 0
+        return await _lag(system, AUDIT.group, list(AUDIT.topics)) == 0
 
     await eventually(caught_up, what="the audit group's lag to return to 0")
 

@@ -17,11 +17,13 @@ from strata.actors.consumers import consumer_name
 from strata.actors.kafka import consumer_group_lag
 from strata.actors.outbox import relay_name
 from strata.cluster import start_component, stop_component
+from strata.schemas import service_spec
 from strata.schemas.events import decode, topic_name
 from strata.serve_apps._entry import service_handle
-from strata.serve_apps.audit import GROUP, audited_topics
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually, read_topic
+
+(AUDIT,) = service_spec("audit").consumer_groups
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +124,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(system: System, ray_driver
 
 async def test_a_consumer_killed_resumes_from_its_committed_offset(system: System, ray_driver: None) -> None:
     owner = f"consumer-kill-{uuid.uuid4().hex[:6]}"
-    runner = ray.get_actor(consumer_name(GROUP, 0), namespace="strata")
+    runner = ray.get_actor(consumer_name(AUDIT.group, 0), namespace="strata")
     pid = (await runner.stats.remote())["pid"]
     writer = asyncio.create_task(_write_for(8, owner))
     await asyncio.sleep(3)
@@ -133,7 +135,7 @@ async def test_a_consumer_killed_resumes_from_its_committed_offset(system: Syste
     assert stats["pid"] != pid and stats["running"]
 
     async def no_lag() -> bool:
-        lag = await consumer_group_lag(system.runtime.settings.kafka_bootstrap_servers, GROUP, audited_topics())
+        lag = await consumer_group_lag(system.runtime.settings.kafka_bootstrap_servers, AUDIT.group, list(AUDIT.topics))
         return lag["total"] == 0
 
     await eventually(no_lag, what="the audit group's lag to return to 0")

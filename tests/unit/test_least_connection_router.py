@@ -94,7 +94,7 @@ def test_full_replicas_come_last_together() -> None:
     assert sorted(ranks[1]) == ["full1", "full2"] and len(ranks) == 2
 
 
-ROUTER = "strata.serve_apps._router:LeastConnectionRouter"
+ROUTER = "strata.serve_apps:LeastConnectionRouter"
 
 
 @pytest.mark.parametrize("ingress", ["haproxy", "python"])

@@ -3,13 +3,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ray.serve.deployment import Application
+from ray.serve.deployment import Application, Deployment
 from ray.serve.schema import ServeDeploySchema
 
 from strata.cluster._serve import serve_config
 from strata.cluster._tls import TlsFiles
 from strata.schemas import Settings
-from strata.serve_apps._entry import SERVICE_DEPLOYMENTS
 
 
 def test_the_gateway_address_comes_from_the_settings() -> None:
@@ -24,22 +23,40 @@ def test_the_config_is_valid_serve_and_only_the_gateway_has_a_route() -> None:
     assert routes == {"gateway": "/", "auth": None, "users": None, "data": None, "audit": None}
 
 
-def test_every_app_imports_and_every_deployment_checks_health_every_5s() -> None:
+def _deployments(app: dict[str, object]) -> list[Deployment]:
+    module_name, attribute = str(app["import_path"]).split(":")
+    application = getattr(importlib.import_module(module_name), attribute)
+    deployments = [application._bound_deployment]
+    deployments += [
+        arg._bound_deployment for arg in application._bound_deployment.init_args if isinstance(arg, Application)
+    ]
+    return deployments
+
+
+def test_every_deployment_checks_health_every_5s_and_asks_for_no_cpu() -> None:
     config = serve_config(Settings(_env_file=None))
     for app in config["applications"]:
-        module_name, attribute = app["import_path"].split(":")
-        application = getattr(importlib.import_module(module_name), attribute)
-        deployments = [application._bound_deployment]
-        deployments += [
-            arg._bound_deployment for arg in application._bound_deployment.init_args if isinstance(arg, Application)
-        ]
-        for deployment in deployments:
-            assert deployment._deployment_config.health_check_period_s == 5, deployment.name
+        listed = {d["name"]: d for d in app["deployments"]}
+        for deployment in _deployments(app):
+            # What Serve runs: the decorator's options, overridden by the file's.
+            options = listed.get(deployment.name, {})
+            period = options.get("health_check_period_s", deployment._deployment_config.health_check_period_s)
+            cpus = options.get("ray_actor_options", deployment.ray_actor_options or {}).get("num_cpus")
+            assert period == 5, deployment.name
+            assert cpus == 0, deployment.name
             assert callable(getattr(deployment.func_or_class, "check_health", None)), deployment.name
-            assert deployment.ray_actor_options.get("num_cpus") == 0, deployment.name
-        names = {deployment.name for deployment in deployments}
-        if app["name"] != "gateway":
-            assert SERVICE_DEPLOYMENTS[app["name"]] in names
+
+
+def test_a_deployment_listed_in_serve_yaml_sets_no_option_in_its_decorator() -> None:
+    """One place per fact: an option in both drifts (the gateway once said 256 in code and 128 in the file)."""
+    config = serve_config(Settings(_env_file=None))
+    for app in config["applications"]:
+        listed = {d["name"] for d in app["deployments"]}
+        for deployment in _deployments(app):
+            if deployment.name not in listed:
+                continue  # an entry: its options are its decorator's
+            configured = deployment._deployment_config.user_configured_option_names - {"_init_args", "_init_kwargs"}
+            assert configured == set(), f"{deployment.name} sets {sorted(configured)} in code; serve.yaml owns them"
 
 
 def test_service_apps_enter_through_an_entry_so_their_deployment_keeps_strata_s_router() -> None:
