@@ -20,9 +20,11 @@ from strata.actors.postgres import (
     QueryError,
     ReplicaPoolDatabase,
     UniqueViolation,
+    load_migrations,
     pool_actor_name,
     pool_size_for,
     service_dsn,
+    service_migrations_dir,
 )
 from tests.conftest import System
 from tests.integration import units_of_work
@@ -193,11 +195,14 @@ async def test_write_to_a_dead_pool_actor_is_reported_not_retried(system: System
 async def test_unqualified_names_resolve_in_the_services_own_schema(system: System, ray_driver: None) -> None:
     from strata.actors.postgres import open_database
 
+    data_migrations = load_migrations(service_migrations_dir("data"))
+    assert data_migrations
     for backend in ("replica", "actors"):
         settings = system.runtime.settings.model_copy(update={"db_backends": {"data": backend}})
         db = await open_database(settings, "data")
         try:
             assert await db.fetchval("SELECT current_schema()") == "data"
-            assert await db.fetchval("SELECT count(*) FROM schema_migrations") >= 0
+            # The unqualified name is data's own table: it lists every migration the data service ships.
+            assert await db.fetchval("SELECT count(*) FROM schema_migrations") == len(data_migrations)
         finally:
             await db.aclose()

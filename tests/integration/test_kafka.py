@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from strata.cluster import start_component, stop_component
@@ -19,11 +20,18 @@ def _bootstrap(system: System) -> str:
 
 
 async def _produce(system: System, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
+    partition, offset, _ = await _produce_counting(system, topic, key, value)
+    return partition, offset
+
+
+async def _produce_counting(system: System, topic: str, key: bytes, value: bytes) -> tuple[int, int, int]:
+    """``(partition, offset, partitions of the topic)`` of one message sent with the idempotent producer."""
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(system), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         metadata = await producer.send_and_wait(topic, value=value, key=key)
-        return metadata.partition, metadata.offset
+        partitions = await producer.partitions_for(topic)
+        return metadata.partition, metadata.offset, len(partitions)
     finally:
         await producer.stop()
 
@@ -51,8 +59,11 @@ async def _read_all(system: System, topic: str, expected: int) -> list[tuple[byt
 
 async def test_keyed_idempotent_message_is_consumed_back(system: System) -> None:
     topic = f"strata.test.{uuid.uuid4().hex[:8]}"
-    partition, _ = await _produce(system, topic, b"user-1", b'{"hello": "kafka"}')
-    assert partition >= 0
+    partition, offset, partitions = await _produce_counting(system, topic, b"user-1", b'{"hello": "kafka"}')
+    # The key chose the partition (Kafka's murmur2 partitioner, as every client computes it), and it is the first
+    # message of a new topic.
+    assert partition == (murmur2(b"user-1") & 0x7FFFFFFF) % partitions
+    assert offset == 0
     assert await _read_all(system, topic, 1) == [(b"user-1", b'{"hello": "kafka"}')]
 
 

@@ -18,6 +18,7 @@ from strata.actors.postgres import (
     load_migrations,
     map_asyncpg_errors,
     service_dsn,
+    service_migrations_dir,
     service_password,
 )
 from tests.conftest import System
@@ -106,7 +107,9 @@ async def test_a_failing_migration_rolls_back_and_is_not_recorded(
 async def test_a_service_role_cannot_read_another_services_schema(system: System) -> None:
     users = await asyncpg.connect(service_dsn(system.runtime.settings, "users"))
     try:
-        assert await users.fetchval("SELECT count(*) FROM users.schema_migrations") >= 0
+        shipped = load_migrations(service_migrations_dir("users"))
+        assert shipped
+        assert await users.fetchval("SELECT count(*) FROM users.schema_migrations") == len(shipped)
         with pytest.raises(InsufficientPrivilege), map_asyncpg_errors():
             await users.fetch("SELECT * FROM data.schema_migrations")
         with pytest.raises(InsufficientPrivilege), map_asyncpg_errors():
