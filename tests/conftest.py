@@ -89,8 +89,20 @@ class System:
         return self.runtime.settings.database_url.get_secret_value()
 
 
+_INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` (they stop the session's system) run after all others."""
+    """Tests marked ``last`` (they stop the session's system) run after all others; every test under
+    ``tests/integration/`` must carry the ``integration`` marker (``-m 'not integration'`` then runs the unit tests
+    alone, and a new integration file without its marker fails collection instead of hiding among them)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.path.is_relative_to(_INTEGRATION_DIR) and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"integration tests without the integration marker: {unmarked[:5]}")
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 

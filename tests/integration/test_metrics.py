@@ -7,11 +7,14 @@ import time
 import uuid
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from strata.cluster._lifecycle import status_metrics_url
 from strata.serve_apps._entry import service_handle
 from tests.conftest import System
+
+pytestmark = pytest.mark.integration
 
 WANTED = {
     "ray_strata_outbox_published_total": {"service"},

@@ -19,7 +19,7 @@ from strata.cluster._ray import temp_dir_for
 from strata.schemas import Settings
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.last
+pytestmark = [pytest.mark.integration, pytest.mark.last]
 
 
 @pytest.fixture(scope="module")

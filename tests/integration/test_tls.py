@@ -17,7 +17,10 @@ import pytest
 from strata.cluster._ray import temp_dir_for
 from tests.conftest import System
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl"),
+]
 
 
 def _port(system: System) -> int:
