@@ -1,5 +1,5 @@
-"""The audit component as a Serve application without a route: it owns schema ``audit`` and keeps its
-consumer group running (the gateway's ``GET /v1/audit`` reads through it in a later change)."""
+"""The audit component as a Serve application without a route: it owns schema ``audit``, keeps its consumer
+group running (from its registry spec) and answers the gateway's ``GET /v1/audit`` queries."""
 
 from __future__ import annotations
 

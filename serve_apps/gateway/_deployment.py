@@ -1,8 +1,8 @@
 """The gateway: strata's only HTTP application (FastAPI ingress).
 
-It answers liveness and readiness itself and, in later work, verifies tokens,
-rate-limits and routes one hop down to the services through deployment
-handles.
+It answers liveness and readiness itself, verifies access tokens locally
+(JWKS cached from the auth service, revocations from Kafka), rate-limits, and
+routes each request one hop down to a service through its typed client.
 """
 
 from __future__ import annotations
