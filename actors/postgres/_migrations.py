@@ -10,16 +10,17 @@ after it was applied is refused, since the database no longer matches it.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import asyncpg
 
 from strata.actors.postgres._errors import MigrationError, map_asyncpg_errors
 from strata.actors.postgres._roles import check_service_name, service_role
+from strata.schemas import service_spec
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,17 @@ def load_migrations(directory: Path) -> list[Migration]:
 
 
 def service_migrations_dir(service: str) -> Path:
-    """Where the migrations of ``service`` ship: ``strata/serve_apps/<service>/migrations``."""
-    return Path(str(resources.files(f"strata.serve_apps.{check_service_name(service)}") / "migrations"))
+    """Where the migrations of ``service`` ship: the ``migrations/`` folder of its registry package.
+
+    Found without importing the package (which would start building its Serve application).
+    """
+    spec = service_spec(check_service_name(service))
+    if not spec.owns_schema:
+        raise ValueError(f"{service} owns no schema, so it has no migrations")
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise MigrationError(f"the package {spec.package} of {service} is not installed")
+    return Path(next(iter(found.submodule_search_locations))) / "migrations"
 
 
 def _lock_key(service: str) -> int:
