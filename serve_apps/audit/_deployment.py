@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from ray import serve
 
 from strata.actors.kafka import consumer_group_lag
@@ -35,21 +34,9 @@ class AuditService(ServiceReplica):
         until: datetime | None = None,
     ) -> dict[str, Any]:
         """One page of the audit log, newest first (see :func:`query_audit`)."""
-        return await self.db.run_in_transaction(_query_page, cursor, limit, actor, event_type, since, until)
-
-
-async def _query_page(
-    conn: asyncpg.Connection,
-    cursor: str | None,
-    limit: int,
-    actor: str | None,
-    event_type: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> dict[str, Any]:
-    return await query_audit(
-        conn, cursor=cursor, limit=limit, actor=actor, event_type=event_type, since=since, until=until
-    )
+        return await self.db.run_in_transaction(
+            query_audit, cursor=cursor, limit=limit, actor=actor, event_type=event_type, since=since, until=until
+        )
 
 
 app = service_app(AuditService)

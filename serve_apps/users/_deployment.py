@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from ray import serve
 
 from strata.serve_apps._entry import service_app
@@ -44,7 +43,9 @@ class UsersService(ServiceReplica):
         self, cursor: str | None = None, limit: int = 50, role: str | None = None, email_prefix: str | None = None
     ) -> dict[str, Any]:
         """``{"items": [profile, ...], "next_cursor": str | None}``, oldest first."""
-        return await self.db.run_in_transaction(_list_page, cursor, limit, role, email_prefix)
+        return await self.db.run_in_transaction(
+            _admin.list_users, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix
+        )
 
     async def get_user(self, user_id: str) -> dict[str, Any]:
         """One profile; never creates it."""
@@ -68,12 +69,6 @@ class UsersService(ServiceReplica):
 
     async def role_permissions(self) -> dict[str, list[str]]:
         return await self.db.run_in_transaction(_profiles.role_permissions)
-
-
-async def _list_page(
-    conn: asyncpg.Connection, cursor: str | None, limit: int, role: str | None, email_prefix: str | None
-) -> dict[str, Any]:
-    return await _admin.list_users(conn, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix)
 
 
 app = service_app(UsersService)
