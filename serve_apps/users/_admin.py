@@ -21,14 +21,10 @@ Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from strata.actors.outbox import record_event
 from strata.schemas import ResourceNotFound, Unprocessable
@@ -44,9 +40,8 @@ from strata.schemas.events import (
     UserUpdated,
     new_event,
 )
+from strata.serve_apps._pagination import check_page_limit, decode_cursor, next_page_cursor
 from strata.serve_apps.users._profiles import PROFILE_COLUMNS, get_or_create_profile, public_profile
-
-MAX_LIMIT = 200
 
 
 def user_uuid(user_id: str) -> str:
@@ -55,27 +50,6 @@ def user_uuid(user_id: str) -> str:
         return str(uuid.UUID(user_id))
     except (ValueError, TypeError, AttributeError):
         raise ResourceNotFound("no such user") from None
-
-
-# --- cursors --------------------------------------------------------------------------------------------------------
-
-
-def encode_cursor(created_at: datetime, user_id: str) -> str:
-    """The opaque cursor of the page after the profile created at ``created_at`` with id ``user_id``."""
-    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), user_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """``(created_at, user_id)`` of a cursor made by :func:`encode_cursor`; :class:`Unprocessable` otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, user_id = orjson.loads(raw)
-        after = datetime.fromisoformat(created_at)
-        if after.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return after, str(uuid.UUID(user_id))
-    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
-        raise Unprocessable("malformed cursor", code="invalid-cursor") from exc
 
 
 # --- reads ----------------------------------------------------------------------------------------------------------
@@ -91,14 +65,13 @@ async def list_users(
 ) -> dict[str, Any]:
     """One page of profiles, oldest first: ``{"items": [profile, ...], "next_cursor": str | None}``.
 
-    Keyset pages on ``(created_at, user_id)``: a profile created while an
-    admin pages through is neither repeated nor skipped among those already
+    Keyset pages on ``(created_at, user_id)`` (:mod:`strata.serve_apps._pagination`): a profile
+    created while an admin pages through is neither repeated nor skipped among those already
     listed. ``role`` keeps users holding that role; ``email_prefix`` those
     whose email starts with it (emails are stored lower-cased; so is the
     prefix). ``next_cursor`` is ``None`` on the last page.
     """
-    if not 1 <= limit <= MAX_LIMIT:
-        raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}", code="invalid-limit")
+    check_page_limit(limit)
     after = decode_cursor(cursor) if cursor else None
     rows = await conn.fetch(
         f"SELECT {PROFILE_COLUMNS} FROM users.profiles"
@@ -108,16 +81,12 @@ async def list_users(
         " ORDER BY created_at, user_id LIMIT $5",
         role,
         None if email_prefix is None else email_prefix.strip().lower(),
-        after[0] if after else None,
-        after[1] if after else None,
+        after.moment if after else None,
+        after.id if after else None,
         limit + 1,
     )
     items = [public_profile(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last["created_at"], last["user_id"])
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": items, "next_cursor": next_page_cursor(rows, limit, moment="created_at", row_id="user_id")}
 
 
 async def get_user(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
