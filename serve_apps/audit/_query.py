@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
+from strata.schemas import AuditEntry, AuditPage
 from strata.serve_apps._pagination import check_page_limit, decode_cursor, next_page_cursor
 
 
@@ -19,7 +19,7 @@ async def query_audit(
     event_type: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> dict[str, Any]:
+) -> AuditPage:
     """One page of audit rows matching the filters, newest first, and the cursor of the next page.
 
     Keyset pages on ``(occurred_at, event_id)``, descending (:mod:`strata.serve_apps._pagination`); a malformed
@@ -45,7 +45,9 @@ async def query_audit(
         limit + 1,
     )
     items = [
-        {**dict(r), "occurred_at": r["occurred_at"].isoformat(), "recorded_at": r["recorded_at"].isoformat()}
+        AuditEntry.model_validate(
+            {**dict(r), "occurred_at": r["occurred_at"].isoformat(), "recorded_at": r["recorded_at"].isoformat()}
+        )
         for r in rows[:limit]
     ]
-    return {"items": items, "next_cursor": next_page_cursor(rows, limit, moment="occurred_at", row_id="event_id")}
+    return AuditPage(items=items, next_cursor=next_page_cursor(rows, limit, moment="occurred_at", row_id="event_id"))

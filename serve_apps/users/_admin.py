@@ -10,24 +10,25 @@ learns role changes, disabling and deletion from these events (consumer group
 
 Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
 
-    update_profile  ResourceNotFound (the user id is not a UUID)
+    update_profile  UserNotFound (the user id is not a UUID)
     list_users      Unprocessable (malformed cursor, limit out of 1..200)
-    get_user        ResourceNotFound (no such profile)
+    get_user        UserNotFound (no such profile)
     set_roles       Unprocessable (no role, or unknown roles: ``extra["unknown"]`` lists them),
-                    ResourceNotFound (no such profile)
-    disable         ResourceNotFound (no such profile)
-    delete_user     ResourceNotFound (no such profile)
+                    UserNotFound (no such profile)
+    disable         UserNotFound (no such profile)
+    delete_user     UserNotFound (no such profile)
+
+(:class:`~strata.schemas.UserNotFound` is a :class:`~strata.schemas.ResourceNotFound`: a 404 at the gateway.)
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 
 from strata.actors.outbox import record_event
-from strata.schemas import ResourceNotFound, Unprocessable
+from strata.schemas import DeletedUser, Profile, Unprocessable, UserNotFound, UserPage
 from strata.schemas.events import (
     USER_DELETED,
     USER_DISABLED,
@@ -45,11 +46,11 @@ from strata.serve_apps.users._profiles import PROFILE_COLUMNS, get_or_create_pro
 
 
 def user_uuid(user_id: str) -> str:
-    """``user_id`` as a canonical UUID string; :class:`ResourceNotFound` when it is not one (no such user)."""
+    """``user_id`` as a canonical UUID string; :class:`UserNotFound` when it is not one (no such user)."""
     try:
         return str(uuid.UUID(user_id))
     except (ValueError, TypeError, AttributeError):
-        raise ResourceNotFound("no such user") from None
+        raise UserNotFound("no such user") from None
 
 
 # --- reads ----------------------------------------------------------------------------------------------------------
@@ -62,8 +63,8 @@ async def list_users(
     limit: int = 50,
     role: str | None = None,
     email_prefix: str | None = None,
-) -> dict[str, Any]:
-    """One page of profiles, oldest first: ``{"items": [profile, ...], "next_cursor": str | None}``.
+) -> UserPage:
+    """One page of profiles, oldest first, and the cursor of the next page.
 
     Keyset pages on ``(created_at, user_id)`` (:mod:`strata.serve_apps._pagination`): a profile
     created while an admin pages through is neither repeated nor skipped among those already
@@ -86,14 +87,14 @@ async def list_users(
         limit + 1,
     )
     items = [public_profile(row) for row in rows[:limit]]
-    return {"items": items, "next_cursor": next_page_cursor(rows, limit, moment="created_at", row_id="user_id")}
+    return UserPage(items=items, next_cursor=next_page_cursor(rows, limit, moment="created_at", row_id="user_id"))
 
 
-async def get_user(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
-    """The profile of ``user_id``; :class:`ResourceNotFound` when there is none (an admin read creates nothing)."""
+async def get_user(conn: asyncpg.Connection, user_id: str) -> Profile:
+    """The profile of ``user_id``; :class:`UserNotFound` when there is none (an admin read creates nothing)."""
     row = await conn.fetchrow(f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1", user_uuid(user_id))
     if row is None:
-        raise ResourceNotFound("no such user")
+        raise UserNotFound("no such user")
     return public_profile(row)
 
 
@@ -101,8 +102,8 @@ async def get_user(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
 
 
 async def update_profile(
-    conn: asyncpg.Connection, user_id: str, display_name: str | None, request_id: str | None = None
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, user_id: str, display_name: str | None, *, request_id: str | None = None
+) -> Profile:
     """Set the display name (``None`` clears it) of ``user_id``'s profile, created first if missing.
 
     The user edits their own profile, so it may not exist yet (see
@@ -123,8 +124,13 @@ async def update_profile(
 
 
 async def set_roles(
-    conn: asyncpg.Connection, user_id: str, roles: list[str], request_id: str | None = None, actor: str | None = None
-) -> dict[str, Any]:
+    conn: asyncpg.Connection,
+    user_id: str,
+    roles: list[str],
+    *,
+    request_id: str | None = None,
+    actor: str | None = None,
+) -> Profile:
     """Replace the roles of ``user_id`` (stored sorted, without duplicates); return the profile.
 
     Every role must exist in ``users.roles`` and there must be at least one.
@@ -141,7 +147,7 @@ async def set_roles(
     user_id = user_uuid(user_id)
     current = await conn.fetchrow("SELECT roles FROM users.profiles WHERE user_id = $1 FOR UPDATE", user_id)
     if current is None:
-        raise ResourceNotFound("no such user")
+        raise UserNotFound("no such user")
     if sorted(current["roles"]) == wanted:
         return await get_user(conn, user_id)
     row = await conn.fetchrow(
@@ -157,8 +163,8 @@ async def set_roles(
 
 
 async def disable(
-    conn: asyncpg.Connection, user_id: str, request_id: str | None = None, actor: str | None = None
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, user_id: str, *, request_id: str | None = None, actor: str | None = None
+) -> Profile:
     """Disable ``user_id``; return the profile. Idempotent: ``disabled`` is recorded only when it changes."""
     user_id = user_uuid(user_id)
     row = await conn.fetchrow(
@@ -167,21 +173,21 @@ async def disable(
         user_id,
     )
     if row is None:
-        return await get_user(conn, user_id)  # already disabled, or ResourceNotFound
+        return await get_user(conn, user_id)  # already disabled, or UserNotFound
     await _record(conn, USER_DISABLED, UserDisabled(user_id=user_id), request_id, actor)
     return public_profile(row)
 
 
 async def delete_user(
-    conn: asyncpg.Connection, user_id: str, request_id: str | None = None, actor: str | None = None
-) -> dict[str, Any]:
-    """Delete the profile of ``user_id``: ``{"user_id"}``. Records ``deleted``; the auth service deletes the account."""
+    conn: asyncpg.Connection, user_id: str, *, request_id: str | None = None, actor: str | None = None
+) -> DeletedUser:
+    """Delete the profile of ``user_id``. Records ``deleted``; the auth service deletes the account on that event."""
     user_id = user_uuid(user_id)
     deleted = await conn.fetchval("DELETE FROM users.profiles WHERE user_id = $1 RETURNING user_id::text", user_id)
     if deleted is None:
-        raise ResourceNotFound("no such user")
+        raise UserNotFound("no such user")
     await _record(conn, USER_DELETED, UserDeleted(user_id=user_id), request_id, actor)
-    return {"user_id": user_id}
+    return DeletedUser(user_id=user_id)
 
 
 async def _record(
