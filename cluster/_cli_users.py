@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import asyncpg
 import typer
@@ -20,9 +20,7 @@ import typer
 from strata.actors.postgres import UniqueViolation
 from strata.cluster._cli_db import as_service, resolved_settings
 from strata.cluster._errors import ClusterError
-from strata.schemas import DomainError, Settings
-
-T = TypeVar("T")
+from strata.schemas import DomainError, Profile, Settings
 
 ADMIN_ROLES = ["admin"]
 
@@ -77,10 +75,10 @@ async def make_admin(settings: Settings, email: str, password: str) -> tuple[str
                 assert account is not None
         user_id = str(account["user_id"])
 
-        async def promote(conn: asyncpg.Connection) -> dict[str, Any]:
+        async def promote(conn: asyncpg.Connection) -> Profile:
             # The profile may not exist yet: the `registered` event completes it later, harmlessly.
             await ensure_profile(conn, user_id, normalized)
-            return await set_roles(conn, user_id, ADMIN_ROLES, None, "system")
+            return await set_roles(conn, user_id, ADMIN_ROLES, actor="system")
 
         await as_service(settings, "users", promote, command="users")
     except DomainError as exc:

@@ -1,10 +1,14 @@
-"""Bodies of strata's HTTP API: what clients send and receive (validated at the edge)."""
+"""Bodies of strata's HTTP API (what clients send and receive, validated at the edge) and what services answer.
+
+A service's deployment answers its callers with these models, and the gateway answers HTTP clients with the same
+ones: the contract between processes and the one on the wire are one set of types, shared by service and callers.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, JsonValue
 
 Password = Annotated[str, Field(min_length=1, max_length=1024, description="The password, as typed.")]
 
@@ -132,3 +136,56 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntry]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class DeletedUser(BaseModel):
+    """What the users service answers when it deleted a profile (the auth service deletes the account on its event)."""
+
+    user_id: str
+
+
+class RolePermissions(BaseModel):
+    """Every role with the permissions it grants, as the users service keeps them and each gateway replica caches."""
+
+    roles: dict[str, list[str]] = Field(description="Role name -> its permissions (sorted); a role may grant none.")
+
+    def granted(self, roles: tuple[str, ...] | list[str]) -> frozenset[str]:
+        """What ``roles`` allow together (roles the map does not know grant nothing)."""
+        return frozenset(permission for role in roles for permission in self.roles.get(role, ()))
+
+
+class Item(BaseModel):
+    """A data item: a JSON document of some ``kind`` owned by a user, as the data service keeps it."""
+
+    id: str
+    owner_id: str
+    kind: str
+    body: JsonValue
+    version: int = Field(description="1 when created, bumped on every change.")
+    created_at: str = Field(json_schema_extra=DATE_TIME)
+    updated_at: str = Field(json_schema_extra=DATE_TIME)
+
+
+# --- readiness: what every service answers the gateway's /readyz ----------------------------------------------------
+
+
+class DatabaseCheck(BaseModel):
+    """A service's path to PostgreSQL: ``up``, or ``down`` with the error's class name (or ``timeout``)."""
+
+    status: Literal["up", "down"]
+    error: str | None = None
+
+
+class OutboxBacklog(BaseModel):
+    """A service's unsent outbox rows and the age of the oldest (0 when none); or why they could not be read."""
+
+    rows: int | None = None
+    oldest_age_s: float | None = None
+    error: str | None = Field(default=None, description="The error's class name, when the backlog was not read.")
+
+
+class ServiceReadiness(BaseModel):
+    """One service's readiness report. ``outbox`` is there for a service with an outbox whose database is up."""
+
+    database: DatabaseCheck
+    outbox: OutboxBacklog | None = None

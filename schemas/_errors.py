@@ -8,6 +8,8 @@
     │   └── InvalidToken           a bad access or refresh token; ``error`` goes to WWW-Authenticate
     ├── Forbidden                  403: authenticated, but the route's permission is missing
     ├── ResourceNotFound           404
+    │   ├── UserNotFound           no such user (or the id is no UUID), at the users service
+    │   └── ItemNotFound           no such data item (or the id is no UUID), at the data service
     ├── Conflict                   409: e.g. the email is taken
     ├── Unprocessable              422: valid JSON, refused by a rule (e.g. the password policy)
     ├── TooManyRequests            429: ``retry_after`` seconds before trying again
@@ -71,6 +73,14 @@ class ResourceNotFound(DomainError):
     status = 404
     slug = "not-found"
     title = "Not Found"
+
+
+class UserNotFound(ResourceNotFound):
+    """No profile with that id; the users service's own "not found" (an id that is no UUID names no user either)."""
+
+
+class ItemNotFound(ResourceNotFound):
+    """No data item with that id; the data service's own "not found" (an id that is no UUID names no item either)."""
 
 
 class Conflict(DomainError):

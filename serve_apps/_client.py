@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ray.serve.handle import DeploymentHandle
 
-from strata.schemas import DomainError
+from strata.schemas import DomainError, ServiceReadiness
 from strata.serve_apps._entry import service_handle
 from strata.serve_apps._router import refused_as_unavailable
 
@@ -40,22 +40,42 @@ class ServiceClient:
             async def get_profile(self, user_id: str) -> Profile:
                 return await self._call(Profile, "get_profile", user_id)
 
-    The handle is looked up once, when the client is made; make one client per process (a gateway
-    replica keeps one per service) and share it.
+    Make one client per process (a gateway replica keeps one per service) and share it. Its handle is
+    looked up on the first call and kept: a client can be made before its service is deployed (a
+    gateway replica may start before the services' applications are).
+
+    What every service replica answers (:meth:`readiness`) is here, so a plain ``ServiceClient(app="auth")``
+    reaches any service application by name for those calls.
     """
 
     app: ClassVar[str]
-    __slots__ = ("_handle",)
+    __slots__ = ("_app", "_handle")
 
-    def __init__(self, handle: DeploymentHandle[Any] | None = None) -> None:
-        self._handle: DeploymentHandle[Any] = handle if handle is not None else service_handle(self.app)
+    def __init__(self, handle: DeploymentHandle[Any] | None = None, *, app: str | None = None) -> None:
+        named: str | None = getattr(type(self), "app", None)
+        if named is not None and app not in (None, named):
+            raise ValueError(f"{type(self).__name__} calls the {named} service, not {app!r}")
+        resolved = app if app is not None else named
+        if resolved is None:
+            raise TypeError("ServiceClient needs the service's app name: ServiceClient(app='users')")
+        self._app = resolved
+        self._handle: DeploymentHandle[Any] | None = handle
+
+    @property
+    def service(self) -> str:
+        """The Serve application this client calls (``users``, ``data``, ...)."""
+        return self._app
+
+    async def readiness(self) -> ServiceReadiness:
+        """The service's readiness: its path to PostgreSQL and, with an outbox, its backlog (every replica answers)."""
+        return await self._call(ServiceReadiness, "readiness")
 
     async def _call(self, answer: type[T], method: str, /, *args: Any, **kwargs: Any) -> T:
         """``method(*args, **kwargs)`` on a replica; its answer, checked to be an ``answer``."""
         result = await self._remote(method, *args, **kwargs)
         if not isinstance(result, answer):
             raise ServiceContractError(
-                f"{self.app}.{method} answered {type(result).__name__}, its client expects {answer.__name__}"
+                f"{self._app}.{method} answered {type(result).__name__}, its client expects {answer.__name__}"
             )
         return result
 
@@ -63,10 +83,12 @@ class ServiceClient:
         """A call that answers nothing."""
         result = await self._remote(method, *args, **kwargs)
         if result is not None:
-            raise ServiceContractError(f"{self.app}.{method} answered {type(result).__name__}, expected nothing")
+            raise ServiceContractError(f"{self._app}.{method} answered {type(result).__name__}, expected nothing")
 
     async def _remote(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        async with refused_as_unavailable(self.app):
+        if self._handle is None:
+            self._handle = service_handle(self._app)
+        async with refused_as_unavailable(self._app):
             try:
                 return await getattr(self._handle, method).remote(*args, **kwargs)
             except DomainError as exc:

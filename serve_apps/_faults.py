@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from strata.actors.postgres import Database, Row, TransactionFn
@@ -174,13 +173,11 @@ class FaultyDatabase:
         await self._faults.passed()
         return await self._db.execute(query, *args)
 
-    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+    async def run_in_transaction(
+        self, fn: TransactionFn[T], /, *args: Any, isolation: str = "read_committed", **kwargs: Any
+    ) -> T:
         await self._faults.passed()
-        await self._db.executemany(query, args)
-
-    async def run_in_transaction(self, fn: TransactionFn[T], *args: Any, isolation: str = "read_committed") -> T:
-        await self._faults.passed()
-        return await self._db.run_in_transaction(fn, *args, isolation=isolation)
+        return await self._db.run_in_transaction(fn, *args, isolation=isolation, **kwargs)
 
     async def check(self) -> None:
         await self._db.check()

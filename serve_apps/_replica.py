@@ -11,14 +11,22 @@ import asyncio
 import importlib
 import logging
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ray import serve
 
 from strata.actors.consumers import Handler, ensure_consumers
 from strata.actors.outbox import ensure_relays, outbox_backlog
 from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
-from strata.schemas import ConsumerGroupSpec, ServiceSpec, Settings, service_spec
+from strata.schemas import (
+    ConsumerGroupSpec,
+    DatabaseCheck,
+    OutboxBacklog,
+    ServiceReadiness,
+    ServiceSpec,
+    Settings,
+    service_spec,
+)
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, with_fault_point
 from strata.serve_apps._logging import route_strata_logs_to_serve
 
@@ -126,24 +134,24 @@ class ServiceReplica(FaultInjectable):
         except DatabaseError as exc:
             logger.info("%s health check: database unreachable (%s), see /readyz", self.service, type(exc).__name__)
 
-    async def check_database(self) -> dict[str, Any]:
+    async def _check_database(self) -> DatabaseCheck:
         """Readiness of this service's path to PostgreSQL, as the gateway's ``/readyz`` shows it."""
         try:
             await asyncio.wait_for(self._db.check(), timeout=READINESS_TIMEOUT_S)
         except (DatabaseError, TimeoutError) as exc:
-            return {"status": "down", "error": type(exc).__name__}
-        return {"status": "up"}
+            return DatabaseCheck(status="down", error=type(exc).__name__)
+        return DatabaseCheck(status="up")
 
-    async def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> ServiceReadiness:
         """The database check and, for a service with an outbox, its backlog (unsent rows, oldest age)."""
-        database = await self.check_database()
-        report: dict[str, Any] = {"database": database}
-        if self._spec.outbox and database["status"] == "up":
-            try:
-                report["outbox"] = await asyncio.wait_for(outbox_backlog(self._db, self.service), READINESS_TIMEOUT_S)
-            except (DatabaseError, TimeoutError) as exc:
-                report["outbox"] = {"error": type(exc).__name__}
-        return report
+        database = await self._check_database()
+        if not self._spec.outbox or database.status != "up":
+            return ServiceReadiness(database=database)
+        try:
+            backlog = await asyncio.wait_for(outbox_backlog(self._db, self.service), READINESS_TIMEOUT_S)
+        except (DatabaseError, TimeoutError) as exc:
+            return ServiceReadiness(database=database, outbox=OutboxBacklog(error=type(exc).__name__))
+        return ServiceReadiness(database=database, outbox=OutboxBacklog.model_validate(backlog))
 
     async def __del__(self) -> None:
         db: Database | None = getattr(self, "_db", None)  # absent when __init__ failed

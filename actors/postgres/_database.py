@@ -12,7 +12,7 @@ A service never holds an asyncpg connection of its own: it calls a
   deployment grows; background actors and scripts use it.
 
 Rows come back as plain ``dict`` objects on both backends, so they pickle and
-compare alike. A unit of work is an importable ``async def fn(conn, *args)``
+compare alike. A unit of work is an importable ``async def fn(conn, *args, **kwargs)``
 run inside one transaction: the change and its outbox row commit together or
 not at all.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import asyncpg
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 Row = dict[str, Any]
 T = TypeVar("T")
 TransactionFn = Callable[..., Awaitable[T]]
-"""``async def fn(conn: asyncpg.Connection, *args) -> T``; importable (module level) for the actor backend."""
+"""``async def fn(conn: asyncpg.Connection, *args, **kwargs) -> T``; importable (module level) for the actor backend."""
 
 _DRIVER_ERRORS = (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError, OSError)
 # Anything else raised inside a unit of work is the caller's own error: it rolls
@@ -66,11 +66,15 @@ class Database(Protocol):
 
     async def execute(self, query: str, *args: Any) -> str: ...
 
-    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None: ...
-
     async def run_in_transaction(
-        self, fn: TransactionFn[T], *args: Any, isolation: Isolation = "read_committed"
-    ) -> T: ...
+        self, fn: TransactionFn[T], /, *args: Any, isolation: Isolation = "read_committed", **kwargs: Any
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` inside one transaction; what it returns.
+
+        ``isolation`` is the transaction's own option, so it never reaches ``fn``: a unit of work must not take a
+        keyword argument of that name. Every other keyword argument is passed on, on every backend.
+        """
+        ...
 
     async def check(self) -> None:
         """Round-trip to the server; raises :class:`DatabaseUnavailable` when it does not answer."""
@@ -257,20 +261,14 @@ class AsyncpgPool:
 
         return await self._run(op, idempotent=False)
 
-    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
-        rows = list(args)
-
-        async def op(conn: asyncpg.Connection) -> None:
-            await conn.executemany(query, rows)
-
-        await self._run(op, idempotent=False)
-
-    async def run_in_transaction(self, fn: TransactionFn[T], *args: Any, isolation: Isolation = "read_committed") -> T:
+    async def run_in_transaction(
+        self, fn: TransactionFn[T], /, *args: Any, isolation: Isolation = "read_committed", **kwargs: Any
+    ) -> T:
         check_isolation(isolation)
 
         async def op(conn: asyncpg.Connection) -> T:
             async with conn.transaction(isolation=isolation):
-                return await fn(conn, *args)
+                return await fn(conn, *args, **kwargs)
 
         return await self._run(op, idempotent=False)
 

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import ray
@@ -72,7 +71,6 @@ class PostgresPoolActor:
             application_name=f"strata-{service}-pool-actor",
             schema=service,
         )
-        self._in_flight = 0
 
     async def _ensure_started(self) -> AsyncpgPool:
         await self._pool.start()
@@ -90,11 +88,11 @@ class PostgresPoolActor:
     async def execute(self, query: str, *args: Any) -> str:
         return await (await self._ensure_started()).execute(query, *args)
 
-    async def executemany(self, query: str, args: list[Sequence[Any]]) -> None:
-        await (await self._ensure_started()).executemany(query, args)
-
-    async def run_in_transaction(self, fn: TransactionFn[T], args: tuple[Any, ...], isolation: Isolation) -> T:
-        return await (await self._ensure_started()).run_in_transaction(fn, *args, isolation=isolation)
+    async def run_in_transaction(
+        self, fn: TransactionFn[T], args: tuple[Any, ...], kwargs: dict[str, Any], isolation: Isolation
+    ) -> T:
+        # The client's arguments arrive packed, so a unit of work's keyword arguments never meet this method's own.
+        return await (await self._ensure_started()).run_in_transaction(fn, *args, isolation=isolation, **kwargs)
 
     async def check(self) -> None:
         await (await self._ensure_started()).check()
@@ -209,17 +207,11 @@ class PoolActorDatabase:
     async def execute(self, query: str, *args: Any) -> str:
         return await self._call("execute", query, *args, idempotent=False)  # type: ignore[no-any-return]
 
-    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._call("executemany", query, [tuple(a) for a in args], idempotent=False)
-
-    async def run_in_transaction(self, fn: TransactionFn[T], *args: Any, isolation: Isolation = "read_committed") -> T:
+    async def run_in_transaction(
+        self, fn: TransactionFn[T], /, *args: Any, isolation: Isolation = "read_committed", **kwargs: Any
+    ) -> T:
         check_isolation(isolation)
-        return await self._call("run_in_transaction", fn, args, isolation, idempotent=False)  # type: ignore[no-any-return]
+        return await self._call("run_in_transaction", fn, args, kwargs, isolation, idempotent=False)  # type: ignore[no-any-return]
 
     async def check(self) -> None:
         await self._call("check", idempotent=True)
-
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        """Wait until every pool actor answers (after a restart, say)."""
-        async with asyncio.timeout(timeout):
-            await asyncio.gather(*(self._actor(i).stats.remote() for i in range(len(self._actors))))

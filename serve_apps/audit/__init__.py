@@ -1,6 +1,7 @@
 """The audit log: consumes every domain event and keeps one row per event in schema ``audit``."""
 
+from strata.serve_apps.audit._client import AuditClient
 from strata.serve_apps.audit._deployment import AuditService, app
 from strata.serve_apps.audit._log import record_audit_event
 
-__all__ = ["AuditService", "app", "record_audit_event"]
+__all__ = ["AuditClient", "AuditService", "app", "record_audit_event"]

@@ -1,15 +1,14 @@
-"""The audit component as a Serve application without a route: it owns schema ``audit``, keeps its consumer
-group running (from its registry spec) and answers the gateway's ``GET /v1/audit`` queries."""
+"""The audit component as a Serve application without a route: it owns schema ``audit``, keeps its consumer group
+running (from its registry spec) and answers the gateway's ``GET /v1/audit`` (through
+:class:`~strata.serve_apps.audit.AuditClient`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-import asyncpg
 from ray import serve
 
-from strata.actors.kafka import consumer_group_lag
+from strata.schemas import AuditPage
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.audit._query import query_audit
@@ -21,35 +20,20 @@ class AuditService(ServiceReplica):
 
     service = "audit"
 
-    async def consumer_lag(self) -> dict[str, Any]:
-        (group,) = self._spec.consumer_groups
-        return await consumer_group_lag(self._settings.kafka_bootstrap_servers, group.group, list(group.topics))
-
     async def query(
         self,
+        *,
         cursor: str | None = None,
         limit: int = 50,
         actor: str | None = None,
         event_type: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> AuditPage:
         """One page of the audit log, newest first (see :func:`query_audit`)."""
-        return await self.db.run_in_transaction(_query_page, cursor, limit, actor, event_type, since, until)
-
-
-async def _query_page(
-    conn: asyncpg.Connection,
-    cursor: str | None,
-    limit: int,
-    actor: str | None,
-    event_type: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> dict[str, Any]:
-    return await query_audit(
-        conn, cursor=cursor, limit=limit, actor=actor, event_type=event_type, since=since, until=until
-    )
+        return await self.db.run_in_transaction(
+            query_audit, cursor=cursor, limit=limit, actor=actor, event_type=event_type, since=since, until=until
+        )
 
 
 app = service_app(AuditService)

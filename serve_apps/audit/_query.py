@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
-from typing import Any
 
 import asyncpg
-import orjson
 
-from strata.schemas import Unprocessable
-
-MAX_LIMIT = 200
-
-
-def encode_cursor(occurred_at: datetime, event_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([occurred_at.isoformat(), event_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        occurred_at, event_id = orjson.loads(raw)
-        return datetime.fromisoformat(occurred_at), str(event_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise Unprocessable("malformed cursor", code="invalid-cursor") from exc
+from strata.schemas import AuditEntry, AuditPage
+from strata.serve_apps._pagination import check_page_limit, decode_cursor, next_page_cursor
 
 
 async def query_audit(
@@ -37,10 +19,13 @@ async def query_audit(
     event_type: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> dict[str, Any]:
-    """One page of audit rows matching the filters, newest first, and the cursor of the next page."""
-    if not 1 <= limit <= MAX_LIMIT:
-        raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}", code="invalid-limit")
+) -> AuditPage:
+    """One page of audit rows matching the filters, newest first, and the cursor of the next page.
+
+    Keyset pages on ``(occurred_at, event_id)``, descending (:mod:`strata.serve_apps._pagination`); a malformed
+    cursor or a limit outside 1..200 is :class:`~strata.schemas.Unprocessable`.
+    """
+    check_page_limit(limit)
     after = decode_cursor(cursor) if cursor else None
     rows = await conn.fetch(
         "SELECT event_id::text AS event_id, type, source, subject, actor, request_id, occurred_at, recorded_at"
@@ -55,16 +40,14 @@ async def query_audit(
         event_type,
         since,
         until,
-        after[0] if after else None,
-        after[1] if after else None,
+        after.moment if after else None,
+        after.id if after else None,
         limit + 1,
     )
     items = [
-        {**dict(r), "occurred_at": r["occurred_at"].isoformat(), "recorded_at": r["recorded_at"].isoformat()}
+        AuditEntry.model_validate(
+            {**dict(r), "occurred_at": r["occurred_at"].isoformat(), "recorded_at": r["recorded_at"].isoformat()}
+        )
         for r in rows[:limit]
     ]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last["occurred_at"], last["event_id"])
-    return {"items": items, "next_cursor": next_cursor}
+    return AuditPage(items=items, next_cursor=next_page_cursor(rows, limit, moment="occurred_at", row_id="event_id"))

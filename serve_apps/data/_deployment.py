@@ -1,11 +1,15 @@
-"""The data service as a Serve deployment (an application without an HTTP route, reached by handle)."""
+"""The data service as a Serve deployment (an application without an HTTP route, reached by handle).
+
+Thin: each method runs one unit of work of :mod:`~strata.serve_apps.data._items` and answers an
+:class:`~strata.schemas.Item`; callers reach it through :class:`~strata.serve_apps.data.DataClient`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
+from pydantic import JsonValue
 from ray import serve
 
+from strata.schemas import Item
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.data import _items
@@ -17,16 +21,16 @@ class DataService(ServiceReplica):
 
     service = "data"
 
-    async def create_item(self, owner_id: str, kind: str, body: Any, request_id: str | None = None) -> dict[str, Any]:
-        return await self.db.run_in_transaction(_items.create_item, owner_id, kind, body, request_id)
+    async def create_item(self, owner_id: str, kind: str, body: JsonValue, *, request_id: str | None = None) -> Item:
+        return await self.db.run_in_transaction(_items.create_item, owner_id, kind, body, request_id=request_id)
 
-    async def update_item(self, item_id: str, body: Any, request_id: str | None = None) -> dict[str, Any]:
-        return await self.db.run_in_transaction(_items.update_item, item_id, body, request_id)
+    async def update_item(self, item_id: str, body: JsonValue, *, request_id: str | None = None) -> Item:
+        return await self.db.run_in_transaction(_items.update_item, item_id, body, request_id=request_id)
 
-    async def delete_item(self, item_id: str, request_id: str | None = None) -> None:
-        await self.db.run_in_transaction(_items.delete_item, item_id, request_id)
+    async def delete_item(self, item_id: str, *, request_id: str | None = None) -> None:
+        await self.db.run_in_transaction(_items.delete_item, item_id, request_id=request_id)
 
-    async def get_item(self, item_id: str) -> dict[str, Any]:
+    async def get_item(self, item_id: str) -> Item:
         return await self.db.run_in_transaction(_items.get_item, item_id)
 
 

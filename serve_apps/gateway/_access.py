@@ -31,7 +31,7 @@ from typing import Literal
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from strata.schemas import DomainError, Forbidden, InvalidToken
+from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
 from strata.serve_apps.gateway._revocations import Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
@@ -87,7 +87,8 @@ ROUTE_TABLE: dict[tuple[str, str], Route] = {(route.method, route.path): route f
 
 _PERMISSIONS_TTL_S = 30.0
 
-RolePermissionsSource = Callable[[], Awaitable[dict[str, list[str]]]]
+RolePermissionsSource = Callable[[], Awaitable[RolePermissions]]
+"""Where the map comes from: the users service's ``role_permissions`` (``UsersClient.role_permissions``)."""
 
 
 class UndeclaredRoute(DomainError):
@@ -102,7 +103,7 @@ class PermissionCache:
     def __init__(self, source: RolePermissionsSource, clock: Callable[[], float] = time.monotonic) -> None:
         self._source = source
         self._clock = clock
-        self._map: dict[str, frozenset[str]] = {}
+        self._map = RolePermissions(roles={})
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
 
@@ -110,13 +111,9 @@ class PermissionCache:
         if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S:
             async with self._lock:
                 if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S:
-                    fetched = await self._source()
-                    self._map = {role: frozenset(perms) for role, perms in fetched.items()}
+                    self._map = await self._source()
                     self._fetched_at = self._clock()
-        granted: set[str] = set()
-        for role in roles:
-            granted |= self._map.get(role, frozenset())
-        return frozenset(granted)
+        return self._map.granted(roles)
 
 
 def route_for(method: str, path: str) -> Route | None:

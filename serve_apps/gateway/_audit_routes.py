@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from strata.schemas import PLAIN_TEXT, AuditPage, Unprocessable
-from strata.serve_apps.gateway._services import service
+from strata.serve_apps.gateway._deps import AuditDep
 
 # Errors every route may give are added to the OpenAPI document from the routing table (_openapi.py).
 router = APIRouter(tags=["audit"])
@@ -32,6 +32,7 @@ def _bounded(name: str, moment: datetime | None) -> datetime | None:
 
 @router.get("/v1/audit", summary="The audit log, newest first (cursor pages; filters by actor, type, time)")
 async def audit(
+    audit_log: AuditDep,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     actor: Annotated[str | None, Query(max_length=256, pattern=PLAIN_TEXT)] = None,
@@ -42,7 +43,7 @@ async def audit(
     since: Annotated[datetime | None, Query(description="Events at or after this time (no zone: UTC).")] = None,
     until: Annotated[datetime | None, Query(description="Events before this time (no zone: UTC).")] = None,
 ) -> AuditPage:
-    page = await service("audit").query.remote(
+    return await audit_log.query(
         cursor=cursor,
         limit=limit,
         actor=actor,
@@ -50,4 +51,3 @@ async def audit(
         since=_bounded("since", since),
         until=_bounded("until", until),
     )
-    return AuditPage.model_validate(page)

@@ -21,6 +21,8 @@ from strata.schemas import DomainError, Settings
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults
 from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps._replica import check_event_loop
+from strata.serve_apps.audit import AuditClient
+from strata.serve_apps.data import DataClient
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
@@ -29,11 +31,12 @@ from strata.serve_apps.gateway._metrics import RequestMetrics
 from strata.serve_apps.gateway._openapi import install_openapi
 from strata.serve_apps.gateway._problems import problem, status_problem
 from strata.serve_apps.gateway._ratelimit import RateLimitHeaders, start_rate_limits
-from strata.serve_apps.gateway._readiness import readiness
+from strata.serve_apps.gateway._readiness import outbox_services, readiness
 from strata.serve_apps.gateway._revocations import RevocationFeed, Revocations
 from strata.serve_apps.gateway._services import service
 from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
 from strata.serve_apps.gateway._users_routes import router as users_router
+from strata.serve_apps.users import UsersClient
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +94,6 @@ async def _fetch_jwks() -> dict[str, Any]:
     return dict(await service("auth").jwks.remote())
 
 
-async def _fetch_role_permissions() -> dict[str, list[str]]:
-    return dict(await service("users").role_permissions.remote())
-
-
 api.include_router(auth_router)
 api.include_router(users_router)
 api.include_router(audit_router)
@@ -113,7 +112,11 @@ class Gateway(FaultInjectable):
         api.state.request_recorder = RequestMetrics()
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
-        api.state.permissions = PermissionCache(_fetch_role_permissions)
+        # One typed client per service, for this replica's lifetime (routes get them through gateway/_deps.py).
+        users, data, audit = UsersClient(), DataClient(), AuditClient()
+        api.state.users, api.state.audit = users, audit
+        api.state.permissions = PermissionCache(users.role_permissions)
+        self._outbox_services = outbox_services([users, data, audit])  # /readyz asks each for its readiness
         api.state.rate_limits = start_rate_limits(self._settings)
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations
@@ -135,7 +138,7 @@ class Gateway(FaultInjectable):
 
     @api.get("/readyz", tags=["operations"], summary="Readiness: PostgreSQL, Kafka and every app")
     async def readyz(self) -> JSONResponse:
-        ready, body = await readiness(self._settings.kafka_bootstrap_servers)
+        ready, body = await readiness(self._settings.kafka_bootstrap_servers, self._outbox_services)
         return JSONResponse(body, status_code=200 if ready else 503)
 
 

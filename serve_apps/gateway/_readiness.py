@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ray import serve
 
 from strata.actors import NAMESPACE
 from strata.actors.kafka import kafka_unavailable_reason
-from strata.schemas import app_names, outbox_owners
-from strata.serve_apps._entry import service_handle
+from strata.schemas import DatabaseCheck, ServiceReadiness, app_names, outbox_owners
+from strata.serve_apps._client import ServiceClient
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +28,24 @@ ACTOR_PREFIXES = ("strata-pg-", "strata-relay-")
 """Named actors shown in ``/readyz``: PostgreSQL pool actors and outbox relays (Ray restarts them when they die)."""
 
 
-async def check_service(app: str) -> dict[str, Any]:
+def outbox_services(clients: Iterable[ServiceClient]) -> dict[str, ServiceClient]:
+    """A client of each service with an outbox, whose readiness ``/readyz`` asks: the one of ``clients`` that calls
+    it, else a plain :class:`ServiceClient` of it (``readiness`` is a call every service answers)."""
+    by_app = {client.service: client for client in clients}
+    return {
+        spec.name: by_app[spec.name] if spec.name in by_app else ServiceClient(app=spec.name)
+        for spec in outbox_owners()
+    }
+
+
+async def check_service(client: ServiceClient) -> ServiceReadiness:
     """One service's readiness report (its database path and outbox backlog), one hop away."""
     try:
-        handle = service_handle(app)
-        return dict(await asyncio.wait_for(handle.readiness.remote(), timeout=CHECK_TIMEOUT_S))
+        return await asyncio.wait_for(client.readiness(), timeout=CHECK_TIMEOUT_S)
     except TimeoutError:
-        return {"database": {"status": "down", "error": "timeout"}}
+        return ServiceReadiness(database=DatabaseCheck(status="down", error="timeout"))
     except Exception as exc:  # noqa: BLE001 - any failure on the path means "not ready"
-        return {"database": {"status": "down", "error": type(exc).__name__}}
+        return ServiceReadiness(database=DatabaseCheck(status="down", error=type(exc).__name__))
 
 
 async def check_kafka(bootstrap_servers: str) -> dict[str, Any]:
@@ -108,19 +118,26 @@ async def check_actors() -> dict[str, dict[str, Any]]:
     return dict(zip(names, statuses, strict=True))
 
 
-async def readiness(bootstrap_servers: str) -> tuple[bool, dict[str, Any]]:
-    """``(ready, body)``: ready when PostgreSQL and Kafka are up and every app is RUNNING."""
-    with_outbox = [spec.name for spec in outbox_owners()]
-    kafka, apps, actors, *services = await asyncio.gather(
+async def readiness(bootstrap_servers: str, services: Mapping[str, ServiceClient]) -> tuple[bool, dict[str, Any]]:
+    """``(ready, body)``: ready when PostgreSQL and Kafka are up and every app is RUNNING.
+
+    ``services`` are the clients of the services with an outbox (:func:`outbox_services`), the data service among
+    them: its path to PostgreSQL is the one shown.
+    """
+    with_outbox = list(services)
+    kafka, apps, actors, *checked = await asyncio.gather(
         check_kafka(bootstrap_servers),
         check_apps(),
         check_actors(),
-        *(check_service(app) for app in with_outbox),
+        *(check_service(services[app]) for app in with_outbox),
     )
-    reports = dict(zip(with_outbox, services, strict=True))
+    reports: dict[str, ServiceReadiness] = dict(zip(with_outbox, checked, strict=True))
     # PostgreSQL as the data service reaches it: gateway -> data -> PostgreSQL, two hops.
-    postgres = reports["data"]["database"]
-    outbox = {app: report.get("outbox", {"error": "unknown"}) for app, report in reports.items()}
+    postgres = reports["data"].database.model_dump(exclude_none=True)
+    outbox = {
+        app: report.outbox.model_dump(exclude_none=True) if report.outbox is not None else {"error": "unknown"}
+        for app, report in reports.items()
+    }
     ready = (
         postgres.get("status") == "up"
         and kafka.get("status") == "up"

@@ -1,6 +1,7 @@
 """The users service: profiles, roles and their permissions (data, not code), in schema ``users``."""
 
+from strata.serve_apps.users._client import UsersClient
 from strata.serve_apps.users._deployment import UsersService, app
 from strata.serve_apps.users._profiles import apply_auth_event
 
-__all__ = ["UsersService", "app", "apply_auth_event"]
+__all__ = ["UsersClient", "UsersService", "app", "apply_auth_event"]

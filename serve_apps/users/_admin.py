@@ -10,28 +10,25 @@ learns role changes, disabling and deletion from these events (consumer group
 
 Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
 
-    update_profile  ResourceNotFound (the user id is not a UUID)
+    update_profile  UserNotFound (the user id is not a UUID)
     list_users      Unprocessable (malformed cursor, limit out of 1..200)
-    get_user        ResourceNotFound (no such profile)
+    get_user        UserNotFound (no such profile)
     set_roles       Unprocessable (no role, or unknown roles: ``extra["unknown"]`` lists them),
-                    ResourceNotFound (no such profile)
-    disable         ResourceNotFound (no such profile)
-    delete_user     ResourceNotFound (no such profile)
+                    UserNotFound (no such profile)
+    disable         UserNotFound (no such profile)
+    delete_user     UserNotFound (no such profile)
+
+(:class:`~strata.schemas.UserNotFound` is a :class:`~strata.schemas.ResourceNotFound`: a 404 at the gateway.)
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
-from typing import Any
 
 import asyncpg
-import orjson
 
 from strata.actors.outbox import record_event
-from strata.schemas import ResourceNotFound, Unprocessable
+from strata.schemas import DeletedUser, Profile, Unprocessable, UserNotFound, UserPage
 from strata.schemas.events import (
     USER_DELETED,
     USER_DISABLED,
@@ -44,38 +41,16 @@ from strata.schemas.events import (
     UserUpdated,
     new_event,
 )
+from strata.serve_apps._pagination import check_page_limit, decode_cursor, next_page_cursor
 from strata.serve_apps.users._profiles import PROFILE_COLUMNS, get_or_create_profile, public_profile
-
-MAX_LIMIT = 200
 
 
 def user_uuid(user_id: str) -> str:
-    """``user_id`` as a canonical UUID string; :class:`ResourceNotFound` when it is not one (no such user)."""
+    """``user_id`` as a canonical UUID string; :class:`UserNotFound` when it is not one (no such user)."""
     try:
         return str(uuid.UUID(user_id))
     except (ValueError, TypeError, AttributeError):
-        raise ResourceNotFound("no such user") from None
-
-
-# --- cursors --------------------------------------------------------------------------------------------------------
-
-
-def encode_cursor(created_at: datetime, user_id: str) -> str:
-    """The opaque cursor of the page after the profile created at ``created_at`` with id ``user_id``."""
-    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), user_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """``(created_at, user_id)`` of a cursor made by :func:`encode_cursor`; :class:`Unprocessable` otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, user_id = orjson.loads(raw)
-        after = datetime.fromisoformat(created_at)
-        if after.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return after, str(uuid.UUID(user_id))
-    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
-        raise Unprocessable("malformed cursor", code="invalid-cursor") from exc
+        raise UserNotFound("no such user") from None
 
 
 # --- reads ----------------------------------------------------------------------------------------------------------
@@ -88,17 +63,16 @@ async def list_users(
     limit: int = 50,
     role: str | None = None,
     email_prefix: str | None = None,
-) -> dict[str, Any]:
-    """One page of profiles, oldest first: ``{"items": [profile, ...], "next_cursor": str | None}``.
+) -> UserPage:
+    """One page of profiles, oldest first, and the cursor of the next page.
 
-    Keyset pages on ``(created_at, user_id)``: a profile created while an
-    admin pages through is neither repeated nor skipped among those already
+    Keyset pages on ``(created_at, user_id)`` (:mod:`strata.serve_apps._pagination`): a profile
+    created while an admin pages through is neither repeated nor skipped among those already
     listed. ``role`` keeps users holding that role; ``email_prefix`` those
     whose email starts with it (emails are stored lower-cased; so is the
     prefix). ``next_cursor`` is ``None`` on the last page.
     """
-    if not 1 <= limit <= MAX_LIMIT:
-        raise Unprocessable(f"limit must be between 1 and {MAX_LIMIT}", code="invalid-limit")
+    check_page_limit(limit)
     after = decode_cursor(cursor) if cursor else None
     rows = await conn.fetch(
         f"SELECT {PROFILE_COLUMNS} FROM users.profiles"
@@ -108,23 +82,19 @@ async def list_users(
         " ORDER BY created_at, user_id LIMIT $5",
         role,
         None if email_prefix is None else email_prefix.strip().lower(),
-        after[0] if after else None,
-        after[1] if after else None,
+        after.moment if after else None,
+        after.id if after else None,
         limit + 1,
     )
     items = [public_profile(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last["created_at"], last["user_id"])
-    return {"items": items, "next_cursor": next_cursor}
+    return UserPage(items=items, next_cursor=next_page_cursor(rows, limit, moment="created_at", row_id="user_id"))
 
 
-async def get_user(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
-    """The profile of ``user_id``; :class:`ResourceNotFound` when there is none (an admin read creates nothing)."""
+async def get_user(conn: asyncpg.Connection, user_id: str) -> Profile:
+    """The profile of ``user_id``; :class:`UserNotFound` when there is none (an admin read creates nothing)."""
     row = await conn.fetchrow(f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1", user_uuid(user_id))
     if row is None:
-        raise ResourceNotFound("no such user")
+        raise UserNotFound("no such user")
     return public_profile(row)
 
 
@@ -132,8 +102,8 @@ async def get_user(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
 
 
 async def update_profile(
-    conn: asyncpg.Connection, user_id: str, display_name: str | None, request_id: str | None = None
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, user_id: str, display_name: str | None, *, request_id: str | None = None
+) -> Profile:
     """Set the display name (``None`` clears it) of ``user_id``'s profile, created first if missing.
 
     The user edits their own profile, so it may not exist yet (see
@@ -154,8 +124,13 @@ async def update_profile(
 
 
 async def set_roles(
-    conn: asyncpg.Connection, user_id: str, roles: list[str], request_id: str | None = None, actor: str | None = None
-) -> dict[str, Any]:
+    conn: asyncpg.Connection,
+    user_id: str,
+    roles: list[str],
+    *,
+    request_id: str | None = None,
+    actor: str | None = None,
+) -> Profile:
     """Replace the roles of ``user_id`` (stored sorted, without duplicates); return the profile.
 
     Every role must exist in ``users.roles`` and there must be at least one.
@@ -172,7 +147,7 @@ async def set_roles(
     user_id = user_uuid(user_id)
     current = await conn.fetchrow("SELECT roles FROM users.profiles WHERE user_id = $1 FOR UPDATE", user_id)
     if current is None:
-        raise ResourceNotFound("no such user")
+        raise UserNotFound("no such user")
     if sorted(current["roles"]) == wanted:
         return await get_user(conn, user_id)
     row = await conn.fetchrow(
@@ -188,8 +163,8 @@ async def set_roles(
 
 
 async def disable(
-    conn: asyncpg.Connection, user_id: str, request_id: str | None = None, actor: str | None = None
-) -> dict[str, Any]:
+    conn: asyncpg.Connection, user_id: str, *, request_id: str | None = None, actor: str | None = None
+) -> Profile:
     """Disable ``user_id``; return the profile. Idempotent: ``disabled`` is recorded only when it changes."""
     user_id = user_uuid(user_id)
     row = await conn.fetchrow(
@@ -198,21 +173,21 @@ async def disable(
         user_id,
     )
     if row is None:
-        return await get_user(conn, user_id)  # already disabled, or ResourceNotFound
+        return await get_user(conn, user_id)  # already disabled, or UserNotFound
     await _record(conn, USER_DISABLED, UserDisabled(user_id=user_id), request_id, actor)
     return public_profile(row)
 
 
 async def delete_user(
-    conn: asyncpg.Connection, user_id: str, request_id: str | None = None, actor: str | None = None
-) -> dict[str, Any]:
-    """Delete the profile of ``user_id``: ``{"user_id"}``. Records ``deleted``; the auth service deletes the account."""
+    conn: asyncpg.Connection, user_id: str, *, request_id: str | None = None, actor: str | None = None
+) -> DeletedUser:
+    """Delete the profile of ``user_id``. Records ``deleted``; the auth service deletes the account on that event."""
     user_id = user_uuid(user_id)
     deleted = await conn.fetchval("DELETE FROM users.profiles WHERE user_id = $1 RETURNING user_id::text", user_id)
     if deleted is None:
-        raise ResourceNotFound("no such user")
+        raise UserNotFound("no such user")
     await _record(conn, USER_DELETED, UserDeleted(user_id=user_id), request_id, actor)
-    return {"user_id": user_id}
+    return DeletedUser(user_id=user_id)
 
 
 async def _record(

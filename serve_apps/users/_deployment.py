@@ -1,18 +1,19 @@
 """The users service as a Serve deployment (an application without an HTTP route, reached by handle).
 
 Thin: each method runs one unit of work of :mod:`~strata.serve_apps.users._profiles`
-or :mod:`~strata.serve_apps.users._admin`. Answers are plain dicts; client
-errors are :class:`~strata.schemas.DomainError` subclasses (listed in
-``_admin``), which the gateway answers as problem+json.
+or :mod:`~strata.serve_apps.users._admin`. Answers are the models of
+:mod:`strata.schemas` (``Profile``, ``UserPage``, ...), the same ones the
+gateway answers with; callers reach them through
+:class:`~strata.serve_apps.users.UsersClient`. Client errors are
+:class:`~strata.schemas.DomainError` subclasses (listed in ``_admin``), which
+the gateway answers as problem+json.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 from ray import serve
 
+from strata.schemas import DeletedUser, Profile, RolePermissions, UserPage
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.users import _admin, _profiles
@@ -24,7 +25,7 @@ class UsersService(ServiceReplica):
 
     service = "users"
 
-    async def get_profile(self, user_id: str) -> dict[str, Any]:
+    async def get_profile(self, user_id: str) -> Profile:
         """The caller's profile (created if its ``registered`` event has not arrived yet).
 
         The hot path is one read; only a profile that does not exist yet costs a transaction."""
@@ -34,46 +35,43 @@ class UsersService(ServiceReplica):
             return _profiles.public_profile(row)
         return await self.db.run_in_transaction(_profiles.get_or_create_profile, user)
 
-    async def update_profile(
-        self, user_id: str, display_name: str | None, request_id: str | None = None
-    ) -> dict[str, Any]:
+    async def update_profile(self, user_id: str, display_name: str | None, *, request_id: str | None = None) -> Profile:
         """The caller's profile after setting its display name."""
-        return await self.db.run_in_transaction(_admin.update_profile, user_id, display_name, request_id)
+        return await self.db.run_in_transaction(_admin.update_profile, user_id, display_name, request_id=request_id)
 
     async def list_users(
-        self, cursor: str | None = None, limit: int = 50, role: str | None = None, email_prefix: str | None = None
-    ) -> dict[str, Any]:
-        """``{"items": [profile, ...], "next_cursor": str | None}``, oldest first."""
-        return await self.db.run_in_transaction(_list_page, cursor, limit, role, email_prefix)
+        self, *, cursor: str | None = None, limit: int = 50, role: str | None = None, email_prefix: str | None = None
+    ) -> UserPage:
+        """One page of profiles, oldest first, and the cursor of the next."""
+        return await self.db.run_in_transaction(
+            _admin.list_users, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix
+        )
 
-    async def get_user(self, user_id: str) -> dict[str, Any]:
+    async def get_user(self, user_id: str) -> Profile:
         """One profile; never creates it."""
         return await self.db.run_in_transaction(_admin.get_user, user_id)
 
     async def set_roles(
-        self, user_id: str, roles: list[str], request_id: str | None = None, actor: str | None = None
-    ) -> dict[str, Any]:
+        self, user_id: str, roles: list[str], *, request_id: str | None = None, actor: str | None = None
+    ) -> Profile:
         """The profile after replacing its roles (``perm_version`` bumped when they changed)."""
-        return await self.db.run_in_transaction(_admin.set_roles, user_id, list(roles), request_id, actor)
+        return await self.db.run_in_transaction(
+            _admin.set_roles, user_id, list(roles), request_id=request_id, actor=actor
+        )
 
-    async def disable(self, user_id: str, request_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
+    async def disable(self, user_id: str, *, request_id: str | None = None, actor: str | None = None) -> Profile:
         """The profile, disabled."""
-        return await self.db.run_in_transaction(_admin.disable, user_id, request_id, actor)
+        return await self.db.run_in_transaction(_admin.disable, user_id, request_id=request_id, actor=actor)
 
     async def delete_user(
-        self, user_id: str, request_id: str | None = None, actor: str | None = None
-    ) -> dict[str, Any]:
-        """``{"user_id"}`` of the deleted user."""
-        return await self.db.run_in_transaction(_admin.delete_user, user_id, request_id, actor)
+        self, user_id: str, *, request_id: str | None = None, actor: str | None = None
+    ) -> DeletedUser:
+        """The id of the deleted user."""
+        return await self.db.run_in_transaction(_admin.delete_user, user_id, request_id=request_id, actor=actor)
 
-    async def role_permissions(self) -> dict[str, list[str]]:
+    async def role_permissions(self) -> RolePermissions:
+        """Every role and what it grants (the gateway caches it)."""
         return await self.db.run_in_transaction(_profiles.role_permissions)
-
-
-async def _list_page(
-    conn: asyncpg.Connection, cursor: str | None, limit: int, role: str | None, email_prefix: str | None
-) -> dict[str, Any]:
-    return await _admin.list_users(conn, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix)
 
 
 app = service_app(UsersService)

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from strata.schemas import Profile, RolePermissions
 from strata.schemas.events import CloudEvent
 
 REGISTERED = "strata.auth.account.registered.v1"
@@ -22,13 +23,13 @@ PROFILE_COLUMNS = (
 )
 
 
-def public_profile(row: asyncpg.Record) -> dict[str, Any]:
-    """A profile row (selected with ``PROFILE_COLUMNS``) as a plain dict that crosses Ray calls."""
+def public_profile(row: asyncpg.Record | dict[str, Any]) -> Profile:
+    """A profile row (selected with ``PROFILE_COLUMNS``) as the :class:`~strata.schemas.Profile` callers get."""
     profile = dict(row)
     profile["roles"] = list(profile["roles"])
     profile["created_at"] = profile["created_at"].isoformat()
     profile["updated_at"] = profile["updated_at"].isoformat()
-    return profile
+    return Profile.model_validate(profile)
 
 
 async def apply_auth_event(conn: asyncpg.Connection, event: CloudEvent[Any]) -> None:
@@ -52,18 +53,19 @@ async def ensure_profile(conn: asyncpg.Connection, user_id: str, email: str) -> 
 SELECT_PROFILE = f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1"
 
 
-async def get_or_create_profile(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
+async def get_or_create_profile(conn: asyncpg.Connection, user_id: str) -> Profile:
+    """The profile of ``user_id`` (a canonical UUID), created empty first if it does not exist yet."""
     await conn.execute("INSERT INTO users.profiles (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id)
     row = await conn.fetchrow(SELECT_PROFILE, user_id)
     assert row is not None
     return public_profile(row)
 
 
-async def role_permissions(conn: asyncpg.Connection) -> dict[str, list[str]]:
+async def role_permissions(conn: asyncpg.Connection) -> RolePermissions:
     """Every role with its permissions (sorted), as the gateway caches them."""
     rows = await conn.fetch(
         "SELECT r.name, coalesce(array_agg(p.permission ORDER BY p.permission)"
         " FILTER (WHERE p.permission IS NOT NULL), '{}') AS permissions"
         " FROM users.roles r LEFT JOIN users.role_permissions p ON p.role = r.name GROUP BY r.name"
     )
-    return {row["name"]: list(row["permissions"]) for row in rows}
+    return RolePermissions(roles={row["name"]: list(row["permissions"]) for row in rows})

@@ -1,14 +1,16 @@
 """Fault injection from tests: find the replicas of a deployment and act on one of them.
 
 The session runs with ``STRATA_FAULT_INJECTION`` on (see ``serve_apps/_faults.py``): each replica of the gateway
-and of every service answers ``fault_state``, ``inject_fault`` and ``clear_fault`` through its handle.
+and of every service answers ``fault_state``, ``inject_fault`` and ``clear_fault`` through its handle. These are
+test internals, not part of any service's contract, so they are called on raw deployment handles here, not
+through the typed clients.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from strata.serve_apps._entry import service_handle
+from strata.serve_apps import service_handle
 
 
 def deployment_handle(app: str) -> Any:

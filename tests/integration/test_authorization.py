@@ -13,9 +13,10 @@ import httpx
 import jwt
 import pytest
 
-from strata.schemas import ResourceNotFound
-from strata.serve_apps._entry import service_handle
+from strata.schemas import UserNotFound
+from strata.serve_apps.data import DataClient
 from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTES
+from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration
@@ -70,17 +71,17 @@ def _login(system: System, email: str, password: str) -> dict[str, Any]:
 async def _principal(system: System, role: str) -> Principal:
     """An account whose access token carries ``role`` (set by the users service, reaching auth by events)."""
     user_id, email, password = await asyncio.to_thread(_register, system)
-    users = service_handle("users")
+    users = UsersClient()
     deadline = time.monotonic() + 60
     if role != "member":
         while True:  # the profile comes from the `registered` event: wait for it before an admin acts on it
             try:
-                await users.get_user.remote(user_id)
+                await users.get_user(user_id)
                 break
-            except ResourceNotFound:
+            except UserNotFound:
                 assert time.monotonic() < deadline, "the profile never appeared"
                 await asyncio.sleep(0.2)
-        await users.set_roles.remote(user_id, [role], "req-authz", "test-admin")
+        await users.set_roles(user_id, [role], request_id="req-authz", actor="test-admin")
     while True:
         tokens = await asyncio.to_thread(_login, system, email, password)
         principal = Principal(role, user_id, email, password, tokens)
@@ -216,9 +217,9 @@ async def test_logout_everywhere_stops_access_tokens_at_the_edge(system: System,
 async def test_the_audit_log_is_readable_by_admins_with_filters_and_pages(system: System, ray_driver: None) -> None:
     admin = await _principal(system, "admin")
     owner = f"audit-{uuid.uuid4().hex[:6]}"
-    data = service_handle("data")
+    data = DataClient()
     for n in range(3):
-        await data.create_item.remote(owner, "note", {"n": n})
+        await data.create_item(owner, "note", {"n": n})
 
     def page(cursor: str | None = None) -> httpx.Response:
         params: dict[str, Any] = {"actor": owner, "limit": 2}

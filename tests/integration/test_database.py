@@ -70,7 +70,7 @@ async def _count(db: Database, table: str) -> int:
 
 
 async def test_basic_operations_return_plain_rows(database: Database, table: str) -> None:
-    await database.executemany(f"INSERT INTO data.{table} (value) VALUES ($1)", [("a",), ("b",)])
+    assert await database.execute(f"INSERT INTO data.{table} (value) VALUES ($1), ($2)", "a", "b") == "INSERT 0 2"
     rows = await database.fetch(f"SELECT value FROM data.{table} ORDER BY value")
     assert rows == [{"value": "a"}, {"value": "b"}]
     assert await database.fetchrow(f"SELECT value FROM data.{table} WHERE value = $1", "zz") is None
@@ -83,6 +83,17 @@ async def test_exception_inside_unit_of_work_leaves_no_rows(database: Database, 
         await database.run_in_transaction(units_of_work.insert_then_fail, table, "lost")
     assert await _count(database, table) == 0
     assert await database.run_in_transaction(units_of_work.insert_two, table, "x", "y") == 2
+
+
+async def test_keyword_arguments_reach_the_unit_of_work(database: Database, table: str) -> None:
+    stored = await database.run_in_transaction(units_of_work.insert_labelled, table, value="kw", label="by-name-")
+    assert stored == "by-name-kw"
+    assert await database.fetch(f"SELECT value FROM data.{table}") == [{"value": "by-name-kw"}]
+    # `isolation` belongs to the transaction, never to the unit of work: a wrong one is refused before anything runs.
+    with pytest.raises(ValueError, match="isolation"):
+        await database.run_in_transaction(units_of_work.insert_labelled, table, value="no", isolation="chaos")
+    assert await database.run_in_transaction(units_of_work.insert_labelled, table, value="x", isolation="serializable")
+    assert await _count(database, table) == 2
 
 
 async def test_unique_violation_inside_unit_of_work_rolls_back_both_rows(database: Database, table: str) -> None:

@@ -19,7 +19,7 @@ from strata.actors.outbox import relay_name
 from strata.cluster import start_component, stop_component
 from strata.schemas import service_spec
 from strata.schemas.events import decode, topic_name
-from strata.serve_apps._entry import service_handle
+from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually, read_topic
 
@@ -32,14 +32,14 @@ TOPIC = topic_name("data", "item")
 
 async def _write_for(seconds: float, owner: str, keys: int = 8) -> int:
     """Create ``keys`` items, then update them round-robin for ``seconds``; returns the writes made."""
-    data = service_handle("data")
-    items = [await data.create_item.remote(owner, "counter", {"n": 0}) for _ in range(keys)]
+    data = DataClient()
+    items = [await data.create_item(owner, "counter", {"n": 0}) for _ in range(keys)]
     writes = keys
     deadline = time.monotonic() + seconds
     n = 0
     while time.monotonic() < deadline:
         n += 1
-        await asyncio.gather(*(data.update_item.remote(item["id"], {"n": n}) for item in items))
+        await asyncio.gather(*(data.update_item(item.id, {"n": n}) for item in items))
         writes += keys
         await asyncio.sleep(0.1)
     return writes

@@ -9,7 +9,7 @@ import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 
 from strata.schemas.events import topic_name, validate_against_schema
-from strata.serve_apps._entry import service_handle
+from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually, read_topic
 
@@ -18,10 +18,10 @@ pytestmark = pytest.mark.integration
 
 async def test_every_produced_event_validates_and_parses_as_a_cloudevent(system: System, ray_driver: None) -> None:
     owner = f"contract-{uuid.uuid4().hex[:6]}"
-    data = service_handle("data")
-    item = await data.create_item.remote(owner, "note", {"v": 1}, "req-contract")
-    await data.update_item.remote(item["id"], {"v": 2}, "req-contract")
-    await data.delete_item.remote(item["id"], "req-contract")
+    data = DataClient()
+    item = await data.create_item(owner, "note", {"v": 1}, request_id="req-contract")
+    await data.update_item(item.id, {"v": 2}, request_id="req-contract")
+    await data.delete_item(item.id, request_id="req-contract")
 
     async def sent() -> bool:
         unsent = await admin_value(system, "SELECT count(*) FROM data.outbox WHERE sent_at IS NULL")
@@ -29,7 +29,7 @@ async def test_every_produced_event_validates_and_parses_as_a_cloudevent(system:
 
     await eventually(sent, what="the outbox to drain")
     # This test's item only: other tests put poison messages on the same topic on purpose.
-    records = [r for r in await read_topic(system, topic_name("data", "item")) if r.key == item["id"].encode()]
+    records = [r for r in await read_topic(system, topic_name("data", "item")) if r.key == item.id.encode()]
     assert len(records) >= 3, "created, updated and deleted must all be published"
     types_seen = set()
     for record in records:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from strata.serve_apps._entry import service_handle
+from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually
 
@@ -23,7 +23,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consume_events.py"
 
 async def test_example_consumer_reads_and_validates_strata_events(system: System, ray_driver: None) -> None:
     owner = f"example-{uuid.uuid4().hex[:6]}"
-    item = await service_handle("data").create_item.remote(owner, "note", {"x": 1})
+    item = await DataClient().create_item(owner, "note", {"x": 1})
 
     async def drained() -> bool:
         return bool(await admin_value(system, "SELECT count(*) = 0 FROM data.outbox WHERE sent_at IS NULL"))
@@ -48,6 +48,6 @@ async def test_example_consumer_reads_and_validates_strata_events(system: System
     )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    mine = [e for e in events if e.get("partitionkey") == item["id"] or e.get("subject") == f"item/{item['id']}"]
+    mine = [e for e in events if e.get("partitionkey") == item.id or e.get("subject") == f"item/{item.id}"]
     assert mine, f"the example did not print the new item's event; stderr: {result.stderr[-500:]}"
     assert mine[0]["type"] == "strata.data.item.created.v1"

@@ -13,6 +13,7 @@ tests in test_identity_http.py and test_authorization.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -22,11 +23,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from ray import serve
 
-from strata.schemas import ResourceNotFound
+from strata.schemas import UserNotFound
 from strata.serve_apps.gateway import api
 from strata.serve_apps.gateway._access import PUBLIC, ROUTES
+from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration
@@ -89,16 +90,15 @@ def _admin_headers(system: System) -> dict[str, str]:
         registered = client.post("/v1/auth/register", json={"email": email, "password": password})
         assert registered.status_code == 201, registered.text
         user_id = registered.json()["user_id"]
-        users = serve.get_app_handle("users")
         deadline = time.monotonic() + 60
         while True:  # the profile comes from the `registered` event
             try:
-                users.get_user.remote(user_id).result()
+                asyncio.run(UsersClient().get_user(user_id))
                 break
-            except ResourceNotFound:
+            except UserNotFound:
                 assert time.monotonic() < deadline, "the profile never appeared"
                 time.sleep(0.2)
-        users.set_roles.remote(user_id, ["admin"], "req-openapi-admin", "test-operator").result()
+        asyncio.run(UsersClient().set_roles(user_id, ["admin"], request_id="req-openapi-admin", actor="test-operator"))
         while True:  # the role reaches the auth service by an event; a token of the same second is refused
             tokens = client.post("/v1/auth/login", json={"email": email, "password": password}).json()
             system.remember_secret(tokens["access_token"])

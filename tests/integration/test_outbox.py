@@ -9,7 +9,7 @@ import pytest
 
 from strata.actors.postgres import Database, ReplicaPoolDatabase, service_dsn
 from strata.schemas.events import decode
-from strata.serve_apps._entry import service_handle
+from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration import units_of_work
 from tests.integration.eventing import admin_fetch, admin_value, eventually
@@ -45,22 +45,22 @@ async def test_an_exception_after_the_insert_leaves_neither_the_row_nor_its_even
 
 async def test_a_committed_change_has_exactly_one_outbox_row_which_gets_sent(system: System, ray_driver: None) -> None:
     owner = f"owner-{uuid.uuid4().hex[:8]}"
-    item = await service_handle("data").create_item.remote(owner, "note", {"hello": "world"}, "req-outbox-1")
+    item = await DataClient().create_item(owner, "note", {"hello": "world"}, request_id="req-outbox-1")
     rows = await admin_fetch(
-        system, "SELECT id::text AS id, topic, key, payload FROM data.outbox WHERE key = $1", item["id"]
+        system, "SELECT id::text AS id, topic, key, payload FROM data.outbox WHERE key = $1", item.id
     )
     assert len(rows) == 1
     event = decode(bytes(rows[0]["payload"]))
     assert (event.type, event.subject, event.partitionkey, event.requestid) == (
         "strata.data.item.created.v1",
-        f"item/{item['id']}",
-        item["id"],
+        f"item/{item.id}",
+        item.id,
         "req-outbox-1",
     )
     assert rows[0]["topic"] == "strata.data.item.v1" and rows[0]["id"] == event.id
 
     async def sent() -> bool:
-        return bool(await admin_value(system, "SELECT sent_at IS NOT NULL FROM data.outbox WHERE key = $1", item["id"]))
+        return bool(await admin_value(system, "SELECT sent_at IS NOT NULL FROM data.outbox WHERE key = $1", item.id))
 
     await eventually(sent, what="the relay to mark the row sent")
 

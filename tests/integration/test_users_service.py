@@ -1,4 +1,4 @@
-"""The users service against the session's real PostgreSQL, Kafka and Ray, through its deployment handle.
+"""The users service against the session's real PostgreSQL, Kafka and Ray, through its typed client.
 
 Cross-service effects travel as events only: a registration creates a profile
 (consumer group ``users``); a role change, disabling or deletion reaches the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import subprocess
 import sys
 import uuid
@@ -20,10 +21,19 @@ import asyncpg
 import orjson
 import pytest
 
-from strata.schemas import DomainError, InvalidCredentials, InvalidToken, ResourceNotFound, Unprocessable
+from strata.schemas import (
+    DeletedUser,
+    InvalidCredentials,
+    InvalidToken,
+    Profile,
+    ResourceNotFound,
+    Unprocessable,
+    UserNotFound,
+)
 from strata.schemas.events import USER_ROLES_CHANGED, UserRolesChanged, decode, new_event
-from strata.serve_apps._entry import service_handle
+from strata.serve_apps import service_handle
 from strata.serve_apps.auth._projection import apply_users_event
+from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually
 
@@ -32,8 +42,9 @@ pytestmark = pytest.mark.integration
 PASSWORD = "amber-Glacier-whistle-58"
 
 
-def users() -> Any:
-    return service_handle("users")
+@functools.cache
+def users() -> UsersClient:
+    return UsersClient()
 
 
 def auth() -> Any:
@@ -42,12 +53,6 @@ def auth() -> Any:
 
 def request_id() -> str:
     return f"req-{uuid.uuid4().hex[:8]}"
-
-
-def domain_error(exc: BaseException) -> DomainError:
-    """The service's error as raised in the replica (Ray wraps it; the wrapper is an instance of it too)."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, DomainError) else exc  # type: ignore[return-value]
 
 
 def claims_of(access_token: str) -> dict[str, Any]:
@@ -67,16 +72,17 @@ async def login(email: str) -> dict[str, Any]:
     return dict(await auth().login.remote(email, PASSWORD, client, request_id()))
 
 
-async def profile_created(user_id: str) -> dict[str, Any]:
+async def profile_created(user_id: str) -> Profile:
     """The profile once the ``registered`` event made it (the admin read does not create one)."""
 
-    async def check() -> dict[str, Any] | None:
+    async def check() -> Profile | None:
         try:
-            return dict(await users().get_user.remote(user_id))
-        except ResourceNotFound:
+            return await users().get_user(user_id)
+        except UserNotFound:
             return None
 
-    return dict(await eventually(check, what=f"the profile of {user_id}"))
+    profile: Profile = await eventually(check, what=f"the profile of {user_id}")
+    return profile
 
 
 async def registered_user(email: str | None = None) -> dict[str, Any]:
@@ -111,20 +117,20 @@ async def test_a_registration_creates_the_profile_through_the_event(system: Syst
     account = await register(email)
     profile = await profile_created(account["user_id"])
 
-    assert profile["email"] == email.lower()
-    assert profile["roles"] == ["member"] and profile["perm_version"] == 1 and profile["disabled"] is False
-    assert await users().get_profile.remote(account["user_id"]) == profile
+    assert profile.email == email.lower()
+    assert profile.roles == ["member"] and profile.perm_version == 1 and profile.disabled is False
+    assert await users().get_profile(account["user_id"]) == profile
 
 
 async def test_update_profile_sets_the_name_and_records_an_event(system: System, ray_driver: None) -> None:
     user_id = str(uuid.uuid4())  # a token's subject whose profile does not exist yet: created on the spot
     rid = request_id()
 
-    profile = await users().update_profile.remote(user_id, "Ada Lovelace", rid)
-    cleared = await users().update_profile.remote(user_id, None, request_id())
+    profile = await users().update_profile(user_id, "Ada Lovelace", request_id=rid)
+    cleared = await users().update_profile(user_id, None, request_id=request_id())
 
-    assert profile["display_name"] == "Ada Lovelace" and profile["user_id"] == user_id
-    assert cleared["display_name"] is None and cleared["version"] == profile["version"] + 1
+    assert profile.display_name == "Ada Lovelace" and profile.user_id == user_id
+    assert cleared.display_name is None and cleared.version == profile.version + 1
     events = await users_events(system, user_id)
     assert [(e.type, e.data.get("display_name")) for e in events] == [
         ("strata.users.user.updated.v1", "Ada Lovelace"),
@@ -135,8 +141,27 @@ async def test_update_profile_sets_the_name_and_records_an_event(system: System,
 
 async def test_get_user_of_an_unknown_or_malformed_id_is_not_found(system: System, ray_driver: None) -> None:
     for user_id in (str(uuid.uuid4()), "not-a-uuid"):
-        with pytest.raises(ResourceNotFound):
-            await users().get_user.remote(user_id)
+        with pytest.raises(UserNotFound) as caught:
+            await users().get_user(user_id)
+        assert isinstance(caught.value, ResourceNotFound) and caught.value.status == 404
+
+
+async def test_a_script_written_for_plain_serve_reaches_the_service_through_its_application(
+    system: System, ray_driver: None
+) -> None:
+    from ray import serve
+
+    account = await registered_user()
+    app_handle = serve.get_app_handle("users")  # the application's ingress: its entry passes the call on
+
+    through_entry = await app_handle.get_user.remote(account["user_id"])
+    assert through_entry == await users().get_user(account["user_id"])
+
+    renamed = await app_handle.update_profile.remote(account["user_id"], "Entry", request_id=request_id())
+    assert isinstance(renamed, Profile) and renamed.display_name == "Entry"
+    assert renamed == await users().get_user(account["user_id"])
+    with pytest.raises(UserNotFound):
+        await app_handle.get_user.remote(str(uuid.uuid4()))
 
 
 # --- listing --------------------------------------------------------------------------------------------------------
@@ -151,26 +176,27 @@ async def test_list_users_walks_every_page_once_and_filters(system: System, ray_
     cursor = None
     pages = 0
     while True:
-        page = await users().list_users.remote(cursor=cursor, limit=2, email_prefix=prefix.upper())
+        page = await users().list_users(cursor=cursor, limit=2, email_prefix=prefix.upper())
         pages += 1
-        assert len(page["items"]) <= 2
-        seen += [p["user_id"] for p in page["items"]]
-        cursor = page["next_cursor"]
+        assert len(page.items) <= 2
+        seen += [p.user_id for p in page.items]
+        cursor = page.next_cursor
         if cursor is None:
             break
     assert pages == 3 and len(seen) == 5 and set(seen) == ids  # no duplicate, no gap
 
     viewer = accounts[3]["user_id"]
-    await users().set_roles.remote(viewer, ["viewer"], request_id(), "admin-test")
-    by_role = await users().list_users.remote(limit=200, role="viewer", email_prefix=prefix)
-    assert [p["user_id"] for p in by_role["items"]] == [viewer] and by_role["next_cursor"] is None
+    await users().set_roles(viewer, ["viewer"], request_id=request_id(), actor="admin-test")
+    by_role = await users().list_users(limit=200, role="viewer", email_prefix=prefix)
+    assert [p.user_id for p in by_role.items] == [viewer] and by_role.next_cursor is None
 
-    for bad in ("not a cursor!", base64.urlsafe_b64encode(b'["x", 1]').decode()):
+    zone_less = base64.urlsafe_b64encode(orjson.dumps(["2026-03-04T05:06:07", viewer])).decode()
+    for bad in ("not a cursor!", base64.urlsafe_b64encode(b'["x", 1]').decode(), zone_less):
         with pytest.raises(Unprocessable) as caught:
-            await users().list_users.remote(cursor=bad, limit=2)
-        assert domain_error(caught.value).extra["code"] == "invalid-cursor"
+            await users().list_users(cursor=bad, limit=2)
+        assert caught.value.extra["code"] == "invalid-cursor"
     with pytest.raises(Unprocessable):
-        await users().list_users.remote(limit=201)
+        await users().list_users(limit=201)
 
 
 # --- roles ----------------------------------------------------------------------------------------------------------
@@ -180,14 +206,16 @@ async def test_set_roles_refuses_unknown_or_no_roles_and_unknown_users(system: S
     account = await registered_user()
 
     with pytest.raises(Unprocessable) as caught:
-        await users().set_roles.remote(account["user_id"], ["member", "wizard", "overlord"], request_id(), "admin-x")
-    error = domain_error(caught.value)
+        await users().set_roles(
+            account["user_id"], ["member", "wizard", "overlord"], request_id=request_id(), actor="admin-x"
+        )
+    error = caught.value
     assert error.extra["unknown"] == ["overlord", "wizard"] and "overlord, wizard" in error.detail
     with pytest.raises(Unprocessable):
-        await users().set_roles.remote(account["user_id"], [], request_id(), "admin-x")
-    with pytest.raises(ResourceNotFound):
-        await users().set_roles.remote(str(uuid.uuid4()), ["viewer"], request_id(), "admin-x")
-    assert (await users().get_user.remote(account["user_id"]))["perm_version"] == 1
+        await users().set_roles(account["user_id"], [], request_id=request_id(), actor="admin-x")
+    with pytest.raises(UserNotFound):
+        await users().set_roles(str(uuid.uuid4()), ["viewer"], request_id=request_id(), actor="admin-x")
+    assert (await users().get_user(account["user_id"])).perm_version == 1
     assert [e.type for e in await users_events(system, account["user_id"])] == []
 
 
@@ -195,10 +223,10 @@ async def test_a_role_change_reaches_the_auth_service_and_new_tokens(system: Sys
     account = await registered_user()
     user_id, admin_id, rid = account["user_id"], str(uuid.uuid4()), request_id()
 
-    profile = await users().set_roles.remote(user_id, ["viewer", "admin", "viewer"], rid, admin_id)
-    again = await users().set_roles.remote(user_id, ["admin", "viewer"], request_id(), admin_id)
+    profile = await users().set_roles(user_id, ["viewer", "admin", "viewer"], request_id=rid, actor=admin_id)
+    again = await users().set_roles(user_id, ["admin", "viewer"], request_id=request_id(), actor=admin_id)
 
-    assert profile["roles"] == ["admin", "viewer"] and profile["perm_version"] == 2
+    assert profile.roles == ["admin", "viewer"] and profile.perm_version == 2
     assert again == profile  # the same roles again: no change, no event
     events = await users_events(system, user_id)
     assert [(e.type, e.data) for e in events] == [
@@ -221,7 +249,7 @@ async def test_a_role_change_reaches_the_auth_service_and_new_tokens(system: Sys
 async def test_an_older_roles_changed_event_is_ignored_by_the_auth_service(system: System, ray_driver: None) -> None:
     account = await registered_user()
     user_id = account["user_id"]
-    await users().set_roles.remote(user_id, ["viewer"], request_id(), "admin-x")
+    await users().set_roles(user_id, ["viewer"], request_id=request_id(), actor="admin-x")
     await eventually(lambda: _pv_is(system, user_id, 2), what="perm_version 2 at the auth service")
     late = new_event(
         USER_ROLES_CHANGED,
@@ -254,10 +282,10 @@ async def test_disable_stops_logins_and_refreshes_and_revokes_sessions(system: S
     user_id, admin_id = account["user_id"], str(uuid.uuid4())
     pair = await login(account["email"])
 
-    profile = await users().disable.remote(user_id, request_id(), admin_id)
-    again = await users().disable.remote(user_id, request_id(), admin_id)
+    profile = await users().disable(user_id, request_id=request_id(), actor=admin_id)
+    again = await users().disable(user_id, request_id=request_id(), actor=admin_id)
 
-    assert profile["disabled"] is True and again["disabled"] is True
+    assert profile.disabled is True and again.disabled is True
     assert [e.type for e in await users_events(system, user_id)] == ["strata.users.user.disabled.v1"]
 
     async def disabled() -> bool:
@@ -284,12 +312,12 @@ async def test_delete_removes_the_profile_and_the_account(system: System, ray_dr
     user_id, admin_id = account["user_id"], str(uuid.uuid4())
     pair = await login(account["email"])
 
-    assert await users().delete_user.remote(user_id, request_id(), admin_id) == {"user_id": user_id}
+    assert await users().delete_user(user_id, request_id=request_id(), actor=admin_id) == DeletedUser(user_id=user_id)
 
-    with pytest.raises(ResourceNotFound):
-        await users().get_user.remote(user_id)
-    with pytest.raises(ResourceNotFound):
-        await users().delete_user.remote(user_id, request_id(), admin_id)
+    with pytest.raises(UserNotFound):
+        await users().get_user(user_id)
+    with pytest.raises(UserNotFound):
+        await users().delete_user(user_id, request_id=request_id(), actor=admin_id)
     assert [e.type for e in await users_events(system, user_id)] == ["strata.users.user.deleted.v1"]
 
     async def gone() -> bool:
@@ -341,14 +369,14 @@ async def test_create_admin_makes_an_account_whose_tokens_carry_admin(system: Sy
 
     claims = await eventually(admin_token, what="a login whose token carries the admin role")
     assert claims["sub"] == user_id and claims["pv"] == 2
-    profile = await users().get_user.remote(user_id)
-    assert profile["email"] == email.lower() and profile["roles"] == ["admin"]
+    profile = await users().get_user(user_id)
+    assert profile.email == email.lower() and profile.roles == ["admin"]
 
     repeated = await asyncio.to_thread(_create_admin, system, email, "whatever-Else-entirely-11")
 
     assert repeated.returncode == 0, repeated.stderr
     assert repeated.stdout.strip() == user_id and "already existed" in repeated.stderr
-    assert (await users().get_user.remote(user_id))["perm_version"] == 2  # nothing changed the second time
+    assert (await users().get_user(user_id)).perm_version == 2  # nothing changed the second time
 
 
 async def test_create_admin_promotes_an_existing_account(system: System, ray_driver: None) -> None:

@@ -20,6 +20,12 @@ async def insert_two(conn: Any, table: str, first: str, second: str) -> int:
     return int(await conn.fetchval(f"SELECT count(*) FROM data.{table}"))
 
 
+async def insert_labelled(conn: Any, table: str, *, value: str, label: str = "") -> str:
+    """Insert ``label + value``, taken by keyword only; the value as stored."""
+    stored = await conn.fetchval(f"INSERT INTO data.{table} (value) VALUES ($1) RETURNING value", label + value)
+    return str(stored)
+
+
 async def create_item_then_fail(conn: Any, owner_id: str) -> None:
     """Store an item (and so its outbox row), then fail: both must roll back."""
     from strata.serve_apps.data._items import create_item

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
+from strata.schemas import RolePermissions
 from strata.serve_apps.gateway import api
 from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTE_TABLE, ROUTES, PermissionCache
 
@@ -85,9 +86,9 @@ async def test_the_permission_cache_unions_roles_and_refreshes_after_its_ttl() -
     fetches = []
     mapping = {"member": ["profile:read", "data:write"], "viewer": ["profile:read"]}
 
-    async def source() -> dict[str, list[str]]:
+    async def source() -> RolePermissions:
         fetches.append(now[0])
-        return mapping
+        return RolePermissions(roles=mapping)
 
     cache = PermissionCache(source, clock=lambda: now[0])
     assert await cache.permissions(("viewer", "member")) == {"profile:read", "data:write"}
