@@ -6,6 +6,12 @@ database step is one short unit of work (the module-level functions below,
 importable for the pool-actor backend), and every state change records its
 event in the same transaction.
 
+Every time the service decides with (throttle waits and locks, session expiry)
+or writes (used, revoked, changed) is read from the Authenticator's ``clock``
+and handed to the units of work as ``now``, the parameter after the connection;
+no unit of work asks PostgreSQL for ``now()``. So the replica's clock is the one
+that counts, and tests drive the service with a clock they move by hand.
+
 Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
 
     register         Unprocessable (invalid email, password policy; ``code`` names the rule), Conflict (email taken)
@@ -97,6 +103,7 @@ async def create_account(
 
 async def admit_login(
     conn: asyncpg.Connection,
+    now: datetime,
     policy: ThrottlePolicy,
     email: str,
     client: str | None,
@@ -108,7 +115,7 @@ async def admit_login(
     ``login_failed`` (reason ``locked``). ``account`` is ``None`` for an
     unknown email.
     """
-    wait = await _throttle.charge_attempt(conn, policy, subjects_for(email, client))
+    wait = await _throttle.charge_attempt(conn, now, policy, subjects_for(email, client))
     row = await conn.fetchrow(
         "SELECT user_id::text AS user_id, password_hash, disabled FROM auth.accounts WHERE email = $1", email
     )
@@ -142,6 +149,7 @@ async def _record_login_failed(
 
 async def complete_login(
     conn: asyncpg.Connection,
+    now: datetime,
     policy: ThrottlePolicy,
     subjects: list[tuple[Scope, str]],
     user_id: str,
@@ -169,7 +177,7 @@ async def complete_login(
             old_hash,
             new_hash,
         )
-    family_id, expires_at = await _refresh.start_family(conn, user_id, refresh_hash, refresh_ttl_s)
+    family_id, expires_at = await _refresh.start_family(conn, now, user_id, refresh_hash, refresh_ttl_s)
     await record_account_event(
         conn,
         ACCOUNT_LOGGED_IN,
@@ -199,6 +207,7 @@ async def read_account_by_email(conn: asyncpg.Connection, email: str) -> dict[st
 
 async def replace_password(
     conn: asyncpg.Connection,
+    now: datetime,
     policy: ThrottlePolicy,
     user_id: str,
     email: str,
@@ -212,11 +221,12 @@ async def replace_password(
     Records ``password_changed`` and ``sessions_revoked`` (reason ``password_changed``).
     """
     status = await conn.execute(
-        "UPDATE auth.accounts SET password_hash = $3, password_changed_at = now()"
+        "UPDATE auth.accounts SET password_hash = $3, password_changed_at = $4"
         " WHERE user_id = $1 AND password_hash IS NOT DISTINCT FROM $2",
         user_id,
         old_hash,
         new_hash,
+        now,
     )
     if status.split()[-1] == "0":
         return None
@@ -229,21 +239,25 @@ async def replace_password(
         request_id=request_id,
         actor=user_id,
     )
-    return await _refresh.revoke_all(conn, user_id, "password_changed", request_id)
+    return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id)
 
 
-async def logout_everywhere(conn: asyncpg.Connection, user_id: str, request_id: str | None = None) -> int | None:
-    """Revoke every session of ``user_id``; ``None`` when there is no such account."""
+async def logout_everywhere(
+    conn: asyncpg.Connection, now: datetime, user_id: str, request_id: str | None = None
+) -> int | None:
+    """Revoke every session of ``user_id`` at ``now``; ``None`` when there is no such account."""
     if await conn.fetchval("SELECT 1 FROM auth.accounts WHERE user_id = $1", user_id) is None:
         return None
-    return await _refresh.revoke_all(conn, user_id, "logout_all", request_id)
+    return await _refresh.revoke_all(conn, now, user_id, "logout_all", request_id)
 
 
-async def housekeeping(conn: asyncpg.Connection, policy: ThrottlePolicy, refresh_grace_s: float) -> dict[str, int]:
-    """Delete login counts that no longer count and refresh tokens expired more than ``refresh_grace_s`` ago."""
+async def housekeeping(
+    conn: asyncpg.Connection, now: datetime, policy: ThrottlePolicy, refresh_grace_s: float
+) -> dict[str, int]:
+    """Delete login counts that no longer count at ``now`` and refresh tokens expired ``refresh_grace_s`` before."""
     return {
-        "login_failures": await _throttle.prune_failures(conn, policy),
-        "refresh_tokens": await _refresh.prune_expired(conn, refresh_grace_s),
+        "login_failures": await _throttle.prune_failures(conn, now, policy),
+        "refresh_tokens": await _refresh.prune_expired(conn, now, refresh_grace_s),
     }
 
 
@@ -273,6 +287,7 @@ class Authenticator:
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` answers Unix seconds (``time.time`` unless a test moves time by hand); it times everything."""
         if settings.secret_key is None or not settings.secret_key.get_secret_value():
             raise ValueError("STRATA_SECRET_KEY is not set: the auth service encrypts its signing keys with it")
         self._db = db
@@ -313,7 +328,9 @@ class Authenticator:
         """
         normalized = normalize_email(email)
         subjects = subjects_for(normalized, client)
-        wait, account = await self._db.run_in_transaction(admit_login, self._policy, normalized, client, request_id)
+        wait, account = await self._db.run_in_transaction(
+            admit_login, self._now(), self._policy, normalized, client, request_id
+        )
         if wait > 0:
             raise TooManyRequests(TOO_MANY_FAILURES, retry_after=retry_after_header(wait))
         stored_hash = None if account is None else account["password_hash"]
@@ -326,6 +343,7 @@ class Authenticator:
         if ok and account is not None and not account["disabled"]:
             session = await self._db.run_in_transaction(
                 complete_login,
+                self._now(),
                 self._policy,
                 subjects,
                 account["user_id"],
@@ -353,7 +371,11 @@ class Authenticator:
         """
         new_token = new_refresh_token()
         result = await self._db.run_in_transaction(
-            _refresh.rotate_refresh_token, hash_refresh_token(refresh_token), hash_refresh_token(new_token), request_id
+            _refresh.rotate_refresh_token,
+            self._now(),
+            hash_refresh_token(refresh_token),
+            hash_refresh_token(new_token),
+            request_id,
         )
         if isinstance(result, Refused):
             if result.reason == "reused":
@@ -366,7 +388,7 @@ class Authenticator:
     async def logout(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
         """End the session of ``refresh_token``: ``{"revoked_sessions": 0 | 1}`` (0: unknown or ended already)."""
         revoked = await self._db.run_in_transaction(
-            _refresh.revoke_family, hash_refresh_token(refresh_token), request_id
+            _refresh.revoke_family, self._now(), hash_refresh_token(refresh_token), request_id
         )
         return {"revoked_sessions": revoked}
 
@@ -374,7 +396,9 @@ class Authenticator:
         """End every session of ``user_id``: ``{"revoked_sessions": n}``. Records ``sessions_revoked``."""
         canonical = _user_id(user_id)
         revoked = (
-            None if canonical is None else await self._db.run_in_transaction(logout_everywhere, canonical, request_id)
+            None
+            if canonical is None
+            else await self._db.run_in_transaction(logout_everywhere, self._now(), canonical, request_id)
         )
         if revoked is None:
             raise ResourceNotFound("no such account")
@@ -401,7 +425,7 @@ class Authenticator:
             raise Unprocessable("the new password must differ from the current one", code="password-unchanged")
         check_password_policy(new_password, account["email"])
         subjects = subjects_for(account["email"], None)
-        wait = await self._db.run_in_transaction(_throttle.charge_attempt, self._policy, subjects)
+        wait = await self._db.run_in_transaction(_throttle.charge_attempt, self._now(), self._policy, subjects)
         if wait > 0:
             raise TooManyRequests(TOO_MANY_FAILURES, retry_after=retry_after_header(wait))
         if len(current_password) > MAX_PASSWORD_LENGTH:
@@ -413,6 +437,7 @@ class Authenticator:
         new_hash = await self._hasher.hash_async(new_password)
         revoked = await self._db.run_in_transaction(
             replace_password,
+            self._now(),
             self._policy,
             account["user_id"],
             account["email"],
@@ -445,9 +470,15 @@ class Authenticator:
 
     async def housekeeping(self) -> dict[str, int]:
         """Prune stale login counts and long-expired refresh tokens."""
-        return await self._db.run_in_transaction(housekeeping, self._policy, float(self._settings.refresh_token_ttl_s))
+        return await self._db.run_in_transaction(
+            housekeeping, self._now(), self._policy, float(self._settings.refresh_token_ttl_s)
+        )
 
     # helpers ------------------------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        """The clock's time for one unit of work: read afresh, so a step after a slow hash is timed when it runs."""
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     @property
     def _secret(self) -> str:
