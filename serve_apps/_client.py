@@ -40,15 +40,17 @@ class ServiceClient:
             async def get_profile(self, user_id: str) -> Profile:
                 return await self._call(Profile, "get_profile", user_id)
 
-    The handle is looked up once, when the client is made; make one client per process (a gateway
-    replica keeps one per service) and share it.
+    The handle is looked up once, at the first call: making a client touches no Ray, so a gateway replica
+    may make its clients before the services' applications are deployed (Serve deploys them all at once,
+    and looking up a deployment not there yet fails). Make one client per process (a gateway replica keeps
+    one per service) and share it.
     """
 
     app: ClassVar[str]
     __slots__ = ("_handle",)
 
     def __init__(self, handle: DeploymentHandle[Any] | None = None) -> None:
-        self._handle: DeploymentHandle[Any] = handle if handle is not None else service_handle(self.app)
+        self._handle: DeploymentHandle[Any] | None = handle
 
     async def _call(self, answer: type[T], method: str, /, *args: Any, **kwargs: Any) -> T:
         """``method(*args, **kwargs)`` on a replica; its answer, checked to be an ``answer``."""
@@ -66,6 +68,8 @@ class ServiceClient:
             raise ServiceContractError(f"{self.app}.{method} answered {type(result).__name__}, expected nothing")
 
     async def _remote(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        if self._handle is None:
+            self._handle = service_handle(self.app)
         async with refused_as_unavailable(self.app):
             try:
                 return await getattr(self._handle, method).remote(*args, **kwargs)
