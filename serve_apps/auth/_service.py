@@ -41,8 +41,14 @@ from strata.schemas import (
     Forbidden,
     InvalidCredentials,
     InvalidToken,
+    Jwks,
+    KeyRotation,
+    PasswordChanged,
+    Registered,
     ResourceNotFound,
+    RevokedSessions,
     Settings,
+    TokenPair,
     TooManyRequests,
     Unprocessable,
 )
@@ -275,7 +281,8 @@ def _user_id(value: str) -> str | None:
 class Authenticator:
     """The auth service's use cases over its database; what :class:`AuthService` replicas delegate to.
 
-    Answers are plain dicts (they cross Ray calls); client errors are
+    Answers are models of :mod:`strata.schemas` (they cross Ray calls, and are what
+    :class:`~strata.serve_apps.auth.AuthClient` declares); client errors are
     :class:`~strata.schemas.DomainError` subclasses (see the module docstring).
     """
 
@@ -303,21 +310,22 @@ class Authenticator:
 
     # register ---------------------------------------------------------------------------------------------
 
-    async def register(self, email: str, password: str, request_id: str | None = None) -> dict[str, Any]:
-        """A new account: ``{"user_id", "email"}``. Records ``registered``."""
+    async def register(self, email: str, password: str, request_id: str | None = None) -> Registered:
+        """A new account (its email normalized). Records ``registered``."""
         normalized = check_email(email)
         check_password_policy(password, normalized)
         password_hash = await self._hasher.hash_async(password)
         try:
-            return await self._db.run_in_transaction(create_account, normalized, password_hash, request_id)
+            account = await self._db.run_in_transaction(create_account, normalized, password_hash, request_id)
         except UniqueViolation:
             raise Conflict("an account with this email already exists", code="email-taken") from None
+        return Registered.model_validate(account)
 
     # login ------------------------------------------------------------------------------------------------
 
     async def login(
         self, email: str, password: str, client: str | None = None, request_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> TokenPair:
         """A token pair for a correct email and password.
 
         A wrong password, an unknown email and a disabled account all answer
@@ -363,7 +371,7 @@ class Authenticator:
 
     # refresh, logout --------------------------------------------------------------------------------------
 
-    async def refresh(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str, request_id: str | None = None) -> TokenPair:
         """A new token pair for the family's newest refresh token; roles and ``pv`` are read afresh.
 
         Presenting a token already rotated revokes its whole family (committed)
@@ -385,15 +393,15 @@ class Authenticator:
             raise InvalidToken(INVALID_REFRESH_TOKEN, error="invalid_token")
         return await self._token_pair(result, new_token)
 
-    async def logout(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
-        """End the session of ``refresh_token``: ``{"revoked_sessions": 0 | 1}`` (0: unknown or ended already)."""
+    async def logout(self, refresh_token: str, request_id: str | None = None) -> RevokedSessions:
+        """End the session of ``refresh_token``: 1 revoked, or 0 (an unknown token, or a session ended already)."""
         revoked = await self._db.run_in_transaction(
             _refresh.revoke_family, self._now(), hash_refresh_token(refresh_token), request_id
         )
-        return {"revoked_sessions": revoked}
+        return RevokedSessions(revoked_sessions=revoked)
 
-    async def logout_all(self, user_id: str, request_id: str | None = None) -> dict[str, Any]:
-        """End every session of ``user_id``: ``{"revoked_sessions": n}``. Records ``sessions_revoked``."""
+    async def logout_all(self, user_id: str, request_id: str | None = None) -> RevokedSessions:
+        """End every session of ``user_id``; how many were live. Records ``sessions_revoked``."""
         canonical = _user_id(user_id)
         revoked = (
             None
@@ -402,16 +410,16 @@ class Authenticator:
         )
         if revoked is None:
             raise ResourceNotFound("no such account")
-        return {"revoked_sessions": revoked}
+        return RevokedSessions(revoked_sessions=revoked)
 
     # change password --------------------------------------------------------------------------------------
 
     async def change_password(
         self, user_id: str, current_password: str, new_password: str, request_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> PasswordChanged:
         """Replace the password after checking the current one; every session is revoked.
 
-        Answers ``{"user_id", "revoked_sessions"}``; the client logs in again.
+        Answers how many sessions were live; the client logs in again.
         Wrong current passwords count as failures of the account, like logins.
         """
         canonical = _user_id(user_id)
@@ -447,16 +455,16 @@ class Authenticator:
         )
         if revoked is None:
             raise InvalidCredentials("the current password is wrong")  # changed meanwhile by another request
-        return {"user_id": account["user_id"], "revoked_sessions": revoked}
+        return PasswordChanged(user_id=account["user_id"], revoked_sessions=revoked)
 
     # keys ---------------------------------------------------------------------------------------------------
 
-    async def jwks(self) -> dict[str, Any]:
+    async def jwks(self) -> Jwks:
         """The JWKS document: ``{"keys": [active, previous]}``, public members only."""
-        return await self._db.run_in_transaction(_keys.jwks)
+        return Jwks.model_validate(await self._db.run_in_transaction(_keys.jwks))
 
-    async def rotate_keys(self) -> dict[str, Any]:
-        """Make a new active signing key: ``{"kid": new, "previous_kid": old or None}``.
+    async def rotate_keys(self) -> KeyRotation:
+        """Make a new active signing key; the one it replaced stays in the JWKS.
 
         This replica signs with it at once; the others within
         :data:`~strata.serve_apps.auth._keys.KEY_CACHE_TTL_S` seconds.
@@ -466,7 +474,7 @@ class Authenticator:
         kid = await self._db.run_in_transaction(_keys.install_key, candidate)
         self._keys.invalidate()
         logger.info("signing key rotated: %s is active", kid)
-        return {"kid": kid, "previous_kid": None if previous is None else previous["kid"]}
+        return KeyRotation(kid=kid, previous_kid=None if previous is None else previous["kid"])
 
     async def housekeeping(self) -> dict[str, int]:
         """Prune stale login counts and long-expired refresh tokens."""
@@ -485,7 +493,7 @@ class Authenticator:
         assert self._settings.secret_key is not None  # checked in __init__
         return self._settings.secret_key.get_secret_value()
 
-    async def _token_pair(self, session: Session, refresh_token: str) -> dict[str, Any]:
+    async def _token_pair(self, session: Session, refresh_token: str) -> TokenPair:
         key = await self._keys.get()
         now = self._clock()
         access_token = issue_access_token(
@@ -500,10 +508,10 @@ class Authenticator:
             now=now,
         )
         remaining = (session.expires_at - datetime.fromtimestamp(now, UTC)).total_seconds()
-        return {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": self._settings.access_token_ttl_s,
-            "refresh_token": refresh_token,
-            "refresh_expires_in": max(0, int(remaining)),
-        }
+        return TokenPair(
+            access_token=access_token,
+            token_type="Bearer",
+            expires_in=self._settings.access_token_ttl_s,
+            refresh_token=refresh_token,
+            refresh_expires_in=max(0, int(remaining)),
+        )

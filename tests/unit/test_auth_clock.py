@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from strata.actors.postgres import Database
-from strata.schemas import InvalidCredentials, InvalidToken, TooManyRequests
+from strata.schemas import InvalidCredentials, InvalidToken, PasswordChanged, RevokedSessions, TooManyRequests
 from strata.schemas.events import decode
 from strata.serve_apps.auth import Authenticator, PasswordHasher
 from tests.unit.conftest import UnitPostgres
@@ -140,7 +140,7 @@ async def test_free_failures_then_a_backoff_timed_by_the_clock_then_admitted_onc
     clock.advance(0.5)
 
     pair = await auth.login(email, PASSWORD, client)
-    assert pair["token_type"] == "Bearer"
+    assert pair.token_type == "Bearer"
 
 
 async def test_the_account_locks_after_lock_after_failures_and_unlocks_after_lock_s(
@@ -225,7 +225,7 @@ async def test_a_wrong_current_password_is_throttled_like_a_login(
     clock.advance(1)
     changed = await auth.change_password(user_id, PASSWORD, NEW_PASSWORD)
 
-    assert changed == {"user_id": user_id, "revoked_sessions": 0}
+    assert changed == PasswordChanged(user_id=user_id, revoked_sessions=0)
     stamped = await auth_database.fetchval("SELECT password_changed_at FROM auth.accounts WHERE email = $1", email)
     assert stamped == clock.as_datetime
     assert await failures(auth_database, "account", email) is None
@@ -237,16 +237,16 @@ async def test_a_wrong_current_password_is_throttled_like_a_login(
 async def test_refresh_gives_a_new_pair_and_the_old_token_is_refused(auth: Authenticator, clock: FakeClock) -> None:
     email = await registered(auth)
     first = await auth.login(email, PASSWORD, new_client())
-    assert first["refresh_expires_in"] == REFRESH_TTL_S
+    assert first.refresh_expires_in == REFRESH_TTL_S
 
     clock.advance(10)
-    second = await auth.refresh(first["refresh_token"])
+    second = await auth.refresh(first.refresh_token)
 
-    assert second["refresh_token"] != first["refresh_token"]
-    assert second["access_token"] != first["access_token"]
-    assert second["refresh_expires_in"] == REFRESH_TTL_S - 10  # the family's expiry, counted on the clock
+    assert second.refresh_token != first.refresh_token
+    assert second.access_token != first.access_token
+    assert second.refresh_expires_in == REFRESH_TTL_S - 10  # the family's expiry, counted on the clock
     with pytest.raises(InvalidToken):
-        await auth.refresh(first["refresh_token"])
+        await auth.refresh(first.refresh_token)
 
 
 async def test_reusing_a_rotated_token_revokes_the_whole_family_and_records_it(
@@ -255,15 +255,15 @@ async def test_reusing_a_rotated_token_revokes_the_whole_family_and_records_it(
     email = await registered(auth)
     first = await auth.login(email, PASSWORD, new_client())
     clock.advance(5)
-    second = await auth.refresh(first["refresh_token"])
+    second = await auth.refresh(first.refresh_token)
     clock.advance(5)
-    newest = await auth.refresh(second["refresh_token"])
+    newest = await auth.refresh(second.refresh_token)
 
     clock.advance(5)
     with pytest.raises(InvalidToken):
-        await auth.refresh(second["refresh_token"])  # rotated already: someone else holds it
+        await auth.refresh(second.refresh_token)  # rotated already: someone else holds it
     with pytest.raises(InvalidToken):
-        await auth.refresh(newest["refresh_token"])  # the family's newest dies with it
+        await auth.refresh(newest.refresh_token)  # the family's newest dies with it
 
     family = await auth_database.fetch("SELECT used_at, revoked_at FROM auth.refresh_tokens ORDER BY created_at")
     assert [row["revoked_at"] for row in family] == [clock.as_datetime] * 3
@@ -283,13 +283,13 @@ async def test_a_family_past_its_absolute_ttl_is_refused(
     email = await registered(auth)
     pair = await auth.login(email, PASSWORD, new_client())
     clock.advance(REFRESH_TTL_S - 600)
-    pair = await auth.refresh(pair["refresh_token"])  # refreshing does not extend the family
-    assert pair["refresh_expires_in"] == 600
+    pair = await auth.refresh(pair.refresh_token)  # refreshing does not extend the family
+    assert pair.refresh_expires_in == 600
 
     clock.advance(600)
 
     with pytest.raises(InvalidToken):
-        await auth.refresh(pair["refresh_token"])
+        await auth.refresh(pair.refresh_token)
     events = await outbox_events(auth_database)
     assert not [e for e in events if e.type.endswith(".sessions_revoked.v1")], "expiry is not a reuse"
 
@@ -316,9 +316,11 @@ async def test_logout_and_logout_all_stamp_revocations_with_the_clock(
     user_id = await user_id_of(auth_database, email)
 
     clock.advance(60)
-    assert await auth.logout(one["refresh_token"]) == {"revoked_sessions": 1}
+    assert await auth.logout(one.refresh_token) == RevokedSessions(revoked_sessions=1)
     clock.advance(60)
-    assert await auth.logout_all(user_id) == {"revoked_sessions": 1}  # the other one; the first ended already
+    assert await auth.logout_all(user_id) == RevokedSessions(
+        revoked_sessions=1
+    )  # the other one; the first ended already
 
     stamps = await auth_database.fetch("SELECT revoked_at FROM auth.refresh_tokens ORDER BY revoked_at")
     assert [row["revoked_at"] for row in stamps] == [
