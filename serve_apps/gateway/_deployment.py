@@ -23,6 +23,7 @@ from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps._replica import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
+from strata.serve_apps.gateway._auth_routes import replica_auth_client
 from strata.serve_apps.gateway._auth_routes import router as auth_router
 from strata.serve_apps.gateway._hygiene import EdgePolicy, RequestHygiene
 from strata.serve_apps.gateway._metrics import RequestMetrics
@@ -88,7 +89,7 @@ async def validation_problem(request: Request, exc: RequestValidationError) -> J
 
 
 async def _fetch_jwks() -> dict[str, Any]:
-    return dict(await service("auth").jwks.remote())
+    return (await replica_auth_client(api.state).jwks()).model_dump()
 
 
 async def _fetch_role_permissions() -> dict[str, list[str]]:
