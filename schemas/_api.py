@@ -70,6 +70,26 @@ class Jwks(BaseModel):
     keys: list[dict[str, Any]] = Field(description="Public keys that verify strata's access tokens (active, previous).")
 
 
+class RevokedSessions(BaseModel):
+    """What a logout ended (an answer of the auth service; the HTTP routes answer 204)."""
+
+    revoked_sessions: int = Field(ge=0, description="Sessions that were live and are now revoked.")
+
+
+class PasswordChanged(BaseModel):
+    """A password change (an answer of the auth service): every session of the account ended."""
+
+    user_id: str
+    revoked_sessions: int = Field(ge=0, description="Sessions that were live and are now revoked.")
+
+
+class KeyRotation(BaseModel):
+    """A signing-key rotation (an answer of the auth service)."""
+
+    kid: str = Field(description="The new active key, which signs from now on.")
+    previous_kid: str | None = Field(description="The key it replaced (still in the JWKS); null if none was active.")
+
+
 class ProfileUpdate(_Body):
     display_name: Annotated[
         str | None,

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -153,39 +153,3 @@ async def refused_as_unavailable(service: str) -> AsyncIterator[None]:
         raise ServiceUnavailable(
             f"the {service} service is unavailable; retry later", retry_after=DEFAULT_RETRY_AFTER_S
         ) from exc
-
-
-class RefusalMappedHandle:
-    """A deployment handle whose calls raise ``ServiceUnavailable`` when Serve refuses them.
-
-    Used like the handle it wraps: ``await handle.method.remote(...)``.
-    """
-
-    __slots__ = ("_handle", "_service")
-
-    def __init__(self, handle: Any, service: str) -> None:
-        self._handle = handle
-        self._service = service
-
-    def options(self, **options: Any) -> RefusalMappedHandle:
-        return RefusalMappedHandle(self._handle.options(**options), self._service)
-
-    def __getattr__(self, method: str) -> _RefusalMappedMethod:
-        if method.startswith("_"):
-            raise AttributeError(method)
-        return _RefusalMappedMethod(getattr(self._handle, method), self._service)
-
-
-class _RefusalMappedMethod:
-    __slots__ = ("_method", "_service")
-
-    def __init__(self, method: Any, service: str) -> None:
-        self._method = method
-        self._service = service
-
-    def remote(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        return self._result(self._method.remote(*args, **kwargs))
-
-    async def _result(self, response: Awaitable[Any]) -> Any:
-        async with refused_as_unavailable(self._service):
-            return await response

@@ -1,9 +1,11 @@
 """The auth service: credentials, sessions (refresh-token families), signing keys and their JWKS.
 
 Its deployment, domain logic and its own schema's migrations (``migrations/``)
-live here; the gateway verifies the access tokens it signs.
+live here; the gateway verifies the access tokens it signs, and calls it through
+:class:`AuthClient`.
 """
 
+from strata.serve_apps.auth._client import AuthClient
 from strata.serve_apps.auth._deployment import AuthService, app
 from strata.serve_apps.auth._keys import (
     KEY_CACHE_TTL_S,
@@ -24,6 +26,7 @@ from strata.serve_apps.auth._tokens import issue_access_token
 __all__ = [
     "KEY_CACHE_TTL_S",
     "ActiveKeyCache",
+    "AuthClient",
     "AuthService",
     "Authenticator",
     "EncryptedKey",

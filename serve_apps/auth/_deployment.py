@@ -1,8 +1,10 @@
 """The auth service as a Serve deployment (an application without an HTTP route, reached by handle).
 
-Thin: each method hands over to :class:`~strata.serve_apps.auth._service.Authenticator`.
-Answers are plain dicts; client errors are :class:`~strata.schemas.DomainError`
-subclasses, which the gateway answers as problem+json.
+Thin: each method hands over to :class:`~strata.serve_apps.auth._service.Authenticator`,
+whose docstrings state the contracts. Answers are models of :mod:`strata.schemas`
+and client errors :class:`~strata.schemas.DomainError` subclasses; callers reach
+these methods through :class:`~strata.serve_apps.auth.AuthClient`, which declares
+the same types.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from ray import serve
 
 from strata.actors.postgres import DatabaseError
+from strata.schemas import Jwks, KeyRotation, PasswordChanged, Registered, RevokedSessions, TokenPair
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.auth._service import Authenticator
@@ -45,40 +47,32 @@ class AuthService(ServiceReplica):
         except DatabaseError as exc:  # PostgreSQL down: the first token made will create or read the key
             logger.warning("could not check the signing key at start: %s", type(exc).__name__)
 
-    async def register(self, email: str, password: str, request_id: str | None = None) -> dict[str, Any]:
-        """``{"user_id", "email"}``."""
+    async def register(self, email: str, password: str, request_id: str | None = None) -> Registered:
         return await self._auth.register(email, password, request_id)
 
     async def login(
         self, email: str, password: str, client: str | None = None, request_id: str | None = None
-    ) -> dict[str, Any]:
-        """``{"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}``."""
+    ) -> TokenPair:
         return await self._auth.login(email, password, client, request_id)
 
-    async def refresh(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
-        """A new token pair, same shape as :meth:`login`."""
+    async def refresh(self, refresh_token: str, request_id: str | None = None) -> TokenPair:
         return await self._auth.refresh(refresh_token, request_id)
 
-    async def logout(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
-        """``{"revoked_sessions": 0 | 1}``."""
+    async def logout(self, refresh_token: str, request_id: str | None = None) -> RevokedSessions:
         return await self._auth.logout(refresh_token, request_id)
 
-    async def logout_all(self, user_id: str, request_id: str | None = None) -> dict[str, Any]:
-        """``{"revoked_sessions": n}``."""
+    async def logout_all(self, user_id: str, request_id: str | None = None) -> RevokedSessions:
         return await self._auth.logout_all(user_id, request_id)
 
     async def change_password(
         self, user_id: str, current_password: str, new_password: str, request_id: str | None = None
-    ) -> dict[str, Any]:
-        """``{"user_id", "revoked_sessions"}``."""
+    ) -> PasswordChanged:
         return await self._auth.change_password(user_id, current_password, new_password, request_id)
 
-    async def jwks(self) -> dict[str, Any]:
-        """``{"keys": [active JWK, previous JWK]}``."""
+    async def jwks(self) -> Jwks:
         return await self._auth.jwks()
 
-    async def rotate_keys(self) -> dict[str, Any]:
-        """``{"kid", "previous_kid"}``."""
+    async def rotate_keys(self) -> KeyRotation:
         return await self._auth.rotate_keys()
 
     async def check_health(self) -> None:

@@ -17,11 +17,14 @@ learns changes from events on ``strata.users.user.v1``, never from a call:
 
 Events about an account the auth service does not have change nothing. The
 runner applies each event once (the ``auth.inbox`` table, same transaction).
+Revocations are stamped with this process's clock, as the auth replicas stamp
+theirs (the handler's signature has no room for an injected one).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -47,11 +50,15 @@ async def apply_users_event(conn: asyncpg.Connection, event: CloudEvent[Any]) ->
             "UPDATE auth.accounts SET disabled = true WHERE user_id = $1 RETURNING true", user_id
         )
         if exists:
-            revoked = await revoke_all(conn, user_id, "disabled", event.requestid, actor=event.actor or "system")
+            revoked = await revoke_all(
+                conn, datetime.now(UTC), user_id, "disabled", event.requestid, actor=event.actor or "system"
+            )
             logger.info("account %s disabled; %d session(s) revoked", user_id, revoked)
     elif event.type == USER_DELETED.type:
         exists = await conn.fetchval("SELECT true FROM auth.accounts WHERE user_id = $1 FOR UPDATE", user_id)
         if exists:
-            revoked = await revoke_all(conn, user_id, "deleted", event.requestid, actor=event.actor or "system")
+            revoked = await revoke_all(
+                conn, datetime.now(UTC), user_id, "deleted", event.requestid, actor=event.actor or "system"
+            )
             await conn.execute("DELETE FROM auth.accounts WHERE user_id = $1", user_id)
             logger.info("account %s deleted; %d session(s) revoked", user_id, revoked)

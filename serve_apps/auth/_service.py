@@ -6,6 +6,12 @@ database step is one short unit of work (the module-level functions below,
 importable for the pool-actor backend), and every state change records its
 event in the same transaction.
 
+Every time the service decides with (throttle waits and locks, session expiry)
+or writes (used, revoked, changed) is read from the Authenticator's ``clock``
+and handed to the units of work as ``now``, the parameter after the connection;
+no unit of work asks PostgreSQL for ``now()``. So the replica's clock is the one
+that counts, and tests drive the service with a clock they move by hand.
+
 Errors a client caused are :class:`~strata.schemas.DomainError` subclasses::
 
     register         Unprocessable (invalid email, password policy; ``code`` names the rule), Conflict (email taken)
@@ -35,8 +41,14 @@ from strata.schemas import (
     Forbidden,
     InvalidCredentials,
     InvalidToken,
+    Jwks,
+    KeyRotation,
+    PasswordChanged,
+    Registered,
     ResourceNotFound,
+    RevokedSessions,
     Settings,
+    TokenPair,
     TooManyRequests,
     Unprocessable,
 )
@@ -97,6 +109,7 @@ async def create_account(
 
 async def admit_login(
     conn: asyncpg.Connection,
+    now: datetime,
     policy: ThrottlePolicy,
     email: str,
     client: str | None,
@@ -108,7 +121,7 @@ async def admit_login(
     ``login_failed`` (reason ``locked``). ``account`` is ``None`` for an
     unknown email.
     """
-    wait = await _throttle.charge_attempt(conn, policy, subjects_for(email, client))
+    wait = await _throttle.charge_attempt(conn, now, policy, subjects_for(email, client))
     row = await conn.fetchrow(
         "SELECT user_id::text AS user_id, password_hash, disabled FROM auth.accounts WHERE email = $1", email
     )
@@ -142,6 +155,7 @@ async def _record_login_failed(
 
 async def complete_login(
     conn: asyncpg.Connection,
+    now: datetime,
     policy: ThrottlePolicy,
     subjects: list[tuple[Scope, str]],
     user_id: str,
@@ -169,7 +183,7 @@ async def complete_login(
             old_hash,
             new_hash,
         )
-    family_id, expires_at = await _refresh.start_family(conn, user_id, refresh_hash, refresh_ttl_s)
+    family_id, expires_at = await _refresh.start_family(conn, now, user_id, refresh_hash, refresh_ttl_s)
     await record_account_event(
         conn,
         ACCOUNT_LOGGED_IN,
@@ -199,6 +213,7 @@ async def read_account_by_email(conn: asyncpg.Connection, email: str) -> dict[st
 
 async def replace_password(
     conn: asyncpg.Connection,
+    now: datetime,
     policy: ThrottlePolicy,
     user_id: str,
     email: str,
@@ -212,11 +227,12 @@ async def replace_password(
     Records ``password_changed`` and ``sessions_revoked`` (reason ``password_changed``).
     """
     status = await conn.execute(
-        "UPDATE auth.accounts SET password_hash = $3, password_changed_at = now()"
+        "UPDATE auth.accounts SET password_hash = $3, password_changed_at = $4"
         " WHERE user_id = $1 AND password_hash IS NOT DISTINCT FROM $2",
         user_id,
         old_hash,
         new_hash,
+        now,
     )
     if status.split()[-1] == "0":
         return None
@@ -229,21 +245,25 @@ async def replace_password(
         request_id=request_id,
         actor=user_id,
     )
-    return await _refresh.revoke_all(conn, user_id, "password_changed", request_id)
+    return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id)
 
 
-async def logout_everywhere(conn: asyncpg.Connection, user_id: str, request_id: str | None = None) -> int | None:
-    """Revoke every session of ``user_id``; ``None`` when there is no such account."""
+async def logout_everywhere(
+    conn: asyncpg.Connection, now: datetime, user_id: str, request_id: str | None = None
+) -> int | None:
+    """Revoke every session of ``user_id`` at ``now``; ``None`` when there is no such account."""
     if await conn.fetchval("SELECT 1 FROM auth.accounts WHERE user_id = $1", user_id) is None:
         return None
-    return await _refresh.revoke_all(conn, user_id, "logout_all", request_id)
+    return await _refresh.revoke_all(conn, now, user_id, "logout_all", request_id)
 
 
-async def housekeeping(conn: asyncpg.Connection, policy: ThrottlePolicy, refresh_grace_s: float) -> dict[str, int]:
-    """Delete login counts that no longer count and refresh tokens expired more than ``refresh_grace_s`` ago."""
+async def housekeeping(
+    conn: asyncpg.Connection, now: datetime, policy: ThrottlePolicy, refresh_grace_s: float
+) -> dict[str, int]:
+    """Delete login counts that no longer count at ``now`` and refresh tokens expired ``refresh_grace_s`` before."""
     return {
-        "login_failures": await _throttle.prune_failures(conn, policy),
-        "refresh_tokens": await _refresh.prune_expired(conn, refresh_grace_s),
+        "login_failures": await _throttle.prune_failures(conn, now, policy),
+        "refresh_tokens": await _refresh.prune_expired(conn, now, refresh_grace_s),
     }
 
 
@@ -261,7 +281,8 @@ def _user_id(value: str) -> str | None:
 class Authenticator:
     """The auth service's use cases over its database; what :class:`AuthService` replicas delegate to.
 
-    Answers are plain dicts (they cross Ray calls); client errors are
+    Answers are models of :mod:`strata.schemas` (they cross Ray calls, and are what
+    :class:`~strata.serve_apps.auth.AuthClient` declares); client errors are
     :class:`~strata.schemas.DomainError` subclasses (see the module docstring).
     """
 
@@ -273,6 +294,7 @@ class Authenticator:
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` answers Unix seconds (``time.time`` unless a test moves time by hand); it times everything."""
         if settings.secret_key is None or not settings.secret_key.get_secret_value():
             raise ValueError("STRATA_SECRET_KEY is not set: the auth service encrypts its signing keys with it")
         self._db = db
@@ -288,21 +310,22 @@ class Authenticator:
 
     # register ---------------------------------------------------------------------------------------------
 
-    async def register(self, email: str, password: str, request_id: str | None = None) -> dict[str, Any]:
-        """A new account: ``{"user_id", "email"}``. Records ``registered``."""
+    async def register(self, email: str, password: str, request_id: str | None = None) -> Registered:
+        """A new account (its email normalized). Records ``registered``."""
         normalized = check_email(email)
         check_password_policy(password, normalized)
         password_hash = await self._hasher.hash_async(password)
         try:
-            return await self._db.run_in_transaction(create_account, normalized, password_hash, request_id)
+            account = await self._db.run_in_transaction(create_account, normalized, password_hash, request_id)
         except UniqueViolation:
             raise Conflict("an account with this email already exists", code="email-taken") from None
+        return Registered.model_validate(account)
 
     # login ------------------------------------------------------------------------------------------------
 
     async def login(
         self, email: str, password: str, client: str | None = None, request_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> TokenPair:
         """A token pair for a correct email and password.
 
         A wrong password, an unknown email and a disabled account all answer
@@ -313,7 +336,9 @@ class Authenticator:
         """
         normalized = normalize_email(email)
         subjects = subjects_for(normalized, client)
-        wait, account = await self._db.run_in_transaction(admit_login, self._policy, normalized, client, request_id)
+        wait, account = await self._db.run_in_transaction(
+            admit_login, self._now(), self._policy, normalized, client, request_id
+        )
         if wait > 0:
             raise TooManyRequests(TOO_MANY_FAILURES, retry_after=retry_after_header(wait))
         stored_hash = None if account is None else account["password_hash"]
@@ -326,6 +351,7 @@ class Authenticator:
         if ok and account is not None and not account["disabled"]:
             session = await self._db.run_in_transaction(
                 complete_login,
+                self._now(),
                 self._policy,
                 subjects,
                 account["user_id"],
@@ -345,7 +371,7 @@ class Authenticator:
 
     # refresh, logout --------------------------------------------------------------------------------------
 
-    async def refresh(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str, request_id: str | None = None) -> TokenPair:
         """A new token pair for the family's newest refresh token; roles and ``pv`` are read afresh.
 
         Presenting a token already rotated revokes its whole family (committed)
@@ -353,7 +379,11 @@ class Authenticator:
         """
         new_token = new_refresh_token()
         result = await self._db.run_in_transaction(
-            _refresh.rotate_refresh_token, hash_refresh_token(refresh_token), hash_refresh_token(new_token), request_id
+            _refresh.rotate_refresh_token,
+            self._now(),
+            hash_refresh_token(refresh_token),
+            hash_refresh_token(new_token),
+            request_id,
         )
         if isinstance(result, Refused):
             if result.reason == "reused":
@@ -363,31 +393,33 @@ class Authenticator:
             raise InvalidToken(INVALID_REFRESH_TOKEN, error="invalid_token")
         return await self._token_pair(result, new_token)
 
-    async def logout(self, refresh_token: str, request_id: str | None = None) -> dict[str, Any]:
-        """End the session of ``refresh_token``: ``{"revoked_sessions": 0 | 1}`` (0: unknown or ended already)."""
+    async def logout(self, refresh_token: str, request_id: str | None = None) -> RevokedSessions:
+        """End the session of ``refresh_token``: 1 revoked, or 0 (an unknown token, or a session ended already)."""
         revoked = await self._db.run_in_transaction(
-            _refresh.revoke_family, hash_refresh_token(refresh_token), request_id
+            _refresh.revoke_family, self._now(), hash_refresh_token(refresh_token), request_id
         )
-        return {"revoked_sessions": revoked}
+        return RevokedSessions(revoked_sessions=revoked)
 
-    async def logout_all(self, user_id: str, request_id: str | None = None) -> dict[str, Any]:
-        """End every session of ``user_id``: ``{"revoked_sessions": n}``. Records ``sessions_revoked``."""
+    async def logout_all(self, user_id: str, request_id: str | None = None) -> RevokedSessions:
+        """End every session of ``user_id``; how many were live. Records ``sessions_revoked``."""
         canonical = _user_id(user_id)
         revoked = (
-            None if canonical is None else await self._db.run_in_transaction(logout_everywhere, canonical, request_id)
+            None
+            if canonical is None
+            else await self._db.run_in_transaction(logout_everywhere, self._now(), canonical, request_id)
         )
         if revoked is None:
             raise ResourceNotFound("no such account")
-        return {"revoked_sessions": revoked}
+        return RevokedSessions(revoked_sessions=revoked)
 
     # change password --------------------------------------------------------------------------------------
 
     async def change_password(
         self, user_id: str, current_password: str, new_password: str, request_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> PasswordChanged:
         """Replace the password after checking the current one; every session is revoked.
 
-        Answers ``{"user_id", "revoked_sessions"}``; the client logs in again.
+        Answers how many sessions were live; the client logs in again.
         Wrong current passwords count as failures of the account, like logins.
         """
         canonical = _user_id(user_id)
@@ -401,7 +433,7 @@ class Authenticator:
             raise Unprocessable("the new password must differ from the current one", code="password-unchanged")
         check_password_policy(new_password, account["email"])
         subjects = subjects_for(account["email"], None)
-        wait = await self._db.run_in_transaction(_throttle.charge_attempt, self._policy, subjects)
+        wait = await self._db.run_in_transaction(_throttle.charge_attempt, self._now(), self._policy, subjects)
         if wait > 0:
             raise TooManyRequests(TOO_MANY_FAILURES, retry_after=retry_after_header(wait))
         if len(current_password) > MAX_PASSWORD_LENGTH:
@@ -413,6 +445,7 @@ class Authenticator:
         new_hash = await self._hasher.hash_async(new_password)
         revoked = await self._db.run_in_transaction(
             replace_password,
+            self._now(),
             self._policy,
             account["user_id"],
             account["email"],
@@ -422,16 +455,16 @@ class Authenticator:
         )
         if revoked is None:
             raise InvalidCredentials("the current password is wrong")  # changed meanwhile by another request
-        return {"user_id": account["user_id"], "revoked_sessions": revoked}
+        return PasswordChanged(user_id=account["user_id"], revoked_sessions=revoked)
 
     # keys ---------------------------------------------------------------------------------------------------
 
-    async def jwks(self) -> dict[str, Any]:
+    async def jwks(self) -> Jwks:
         """The JWKS document: ``{"keys": [active, previous]}``, public members only."""
-        return await self._db.run_in_transaction(_keys.jwks)
+        return Jwks.model_validate(await self._db.run_in_transaction(_keys.jwks))
 
-    async def rotate_keys(self) -> dict[str, Any]:
-        """Make a new active signing key: ``{"kid": new, "previous_kid": old or None}``.
+    async def rotate_keys(self) -> KeyRotation:
+        """Make a new active signing key; the one it replaced stays in the JWKS.
 
         This replica signs with it at once; the others within
         :data:`~strata.serve_apps.auth._keys.KEY_CACHE_TTL_S` seconds.
@@ -441,20 +474,26 @@ class Authenticator:
         kid = await self._db.run_in_transaction(_keys.install_key, candidate)
         self._keys.invalidate()
         logger.info("signing key rotated: %s is active", kid)
-        return {"kid": kid, "previous_kid": None if previous is None else previous["kid"]}
+        return KeyRotation(kid=kid, previous_kid=None if previous is None else previous["kid"])
 
     async def housekeeping(self) -> dict[str, int]:
         """Prune stale login counts and long-expired refresh tokens."""
-        return await self._db.run_in_transaction(housekeeping, self._policy, float(self._settings.refresh_token_ttl_s))
+        return await self._db.run_in_transaction(
+            housekeeping, self._now(), self._policy, float(self._settings.refresh_token_ttl_s)
+        )
 
     # helpers ------------------------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        """The clock's time for one unit of work: read afresh, so a step after a slow hash is timed when it runs."""
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     @property
     def _secret(self) -> str:
         assert self._settings.secret_key is not None  # checked in __init__
         return self._settings.secret_key.get_secret_value()
 
-    async def _token_pair(self, session: Session, refresh_token: str) -> dict[str, Any]:
+    async def _token_pair(self, session: Session, refresh_token: str) -> TokenPair:
         key = await self._keys.get()
         now = self._clock()
         access_token = issue_access_token(
@@ -469,10 +508,10 @@ class Authenticator:
             now=now,
         )
         remaining = (session.expires_at - datetime.fromtimestamp(now, UTC)).total_seconds()
-        return {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": self._settings.access_token_ttl_s,
-            "refresh_token": refresh_token,
-            "refresh_expires_in": max(0, int(remaining)),
-        }
+        return TokenPair(
+            access_token=access_token,
+            token_type="Bearer",
+            expires_in=self._settings.access_token_ttl_s,
+            refresh_token=refresh_token,
+            refresh_expires_in=max(0, int(remaining)),
+        )

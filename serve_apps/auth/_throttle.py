@@ -14,6 +14,10 @@ row lock, and refunded when it succeeds: so parallel attempts cannot all slip
 through before the first failure is written. An attempt that must wait is
 refused without checking the password at all (:class:`TooManyRequests` with
 ``retry_after``).
+
+Time is the caller's: every unit of work takes ``now`` (the auth replica's
+clock, see :class:`~strata.serve_apps.auth._service.Authenticator`) and never
+reads PostgreSQL's ``now()``, so one clock decides and a test can move it.
 """
 
 from __future__ import annotations
@@ -121,8 +125,10 @@ def subjects_for(email: str | None, client: str | None) -> list[tuple[Scope, str
 # --- units of work --------------------------------------------------------------------------------------------
 
 
-async def charge_attempt(conn: asyncpg.Connection, policy: ThrottlePolicy, subjects: list[tuple[Scope, str]]) -> float:
-    """Admit an attempt and charge it as a failure, or refuse it: return the seconds to wait (0: admitted).
+async def charge_attempt(
+    conn: asyncpg.Connection, now: datetime, policy: ThrottlePolicy, subjects: list[tuple[Scope, str]]
+) -> float:
+    """Admit an attempt at ``now`` and charge it as a failure, or refuse it: return the seconds to wait (0: admitted).
 
     Locks the rows of ``subjects`` (creating them), so concurrent attempts on
     one account or client are counted one after the other. A refused attempt
@@ -132,30 +138,29 @@ async def charge_attempt(conn: asyncpg.Connection, policy: ThrottlePolicy, subje
         return 0.0
     scopes = [scope for scope, _ in subjects]
     names = [subject for _, subject in subjects]
+    # A new row holds no failure yet; its times are only placeholders until the charge below sets them.
     await conn.execute(
-        "INSERT INTO auth.login_failures (scope, subject, failures)"
-        " SELECT s, n, 0 FROM unnest($1::text[], $2::text[]) AS u(s, n) ORDER BY s, n"
+        "INSERT INTO auth.login_failures (scope, subject, failures, first_failure_at, last_failure_at)"
+        " SELECT s, n, 0, $3::timestamptz, $3::timestamptz FROM unnest($1::text[], $2::text[]) AS u(s, n) ORDER BY s, n"
         " ON CONFLICT (scope, subject) DO NOTHING",
         scopes,
         names,
+        now,
     )
     rows = await conn.fetch(
-        "SELECT scope, subject, failures, first_failure_at, last_failure_at, locked_until, now() AS now"
+        "SELECT scope, subject, failures, first_failure_at, last_failure_at, locked_until"
         " FROM auth.login_failures WHERE (scope, subject) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
         " ORDER BY scope, subject FOR UPDATE",
         scopes,
         names,
     )
-    if not rows:  # pragma: no cover - inserted just above
-        return 0.0
-    now: datetime = rows[0]["now"]
     counts = {
         (row["scope"], row["subject"]): FailureCount(
             row["failures"], row["first_failure_at"], row["last_failure_at"], row["locked_until"]
         )
         for row in rows
     }
-    wait = max(wait_before_attempt(count, now, policy) for count in counts.values())
+    wait = max((wait_before_attempt(count, now, policy) for count in counts.values()), default=0.0)
     if wait > 0:
         return wait
     for (scope, subject), count in counts.items():
@@ -174,7 +179,10 @@ async def charge_attempt(conn: asyncpg.Connection, policy: ThrottlePolicy, subje
 
 
 async def settle_success(conn: asyncpg.Connection, policy: ThrottlePolicy, subjects: list[tuple[Scope, str]]) -> None:
-    """After a successful attempt: the account's count is cleared, the client's charge refunded."""
+    """After a successful attempt: the account's count is cleared, the client's charge refunded.
+
+    It takes no ``now``: nothing here depends on the time (the refunded charge keeps the time it was made at).
+    """
     for scope, subject in subjects:
         if scope == "account":
             await conn.execute("DELETE FROM auth.login_failures WHERE scope = 'account' AND subject = $1", subject)
@@ -192,11 +200,11 @@ async def settle_success(conn: asyncpg.Connection, policy: ThrottlePolicy, subje
         )
 
 
-async def prune_failures(conn: asyncpg.Connection, policy: ThrottlePolicy) -> int:
-    """Delete counts that no longer count (last failure out of the window, no lock); return how many."""
+async def prune_failures(conn: asyncpg.Connection, now: datetime, policy: ThrottlePolicy) -> int:
+    """Delete counts that no longer count at ``now`` (last failure out of the window, no lock); return how many."""
     status = await conn.execute(
-        "DELETE FROM auth.login_failures WHERE last_failure_at < now() - $1::interval"
-        " AND (locked_until IS NULL OR locked_until < now())",
-        timedelta(seconds=policy.window_s),
+        "DELETE FROM auth.login_failures WHERE last_failure_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
+        now - timedelta(seconds=policy.window_s),
+        now,
     )
     return int(status.split()[-1])

@@ -1,4 +1,9 @@
-"""Routes of the auth service, and the dependency that authenticates a caller at the edge."""
+"""Routes of the auth service, and the dependency that authenticates a caller at the edge.
+
+Each route reaches the auth service through the replica's one :class:`~strata.serve_apps.auth.AuthClient`;
+its typed answers are the response bodies, and its errors keep their class, so they become problem+json with
+their status, slug and ``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,9 @@ from strata.schemas import (
     TokenPair,
 )
 from strata.serve_apps.gateway._access import caller_of
+from strata.serve_apps.gateway._deps import AuthDep
 from strata.serve_apps.gateway._problems import problem_responses
 from strata.serve_apps.gateway._ratelimit import client_address
-from strata.serve_apps.gateway._services import service
 from strata.serve_apps.gateway._tokens import AccessClaims
 
 Caller = Annotated[AccessClaims, Depends(caller_of)]
@@ -45,28 +50,25 @@ router = APIRouter(tags=["auth"])
     summary="Create an account",
     responses=problem_responses(409, 422),
 )
-async def register(body: RegisterRequest, request: Request) -> Registered:
-    result = await service("auth").register.remote(str(body.email), body.password, _request_id(request))
-    return Registered.model_validate(result)
+async def register(body: RegisterRequest, auth: AuthDep, request: Request) -> Registered:
+    return await auth.register(str(body.email), body.password, request_id=_request_id(request))
 
 
 @router.post("/v1/auth/login", summary="Exchange email and password for tokens", responses=problem_responses(401, 429))
-async def login(body: LoginRequest, request: Request) -> TokenPair:
-    result = await service("auth").login.remote(str(body.email), body.password, _client(request), _request_id(request))
-    return TokenPair.model_validate(result)
+async def login(body: LoginRequest, auth: AuthDep, request: Request) -> TokenPair:
+    return await auth.login(str(body.email), body.password, client=_client(request), request_id=_request_id(request))
 
 
 @router.post(
     "/v1/auth/refresh", summary="Rotate a refresh token into a new token pair", responses=problem_responses(401)
 )
-async def refresh(body: RefreshRequest, request: Request) -> TokenPair:
-    result = await service("auth").refresh.remote(body.refresh_token, _request_id(request))
-    return TokenPair.model_validate(result)
+async def refresh(body: RefreshRequest, auth: AuthDep, request: Request) -> TokenPair:
+    return await auth.refresh(body.refresh_token, request_id=_request_id(request))
 
 
 @router.post("/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT, summary="End the refresh token's session")
-async def logout(body: RefreshRequest, request: Request) -> Response:
-    await service("auth").logout.remote(body.refresh_token, _request_id(request))
+async def logout(body: RefreshRequest, auth: AuthDep, request: Request) -> Response:
+    await auth.logout(body.refresh_token, request_id=_request_id(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -76,8 +78,8 @@ async def logout(body: RefreshRequest, request: Request) -> Response:
     summary="End every session of the caller",
     responses=problem_responses(404),
 )
-async def logout_all(caller: Caller, request: Request) -> Response:
-    await service("auth").logout_all.remote(caller.user_id, _request_id(request))
+async def logout_all(caller: Caller, auth: AuthDep, request: Request) -> Response:
+    await auth.logout_all(caller.user_id, request_id=_request_id(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -88,9 +90,9 @@ async def logout_all(caller: Caller, request: Request) -> Response:
     description="Ends every session of the caller: log in again with the new password.",
     responses=problem_responses(401, 403, 404, 422, 429),
 )
-async def change_password(body: ChangePasswordRequest, caller: Caller, request: Request) -> Response:
-    await service("auth").change_password.remote(
-        caller.user_id, body.current_password, body.new_password, _request_id(request)
+async def change_password(body: ChangePasswordRequest, caller: Caller, auth: AuthDep, request: Request) -> Response:
+    await auth.change_password(
+        caller.user_id, body.current_password, body.new_password, request_id=_request_id(request)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -105,7 +107,7 @@ async def session(caller: Caller) -> Session:
     )
 
 
-@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens", response_model=Jwks)
-async def jwks(response: Response) -> dict[str, object]:
+@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(auth: AuthDep, response: Response) -> Jwks:
     response.headers["Cache-Control"] = "public, max-age=60"
-    return dict(await service("auth").jwks.remote())
+    return await auth.jwks()

@@ -21,11 +21,10 @@ from strata.schemas import DomainError, Settings
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults
 from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps._replica import check_event_loop
-from strata.serve_apps.audit import AuditClient
-from strata.serve_apps.data import DataClient
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
+from strata.serve_apps.gateway._deps import service_clients
 from strata.serve_apps.gateway._hygiene import EdgePolicy, RequestHygiene
 from strata.serve_apps.gateway._metrics import RequestMetrics
 from strata.serve_apps.gateway._openapi import install_openapi
@@ -33,10 +32,8 @@ from strata.serve_apps.gateway._problems import problem, status_problem
 from strata.serve_apps.gateway._ratelimit import RateLimitHeaders, start_rate_limits
 from strata.serve_apps.gateway._readiness import outbox_services, readiness
 from strata.serve_apps.gateway._revocations import RevocationFeed, Revocations
-from strata.serve_apps.gateway._services import service
 from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
 from strata.serve_apps.gateway._users_routes import router as users_router
-from strata.serve_apps.users import UsersClient
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +88,7 @@ async def validation_problem(request: Request, exc: RequestValidationError) -> J
 
 
 async def _fetch_jwks() -> dict[str, Any]:
-    return dict(await service("auth").jwks.remote())
+    return (await service_clients(api.state).auth.jwks()).model_dump()
 
 
 api.include_router(auth_router)
@@ -113,10 +110,10 @@ class Gateway(FaultInjectable):
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
         # One typed client per service, for this replica's lifetime (routes get them through gateway/_deps.py).
-        users, data, audit = UsersClient(), DataClient(), AuditClient()
-        api.state.users, api.state.audit = users, audit
-        api.state.permissions = PermissionCache(users.role_permissions)
-        self._outbox_services = outbox_services([users, data, audit])  # /readyz asks each for its readiness
+        clients = service_clients(api.state)
+        api.state.permissions = PermissionCache(clients.users.role_permissions)
+        # /readyz asks each service with an outbox for its readiness.
+        self._outbox_services = outbox_services([clients.auth, clients.users, clients.data, clients.audit])
         api.state.rate_limits = start_rate_limits(self._settings)
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations

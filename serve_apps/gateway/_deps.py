@@ -1,31 +1,59 @@
 """What the gateway's routes depend on, as ``Annotated`` aliases that keep the routes thin.
 
-Each gateway replica makes one typed client per service it calls, once, in ``Gateway.__init__``, and keeps it on
-``api.state``; a route names the client it needs (``users: UsersDep``) and FastAPI hands it over. The aliases add
-nothing to the OpenAPI document: they read the request, no parameter of it.
+Each gateway replica has one typed client per service it calls (:class:`ServiceClients`), kept on the app's
+``state`` and made at its first use: making a client touches no Ray (its handle is looked up at its first call),
+so the app also runs driven in process by a test, and a request refused before any call (an invalid body, a rate
+limit) never reaches Ray. A route names the client it needs (``users: UsersDep``) and FastAPI hands it over. The
+aliases add nothing to the OpenAPI document: they read the request, no parameter of it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.datastructures import State
 
 from strata.serve_apps.audit import AuditClient
+from strata.serve_apps.auth import AuthClient
+from strata.serve_apps.data import DataClient
 from strata.serve_apps.users import UsersClient
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceClients:
+    """The replica's clients, one per service it calls."""
+
+    auth: AuthClient
+    users: UsersClient
+    data: DataClient
+    audit: AuditClient
+
+
+def service_clients(state: State) -> ServiceClients:
+    """The replica's :class:`ServiceClients`, made at the first use and kept on ``state``."""
+    clients: ServiceClients | None = getattr(state, "service_clients", None)
+    if clients is None:
+        clients = state.service_clients = ServiceClients(AuthClient(), UsersClient(), DataClient(), AuditClient())
+    return clients
+
+
+def auth_client(request: Request) -> AuthClient:
+    """This replica's client of the auth service."""
+    return service_clients(request.app.state).auth
 
 
 def users_client(request: Request) -> UsersClient:
     """This replica's client of the users service."""
-    client: UsersClient = request.app.state.users
-    return client
+    return service_clients(request.app.state).users
 
 
 def audit_client(request: Request) -> AuditClient:
     """This replica's client of the audit log."""
-    client: AuditClient = request.app.state.audit
-    return client
+    return service_clients(request.app.state).audit
 
 
+AuthDep = Annotated[AuthClient, Depends(auth_client)]
 UsersDep = Annotated[UsersClient, Depends(users_client)]
 AuditDep = Annotated[AuditClient, Depends(audit_client)]

@@ -194,6 +194,29 @@ def test_repeated_wrong_passwords_get_429_and_unknown_emails_answer_alike(system
     assert statuses[-1] == 429, statuses
 
 
+@pytest.mark.usefixtures("clean_client_throttle")
+def test_the_auth_services_errors_keep_their_status_type_and_challenge_at_the_edge(system: System) -> None:
+    """Raised in the auth replica, answered by the gateway: the error crossed the hop as its own class."""
+    email, password = _new_account(system)
+
+    def post(path: str, body: dict[str, str]) -> httpx.Response:
+        response = httpx.post(_url(system, path), json=body, timeout=30, verify=system.verify)
+        assert response.headers["content-type"].startswith("application/problem+json"), response.text
+        return response
+
+    taken = post("/v1/auth/register", {"email": email.upper(), "password": password})
+    assert taken.status_code == 409 and taken.json()["type"].endswith("/conflict")
+    assert taken.json()["code"] == "email-taken"
+
+    wrong = post("/v1/auth/login", {"email": email, "password": "not-the-password-123"})
+    assert wrong.status_code == 401 and wrong.json()["type"].endswith("/invalid-credentials")
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="strata"'
+
+    unknown = post("/v1/auth/refresh", {"refresh_token": "x" * 43})
+    assert unknown.status_code == 401 and unknown.json()["type"].endswith("/invalid-token")
+    assert 'error="invalid_token"' in unknown.headers["www-authenticate"]
+
+
 def test_key_rotation_keeps_old_tokens_valid_and_new_ones_carry_the_new_kid(system: System) -> None:
     email, password = _new_account(system)
     before = _login(system, email, password)

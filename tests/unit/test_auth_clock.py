@@ -1,0 +1,329 @@
+"""The auth service's use cases with time moved by hand: the Authenticator over a real PostgreSQL, no Ray.
+
+Every decision that depends on time (throttle waits and locks, the failure window, session expiry, pruning) is
+taken with the Authenticator's clock, so these tests set that clock far from the real one (2030) and move it
+themselves: a decision still taken with PostgreSQL's ``now()`` would show here as a wrong answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from strata.actors.postgres import Database
+from strata.schemas import InvalidCredentials, InvalidToken, PasswordChanged, RevokedSessions, TooManyRequests
+from strata.schemas.events import decode
+from strata.serve_apps.auth import Authenticator, PasswordHasher
+from tests.unit.conftest import UnitPostgres
+
+PASSWORD = "violet-Harbour-lantern-93"
+WRONG_PASSWORD = "wrong-password-000"
+NEW_PASSWORD = "quiet-Meadow-compass-17"
+T0 = 1_900_000_000.0  # 2030-03-17: whole seconds, so waits computed from it are exact
+FREE_FAILURES = 3
+LOCK_AFTER = 6
+LOCK_S = 300
+WINDOW_S = 600
+REFRESH_TTL_S = 3600
+
+
+class FakeClock:
+    """Unix seconds that move only when a test says so."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    @property
+    def as_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
+
+
+@pytest.fixture(scope="session")
+def cheap_hasher() -> PasswordHasher:
+    """argon2id at its smallest: these tests are about time, not about hashing cost."""
+    return PasswordHasher(time_cost=1, memory_kib=8, parallelism=1)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+async def auth(
+    auth_database: Database, unit_postgres: UnitPostgres, cheap_hasher: PasswordHasher, clock: FakeClock
+) -> AsyncIterator[Authenticator]:
+    # Each test starts from empty tables (the signing key stays), so counts and prunes are the test's own.
+    await auth_database.execute("TRUNCATE auth.login_failures, auth.refresh_tokens, auth.accounts, auth.outbox")
+    settings = unit_postgres.settings(
+        login_free_failures=FREE_FAILURES,
+        login_lock_after=LOCK_AFTER,
+        login_lock_s=LOCK_S,
+        login_failure_window_s=WINDOW_S,
+        refresh_token_ttl_s=REFRESH_TTL_S,
+    )
+    authenticator = Authenticator(auth_database, settings, hasher=cheap_hasher, clock=clock)
+    await authenticator.start()
+    yield authenticator
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.org"
+
+
+def new_client() -> str:
+    return f"198.51.100.{uuid.uuid4().int % 250}:{uuid.uuid4().hex[:6]}"
+
+
+async def registered(auth: Authenticator) -> str:
+    """A new account's email."""
+    email = new_email()
+    await auth.register(email, PASSWORD)
+    return email
+
+
+async def user_id_of(db: Database, email: str) -> str:
+    return str(await db.fetchval("SELECT user_id FROM auth.accounts WHERE email = $1", email))
+
+
+async def failures(db: Database, scope: str, subject: str) -> int | None:
+    """The stored failure count of (scope, subject); ``None`` when there is no row."""
+    value = await db.fetchval(
+        "SELECT failures FROM auth.login_failures WHERE scope = $1 AND subject = $2", scope, subject
+    )
+    return None if value is None else int(value)
+
+
+async def fail_login(auth: Authenticator, email: str, client: str) -> None:
+    with pytest.raises(InvalidCredentials):
+        await auth.login(email, WRONG_PASSWORD, client)
+
+
+async def refused_for(auth: Authenticator, email: str, client: str) -> float:
+    """The ``retry_after`` of a login refused by the throttle (the right password: it is not even checked)."""
+    with pytest.raises(TooManyRequests) as refused:
+        await auth.login(email, PASSWORD, client)
+    assert refused.value.retry_after is not None
+    return refused.value.retry_after
+
+
+async def outbox_events(db: Database) -> list[Any]:
+    return [decode(bytes(row["payload"])) for row in await db.fetch("SELECT payload FROM auth.outbox ORDER BY seq")]
+
+
+# --- the login throttle -------------------------------------------------------------------------------------------
+
+
+async def test_free_failures_then_a_backoff_timed_by_the_clock_then_admitted_once_it_passed(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    email, client = await registered(auth), new_client()
+    for _ in range(FREE_FAILURES):
+        await fail_login(auth, email, client)
+
+    assert await refused_for(auth, email, client) == 1  # 2 ** 0 s after the last failure
+    clock.advance(1)
+    await fail_login(auth, email, client)  # admitted again, and wrong: the 4th failure
+    assert await refused_for(auth, email, client) == 2  # 2 ** 1 s
+    clock.advance(1.5)
+    assert await refused_for(auth, email, client) == 1  # half a second left: Retry-After says 1
+    clock.advance(0.5)
+
+    pair = await auth.login(email, PASSWORD, client)
+    assert pair.token_type == "Bearer"
+
+
+async def test_the_account_locks_after_lock_after_failures_and_unlocks_after_lock_s(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email, client = await registered(auth), new_client()
+    for failure in range(LOCK_AFTER):
+        # Wait out each backoff (1, 2, 4 s after the free failures), so every attempt is admitted and fails.
+        clock.advance(2 ** (failure - FREE_FAILURES) if failure >= FREE_FAILURES else 0)
+        await fail_login(auth, email, client)
+    assert await failures(auth_database, "account", email) == LOCK_AFTER
+
+    assert await refused_for(auth, email, client) == LOCK_S  # the lock outlasts the backoff (8 s)
+    assert await refused_for(auth, email, new_client()) == LOCK_S  # locked from any client
+    clock.advance(LOCK_S - 1)
+    assert await refused_for(auth, email, client) == 1
+    clock.advance(1)
+
+    await auth.login(email, PASSWORD, client)
+    assert await failures(auth_database, "account", email) is None
+
+
+async def test_failures_outside_the_window_no_longer_count(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email, client = await registered(auth), new_client()
+    for _ in range(FREE_FAILURES):
+        await fail_login(auth, email, client)
+    assert await refused_for(auth, email, client) == 1
+
+    clock.advance(WINDOW_S + 1)
+
+    await fail_login(auth, email, client)  # admitted: the old failures left the window, the count starts again
+    assert await failures(auth_database, "account", email) == 1
+    assert await failures(auth_database, "client", client) == 1
+    for _ in range(FREE_FAILURES - 1):
+        await fail_login(auth, email, client)  # free again
+    assert await refused_for(auth, email, client) == 1
+
+
+async def test_housekeeping_prunes_failure_counts_only_once_they_left_the_window(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email, client = await registered(auth), new_client()
+    await fail_login(auth, email, client)
+
+    clock.advance(WINDOW_S)
+    assert (await auth.housekeeping())["login_failures"] == 0  # at the window's edge it still counts
+    clock.advance(1)
+    assert (await auth.housekeeping())["login_failures"] == 2  # the account's and the client's
+    assert await failures(auth_database, "account", email) is None
+
+
+async def test_a_success_clears_the_accounts_count_and_refunds_the_clients_charge(
+    auth: Authenticator, auth_database: Database
+) -> None:
+    email, client = await registered(auth), new_client()
+    other = await registered(auth)
+    await fail_login(auth, other, client)
+    await fail_login(auth, email, client)
+    assert await failures(auth_database, "client", client) == 2
+
+    await auth.login(email, PASSWORD, client)
+
+    assert await failures(auth_database, "account", email) is None
+    assert await failures(auth_database, "client", client) == 2  # charged when admitted, refunded on success
+    assert await failures(auth_database, "account", other) == 1  # another account's count is its own
+
+
+async def test_a_wrong_current_password_is_throttled_like_a_login(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    for _ in range(FREE_FAILURES):
+        with pytest.raises(InvalidCredentials):
+            await auth.change_password(user_id, WRONG_PASSWORD, NEW_PASSWORD)
+    with pytest.raises(TooManyRequests) as refused:
+        await auth.change_password(user_id, PASSWORD, NEW_PASSWORD)
+    assert refused.value.retry_after == 1
+
+    clock.advance(1)
+    changed = await auth.change_password(user_id, PASSWORD, NEW_PASSWORD)
+
+    assert changed == PasswordChanged(user_id=user_id, revoked_sessions=0)
+    stamped = await auth_database.fetchval("SELECT password_changed_at FROM auth.accounts WHERE email = $1", email)
+    assert stamped == clock.as_datetime
+    assert await failures(auth_database, "account", email) is None
+
+
+# --- refresh-token families ---------------------------------------------------------------------------------------
+
+
+async def test_refresh_gives_a_new_pair_and_the_old_token_is_refused(auth: Authenticator, clock: FakeClock) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    assert first.refresh_expires_in == REFRESH_TTL_S
+
+    clock.advance(10)
+    second = await auth.refresh(first.refresh_token)
+
+    assert second.refresh_token != first.refresh_token
+    assert second.access_token != first.access_token
+    assert second.refresh_expires_in == REFRESH_TTL_S - 10  # the family's expiry, counted on the clock
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)
+
+
+async def test_reusing_a_rotated_token_revokes_the_whole_family_and_records_it(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    clock.advance(5)
+    second = await auth.refresh(first.refresh_token)
+    clock.advance(5)
+    newest = await auth.refresh(second.refresh_token)
+
+    clock.advance(5)
+    with pytest.raises(InvalidToken):
+        await auth.refresh(second.refresh_token)  # rotated already: someone else holds it
+    with pytest.raises(InvalidToken):
+        await auth.refresh(newest.refresh_token)  # the family's newest dies with it
+
+    family = await auth_database.fetch("SELECT used_at, revoked_at FROM auth.refresh_tokens ORDER BY created_at")
+    assert [row["revoked_at"] for row in family] == [clock.as_datetime] * 3
+    assert [row["used_at"] for row in family] == [
+        datetime.fromtimestamp(T0 + 5, UTC),
+        datetime.fromtimestamp(T0 + 10, UTC),
+        None,
+    ]
+    revoked = [e for e in await outbox_events(auth_database) if e.type.endswith(".sessions_revoked.v1")]
+    assert len(revoked) == 1
+    assert revoked[0].data["reason"] == "refresh_token_reuse" and revoked[0].actor == "system"
+
+
+async def test_a_family_past_its_absolute_ttl_is_refused(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    pair = await auth.login(email, PASSWORD, new_client())
+    clock.advance(REFRESH_TTL_S - 600)
+    pair = await auth.refresh(pair.refresh_token)  # refreshing does not extend the family
+    assert pair.refresh_expires_in == 600
+
+    clock.advance(600)
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(pair.refresh_token)
+    events = await outbox_events(auth_database)
+    assert not [e for e in events if e.type.endswith(".sessions_revoked.v1")], "expiry is not a reuse"
+
+
+async def test_housekeeping_prunes_refresh_tokens_a_ttl_after_they_expired(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    await auth.login(email, PASSWORD, new_client())
+
+    clock.advance(2 * REFRESH_TTL_S)  # expired for one TTL: kept a little longer
+    assert (await auth.housekeeping())["refresh_tokens"] == 0
+    clock.advance(1)
+    assert (await auth.housekeeping())["refresh_tokens"] == 1
+    assert await auth_database.fetchval("SELECT count(*) FROM auth.refresh_tokens") == 0
+
+
+async def test_logout_and_logout_all_stamp_revocations_with_the_clock(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    one = await auth.login(email, PASSWORD, new_client())
+    await auth.login(email, PASSWORD, new_client())
+    user_id = await user_id_of(auth_database, email)
+
+    clock.advance(60)
+    assert await auth.logout(one.refresh_token) == RevokedSessions(revoked_sessions=1)
+    clock.advance(60)
+    assert await auth.logout_all(user_id) == RevokedSessions(
+        revoked_sessions=1
+    )  # the other one; the first ended already
+
+    stamps = await auth_database.fetch("SELECT revoked_at FROM auth.refresh_tokens ORDER BY revoked_at")
+    assert [row["revoked_at"] for row in stamps] == [
+        datetime.fromtimestamp(T0 + 60, UTC),
+        datetime.fromtimestamp(T0 + 120, UTC),
+    ]
