@@ -40,7 +40,7 @@ from strata.cluster._errors import ClusterError, PortInUse, StartupError, Unreac
 from strata.cluster._front import TlsFront
 from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._probes import http_ready, postgres_error, wait_until
-from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
+from strata.cluster._state import Recorded, State, answers, exclusive, port_in_use, terminate
 from strata.cluster._tls import ensure_certificate, tls_dir
 from strata.schemas import Settings, app_names, schema_owners
 from strata.schemas.events import topics
@@ -353,7 +353,7 @@ def _reap_stale(runtime: Runtime, state: State, echo: Echo) -> None:
         _stop(runtime, state, only=stale)
 
 
-def _record(state: State, data_dir: Path, component: Component, started: list[str]) -> None:
+def _record(state: State, data_dir: Path, component: Recorded, started: list[str]) -> None:
     state.components[component.name] = component
     started.append(component.name)
     state.save(data_dir)
@@ -366,7 +366,7 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
         pg = _postgres(runtime.settings, state)
         echo(f"starting PostgreSQL on {pg.address}")
         pg.init()
-        _record(state, data_dir, Component("postgres", pg.address, [pg.start()]), started)
+        _record(state, data_dir, Recorded("postgres", pg.address, [pg.start()]), started)
         asyncio.run(pg.ensure_database())
     echo("applying migrations")
     asyncio.run(migrate_async(runtime.settings, echo))
@@ -374,7 +374,7 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
         broker = _kafka_broker(runtime.settings, state)
         echo(f"starting Kafka on {broker.bootstrap_servers}")
         proc = broker.start(timeout=timeout)
-        _record(state, data_dir, Component("kafka", broker.bootstrap_servers, [proc]), started)
+        _record(state, data_dir, Recorded("kafka", broker.bootstrap_servers, [proc]), started)
         reason = wait_until(lambda: asyncio.run(kafka_unavailable_reason(broker.bootstrap_servers)), timeout)
         if reason is not None:
             raise StartupError(f"Kafka on {broker.bootstrap_servers} did not become ready: {reason}")
@@ -392,15 +392,15 @@ def _start_all(settings: Settings, state: State, runtime: Runtime, started: list
             env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=runtime.ray_auth_token)
         procs = head.start(env, timeout=timeout)
         extra = {"dashboard": head.dashboard_url, "metrics": head.metrics_url}
-        _record(state, data_dir, Component("ray", head.address, procs, extra), started)
+        _record(state, data_dir, Recorded("ray", head.address, procs, extra), started)
     echo("deploying Serve applications")
     _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings, tls=tls), runtime.ray_auth_token)
     _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, list(app_names()), timeout)
     if settings.ingress == "haproxy" and not _alive(state, "front"):
         front = TlsFront(runtime.settings)
         echo(f"starting the TLS front on {front.address}")
-        _record(state, data_dir, Component("front", front.address, [front.start(tls)]), started)
-    state.components["gateway"] = Component("gateway", runtime.gateway_url)
+        _record(state, data_dir, Recorded("front", front.address, [front.start(tls)]), started)
+    state.components["gateway"] = Recorded("gateway", runtime.gateway_url)
     state.save(data_dir)
     verify = runtime.verify()
     reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz", verify=verify), timeout)
@@ -496,10 +496,10 @@ def start_component(settings: Settings, name: str) -> None:
         runtime = resolve(settings, state)
         if name == "postgres":
             pg = _postgres(runtime.settings, state)
-            state.components[name] = Component(name, pg.address, [pg.start()])
+            state.components[name] = Recorded(name, pg.address, [pg.start()])
         else:
             broker = _kafka_broker(runtime.settings, state)
-            state.components[name] = Component(name, broker.bootstrap_servers, [broker.start()])
+            state.components[name] = Recorded(name, broker.bootstrap_servers, [broker.start()])
         state.save(data_dir)
 
 
