@@ -26,6 +26,7 @@ from strata.cluster._cli_users import users_app
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
+from strata.cluster._runtime import cache_dir, resolve
 from strata.cluster._state import State
 from strata.schemas import Settings
 
@@ -130,7 +131,7 @@ def kafka_jars() -> None:
     if not _settings().embedded_kafka:
         typer.echo("STRATA_KAFKA_BOOTSTRAP_SERVERS is set: no embedded Kafka, no jars needed")
         return
-    path = resolve_jars(_lifecycle.cache_dir())
+    path = resolve_jars(cache_dir())
     typer.echo(f"Kafka jars ready in {path}")
 
 
@@ -138,7 +139,7 @@ def kafka_jars() -> None:
 def migrate() -> None:
     """Create each service's role and schema and apply pending migrations (PostgreSQL must be running)."""
     settings = _settings()
-    runtime = _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()))
+    runtime = resolve(settings, State.load(settings.data_dir.resolve()))
     applied = asyncio.run(_lifecycle.migrate_async(runtime.settings, echo=_echo))
     total = sum(len(v) for v in applied.values())
     typer.echo(f"migrations up to date ({total} applied now)")
