@@ -18,11 +18,12 @@ import typer
 from pydantic import ValidationError
 
 from strata.actors.postgres import DatabaseError
-from strata.cluster import _lifecycle
+from strata.cluster import _lifecycle, _status
 from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
 from strata.cluster._cli_keys import keys_app
 from strata.cluster._cli_users import users_app
+from strata.cluster._components import migrate_async
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
@@ -64,7 +65,7 @@ def up(
     runtime = _lifecycle.up(settings, echo=_echo)
     typer.echo(f"gateway:   {runtime.gateway_url}")
     typer.echo(f"dashboard: {runtime.dashboard_url}  (serve status --address {runtime.dashboard_url})")
-    metrics = _lifecycle.status_metrics_url(settings)
+    metrics = _status.status_metrics_url(settings)
     if metrics:
         typer.echo(f"metrics:   {metrics}  (Prometheus)")
     if not foreground:
@@ -92,7 +93,7 @@ def down() -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """Show each component (pids, address, state) and each Serve app."""
-    report = _lifecycle.status(_settings())
+    report = _status.status(_settings())
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -140,7 +141,7 @@ def migrate() -> None:
     """Create each service's role and schema and apply pending migrations (PostgreSQL must be running)."""
     settings = _settings()
     runtime = resolve(settings, State.load(settings.data_dir.resolve()))
-    applied = asyncio.run(_lifecycle.migrate_async(runtime.settings, echo=_echo))
+    applied = asyncio.run(migrate_async(runtime.settings, echo=_echo))
     total = sum(len(v) for v in applied.values())
     typer.echo(f"migrations up to date ({total} applied now)")
 

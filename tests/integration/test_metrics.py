@@ -9,7 +9,7 @@ import uuid
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from strata.cluster._lifecycle import status_metrics_url
+from strata.cluster._status import status_metrics_url
 from strata.serve_apps._entry import service_handle
 from tests.conftest import System
 
