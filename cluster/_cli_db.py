@@ -9,7 +9,7 @@ from typing import TypeVar
 import asyncpg
 
 from strata.actors.postgres import map_asyncpg_errors, service_dsn
-from strata.cluster import _lifecycle
+from strata.cluster._runtime import resolve
 from strata.cluster._state import State
 from strata.schemas import Settings
 
@@ -19,7 +19,7 @@ T = TypeVar("T")
 def resolved_settings() -> Settings:
     """The settings with the running system's addresses and secrets filled in (nothing is created)."""
     settings = Settings()
-    return _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()), create=False).settings
+    return resolve(settings, State.load(settings.data_dir.resolve()), create=False).settings
 
 
 async def as_service(

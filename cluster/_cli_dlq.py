@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from strata.actors.kafka import list_dead_letters, replay_dead_letters
-from strata.cluster import _lifecycle
+from strata.cluster._runtime import resolve
 from strata.cluster._state import State
 from strata.schemas import Settings
 
@@ -18,7 +18,7 @@ dlq_app = typer.Typer(help="Dead letters of a consumer group: list them, replay 
 
 def _bootstrap() -> str:
     settings = Settings()
-    runtime = _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()), create=False)
+    runtime = resolve(settings, State.load(settings.data_dir.resolve()), create=False)
     return runtime.settings.kafka_bootstrap_servers
 
 

@@ -1,314 +1,130 @@
-"""`strata up`, `down`, `status` and `migrate`: start, stop and inspect every component, in order.
+"""`strata up` and `strata down`, and one component at a time: loops over the ordered list of components.
 
-Order up: PostgreSQL -> roles and migrations -> Kafka -> Ray head -> Serve apps
--> the gateway's ``/readyz``. Down is the reverse. Each embedded component is
-skipped when its setting points at an existing server. What was started is
-recorded in ``<data_dir>/state.json`` (:mod:`strata.cluster._state`); a
-component recorded but dead (a crashed run) is simply started again.
+Up: refuse what would fail (taken ports, missing tools, unreachable servers),
+then for each component of :data:`~strata.cluster._components.LIFECYCLE` in
+order start it unless it runs (or is external) and provision it, then wait for
+the gateway's ``/readyz``. Down is the reverse. What was started is recorded in
+``<data_dir>/state.json`` (:mod:`strata.cluster._state`); a component recorded
+but dead (a crashed run) has its leftovers stopped and is started again. A start
+that fails stops what that run started, in reverse order.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import secrets
-import shutil
-import ssl
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable, Collection, Sequence
 
-import asyncpg
-from pydantic import SecretStr
-
-from strata.actors.kafka import consumer_group_lag, dlq_topic, ensure_topics, kafka_unavailable_reason
-from strata.actors.outbox import backlog_query, backlog_report
-from strata.actors.postgres import (
-    apply_migrations,
-    ensure_service_role,
-    load_migrations,
-    redact_dsn,
-    service_migrations_dir,
-    service_password,
-    strip_password,
-)
-from strata.cluster import _kafka, _ray, _serve
-from strata.cluster._errors import ClusterError, PortInUse, StartupError, Unreachable
-from strata.cluster._front import TlsFront
-from strata.cluster._postgres import EmbeddedPostgres
-from strata.cluster._probes import http_ready, postgres_error, wait_until
-from strata.cluster._state import Component, State, answers, exclusive, port_in_use, terminate
-from strata.cluster._tls import ensure_certificate, tls_dir
-from strata.schemas import Settings, app_names, consumer_groups, schema_owners
-from strata.schemas.events import topics
-
-Echo = Callable[[str], None]
+from strata.cluster._component import GATEWAY, Component, Context, Echo, quiet, running
+from strata.cluster._components import components_of
+from strata.cluster._errors import PortInUse, StartupError
+from strata.cluster._probes import http_ready, wait_until
+from strata.cluster._runtime import Runtime, resolve
+from strata.cluster._state import Recorded, State, exclusive, port_in_use
+from strata.schemas import Settings
 
 
-@dataclass
-class Runtime:
-    """Where the running system is: the resolved settings every process receives, and its URLs."""
+def check_before_start(components: Sequence[Component], state: State) -> None:
+    """Refuse, before anything starts, what would fail later, for every component that does not run.
 
-    settings: Settings
-    gateway_url: str
-    dashboard_url: str
-    ray_address: str
-    ray_auth_token: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    ca_file: Path | None = None
-    """The CA that issued the gateway's certificate, when strata made it (clients pass it to verify TLS)."""
-
-    def verify(self) -> ssl.SSLContext | bool:
-        """What an HTTP client of the gateway verifies its certificate with (strata's CA, or the system's)."""
-        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file is not None else True
-
-    def ray_client_env(self) -> dict[str, str]:
-        """Environment for a Ray driver (a script, a test) that connects to this system's cluster."""
-        env = {"RAY_ADDRESS": self.ray_address}
-        if self.ray_auth_token:
-            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.ray_auth_token)
-        return env
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "strata"
-
-
-def _secrets(data_dir: Path, *, create: bool = True) -> dict[str, str]:
-    """Secrets generated once per data dir (mode 0600): the master secret and the embedded admin password."""
-    path = data_dir / "secrets.json"
-    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    missing = {name: make() for name, make in _SECRETS.items() if name not in values}
-    if not missing:
-        return values
-    if not create:
-        return {**dict.fromkeys(_SECRETS, ""), **values}
-    values.update(missing)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
-    os.replace(tmp, path)
-    return values
-
-
-_SECRETS: dict[str, Callable[[], str]] = {
-    "secret_key": lambda: secrets.token_urlsafe(32),
-    "postgres_password": lambda: secrets.token_urlsafe(24),
-    "ray_auth_token": lambda: secrets.token_hex(32),  # the format Ray itself generates
-}
-
-
-def _postgres(settings: Settings, state: State, *, create: bool = True) -> EmbeddedPostgres:
-    return EmbeddedPostgres(
-        settings.data_dir / "postgres",
-        port=state.port("postgres", settings.postgres_port),
-        admin_password=_secrets(settings.data_dir, create=create)["postgres_password"],
-    )
-
-
-def _kafka_broker(settings: Settings, state: State) -> _kafka.EmbeddedKafka:
-    return _kafka.EmbeddedKafka(
-        settings.data_dir / "kafka",
-        port=state.port("kafka", settings.kafka_port),
-        controller_port=state.port("kafka_controller", 0),
-        heap=settings.kafka_heap,
-        cache_dir=cache_dir(),
-    )
-
-
-def _ray_head(settings: Settings, state: State) -> _ray.LocalRayHead:
-    return _ray.LocalRayHead(
-        settings.data_dir,
-        port=state.port("ray", settings.ray_port),
-        dashboard_port=state.port("ray_dashboard", settings.ray_dashboard_port),
-        agent_port=state.port("ray_dashboard_agent", 0),
-        client_server_port=state.port("ray_client_server", 0),
-        object_store_mb=settings.ray_object_store_mb,
-        metrics_port=state.port("ray_metrics", settings.ray_metrics_port),
-    )
-
-
-def resolve(settings: Settings, state: State, *, create: bool = True) -> Runtime:
-    """The settings as every strata process must see them, with embedded servers' addresses filled in.
-
-    ``create=False`` (for read-only commands) generates no secret that is missing.
+    Ports first, from the public edge inwards (reverse start order): when another strata holds the default ports,
+    the error names the gateway's, the one an operator knows. Then each component's own checks, in order.
     """
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
-    update: dict[str, Any] = {}
-    if settings.secret_key is None:
-        update["secret_key"] = SecretStr(_secrets(settings.data_dir, create=create)["secret_key"])
-    if settings.embedded_postgres:
-        update["database_url"] = SecretStr(_postgres(settings, state, create=create).dsn)
-    if settings.embedded_kafka:
-        update["kafka_bootstrap_servers"] = _kafka_broker(settings, state).bootstrap_servers
-    token = settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None
-    if settings.local_ray:
-        head = _ray_head(settings, state)
-        ray_address, dashboard_url = head.address, head.dashboard_url
-        token = token or _secrets(settings.data_dir, create=create)["ray_auth_token"] or None
-    else:
-        ray_address = settings.ray_address
-        host = urlsplit(f"//{ray_address.removeprefix('ray://')}").hostname or "127.0.0.1"
-        dashboard_url = f"http://{host}:{settings.ray_dashboard_port}"
-        token = token or os.environ.get("RAY_AUTH_TOKEN")
-    resolved = settings.model_copy(update=update)
-    host = resolved.gateway_host if resolved.gateway_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    local_ca = tls_dir(resolved) / "ca.pem" if resolved.tls_certfile is None else None
-    env = worker_env(resolved)
-    if settings.local_ray:
-        env.update(serve_ingress_env(resolved, _ray_head(resolved, state).temp_dir))
-    return Runtime(
-        settings=resolved,
-        gateway_url=f"https://{host}:{resolved.gateway_port}",
-        dashboard_url=dashboard_url,
-        ray_address=ray_address,
-        ray_auth_token=token,
-        env=env,
-        ca_file=local_ca,
-    )
+    waiting = [c for c in components if not running(state.components.get(c.name))]
+    for component in reversed(waiting):
+        for claim in component.ports():
+            if port_in_use(claim.host, claim.port):
+                raise PortInUse(
+                    f"port {claim.port} on {claim.host} ({claim.what}) is already in use;"
+                    " free it or choose another port in the settings"
+                )
+    for component in waiting:
+        component.preflight()
 
 
-def serve_ingress_env(settings: Settings, temp_dir: Path) -> dict[str, str]:
-    """Environment of the Ray head that selects Serve's ingress: HAProxy mode, with its files in the head's
-    private temp dir (so `strata down` finds its process) and its ports from the settings."""
-    if settings.ingress != "haproxy":
-        return {}
-    haproxy_dir = temp_dir / "haproxy"
-    sockets = _ray.haproxy_socket_dir(settings.data_dir)
-    return {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy_dir / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(sockets / "admin.sock"),
-        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy_dir),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy_dir / "server-state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
-    }
+def start_components(
+    components: Sequence[Component],
+    state: State,
+    *,
+    save: Callable[[], None],
+    echo: Echo,
+    finish: Callable[[], None] = lambda: None,
+) -> list[str]:
+    """Start, in order, each component that applies and does not run, and provision every one; then ``finish()``.
+
+    Each record is saved as it is made. When anything fails (a start, a provision, ``finish``), what this call
+    started is stopped, in reverse order, and the error raised again. Returns the names it started.
+    """
+    started: list[str] = []
+
+    def record(entry: Recorded) -> None:
+        state.components[entry.name] = entry
+        started.append(entry.name)
+        save()
+
+    try:
+        for component in components:
+            if component.applies() and not running(state.components.get(component.name)):
+                component.start(record, echo)
+            component.provision(echo)
+        finish()
+    except BaseException:
+        echo("start failed; stopping what this run started")
+        stop_components(components, state, only=started)
+        save()
+        raise
+    return started
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``STRATA_*`` variables that reproduce ``settings`` in another process (Ray workers inherit them)."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
+def stop_components(
+    components: Sequence[Component], state: State, *, only: Collection[str] | None = None, echo: Echo = quiet
+) -> list[int]:
+    """Stop the components named in ``only`` (all when ``None``) and those depending on them, in reverse order,
+    and forget their records; returns the pids stopped."""
+    selected: list[Component] = []
+    names: set[str] = set()
+    for component in components:  # dependencies come earlier in the list: one pass finds every dependent
+        if only is None or component.name in only or names.intersection(component.depends_on):
+            selected.append(component)
+            names.add(component.name)
+    stopped: list[int] = []
+    for component in reversed(selected):
+        recorded = state.components.get(component.name)
+        if recorded is None and not component.applies():
             continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"STRATA_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    return env
+        stopped += component.stop(recorded, echo)
+        state.components.pop(component.name, None)
+    if any(component.serves_gateway for component in selected):
+        state.components.pop(GATEWAY, None)
+    return stopped
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """What Ray workers get: the settings, less the admin password.
-
-    Workers connect as their service's role (its password derived from the
-    master secret) and never as the admin, so the admin DSN reaches them
-    without its password.
-    """
-    env = settings_env(settings)
-    env.pop("STRATA_RAY_AUTH_TOKEN", None)  # workers get Ray's own RAY_AUTH_TOKEN
-    if settings.database_url is not None:
-        env["STRATA_DATABASE_URL"] = strip_password(settings.database_url.get_secret_value())
-    return env
+def _stale(recorded: Recorded | None) -> bool:
+    # Processes recorded and not all of them alive: what a crash (or a killed server) leaves behind.
+    return recorded is not None and bool(recorded.procs) and not recorded.alive()
 
 
-OUTBOX_SERVICES = ("auth", "users", "data")
-
-
-def event_topics() -> list[str]:
-    """Every topic strata creates: the catalogue's and each consumer group's dead-letter topic."""
-    return [*topics(), *(dlq_topic(group.group) for _, group in consumer_groups())]
-
-
-# --- preflight ------------------------------------------------------------------------------------
+def reap_stale(components: Sequence[Component], state: State, echo: Echo) -> None:
+    """Components a crashed run left half-alive (some recorded process died): stop their leftovers so they start
+    cleanly."""
+    stale = [c.name for c in components if _stale(state.components.get(c.name))]
+    if stale:
+        echo(f"recovering from an earlier run that did not stop cleanly: {', '.join(stale)}")
+        stop_components(components, state, only=stale)
 
 
 def preflight(settings: Settings, state: State, runtime: Runtime) -> None:
     """Refuse, before starting anything, what would fail later: taken ports, missing tools, unreachable servers."""
-    wanted: list[tuple[str, str, int]] = []
-    if not _alive(state, "front") and not _alive(state, "ray"):
-        wanted.append(("gateway", settings.gateway_host, settings.gateway_port))
-    if settings.ingress == "haproxy" and not _alive(state, "ray"):
-        wanted += [
-            ("Serve's HAProxy", "127.0.0.1", settings.serve_port),
-            ("Serve's HAProxy stats", "0.0.0.0", settings.haproxy_stats_port),
-            ("Serve's HAProxy metrics", "0.0.0.0", settings.haproxy_metrics_port),
-        ]
-    if settings.embedded_postgres and not _alive(state, "postgres"):
-        wanted.append(("PostgreSQL", "127.0.0.1", state.port("postgres", settings.postgres_port)))
-    if settings.embedded_kafka and not _alive(state, "kafka"):
-        wanted.append(("Kafka", "127.0.0.1", state.port("kafka", settings.kafka_port)))
-        wanted.append(("Kafka controller", "127.0.0.1", state.port("kafka_controller", 0)))
-    if settings.local_ray and not _alive(state, "ray"):
-        head = _ray_head(settings, state)
-        wanted += [
-            ("Ray GCS", "127.0.0.1", head.port),
-            ("Ray dashboard", "127.0.0.1", head.dashboard_port),
-            ("Ray dashboard agent", "127.0.0.1", head.agent_port),
-            ("Ray client server", "127.0.0.1", head.client_server_port),
-            ("Ray metrics export", "0.0.0.0", head.metrics_port),
-        ]
-    for what, host, port in wanted:
-        if port_in_use(host, port):
-            raise PortInUse(
-                f"port {port} on {host} ({what}) is already in use; free it or choose another port in the settings"
-            )
-    if settings.embedded_kafka and not _alive(state, "kafka"):
-        _kafka.find_java()
-        if not _kafka.jars_resolved(cache_dir()):
-            _kafka.find_maven()
-    if not settings.embedded_postgres:
-        dsn = runtime.settings.database_url.get_secret_value() if runtime.settings.database_url else ""
-        reason = asyncio.run(postgres_error(dsn))
-        if reason is not None:
-            raise Unreachable(f"cannot reach PostgreSQL at {redact_dsn(dsn)}: {reason}")
-    if not settings.embedded_kafka:
-        reason = asyncio.run(kafka_unavailable_reason(settings.kafka_bootstrap_servers))
-        if reason is not None:
-            raise Unreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {reason}")
-    if not settings.local_ray:
-        ray_host, _, ray_port = runtime.ray_address.removeprefix("ray://").rpartition(":")
-        if not ray_port.isdigit() or not answers(ray_host or "127.0.0.1", int(ray_port)):
-            raise Unreachable(f"cannot reach the Ray cluster at {runtime.ray_address}")
+    check_before_start(components_of(Context(settings, runtime, state)), state)
 
 
-def _alive(state: State, name: str) -> bool:
-    component = state.components.get(name)
-    return component is not None and component.alive()
-
-
-# --- migrations -----------------------------------------------------------------------------------
-
-
-async def migrate_async(settings: Settings, echo: Echo = _quiet) -> dict[str, list[str]]:
-    """Create each service's role and schema, then apply its pending migrations (admin DSN)."""
-    assert settings.database_url is not None and settings.secret_key is not None
-    applied: dict[str, list[str]] = {}
-    conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
-    try:
-        for service in (spec.name for spec in schema_owners()):
-            await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
-            applied[service] = await apply_migrations(conn, service, load_migrations(service_migrations_dir(service)))
-            for name in applied[service]:
-                echo(f"  applied {service}/{name}")
-    finally:
-        await conn.close()
-    return applied
-
-
-# --- up -------------------------------------------------------------------------------------------
+def _open_gateway(runtime: Runtime, state: State, save: Callable[[], None]) -> None:
+    """Record the public endpoint, then wait until the gateway is ready (its apps, PostgreSQL and Kafka answer)."""
+    state.components[GATEWAY] = Recorded(GATEWAY, runtime.gateway_url)
+    save()
+    verify = runtime.verify()
+    timeout = runtime.settings.startup_timeout_s
+    reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz", verify=verify), timeout)
+    if reason is not None:
+        raise StartupError(f"the gateway at {runtime.gateway_url} is not ready: {reason}")
 
 
 def up(settings: Settings, echo: Echo = print) -> Runtime:
@@ -317,97 +133,25 @@ def up(settings: Settings, echo: Echo = print) -> Runtime:
     with exclusive(data_dir):
         state = State.load(data_dir)
         runtime = resolve(settings, state)
-        names = ["gateway"]
-        names += ["postgres"] if settings.embedded_postgres else []
-        names += ["kafka"] if settings.embedded_kafka else []
-        names += ["ray"] if settings.local_ray else []
+        components = components_of(Context(settings, runtime, state))
         if (
-            all(_alive(state, n) for n in names if n != "gateway")
+            all(running(state.components.get(c.name)) for c in components if c.applies())
             and http_ready(runtime.gateway_url + "/healthz", verify=runtime.verify()) is None
         ):
             echo(f"strata is already running: {runtime.gateway_url}")
             return runtime
-        _reap_stale(runtime, state, echo)
-        preflight(settings, state, runtime)
-        state.save(data_dir)
-        started: list[str] = []
-        try:
-            _start_all(settings, state, runtime, started, echo)
-        except BaseException:
-            echo("start failed; stopping what this run started")
-            _stop(runtime, state, only=started)
+        reap_stale(components, state, echo)
+        check_before_start(components, state)
+
+        def save() -> None:
             state.save(data_dir)
-            raise
+
+        save()
+        start_components(components, state, save=save, echo=echo, finish=lambda: _open_gateway(runtime, state, save))
         echo(f"strata is up: {runtime.gateway_url}")
         if runtime.ca_file is not None:
             echo(f"its certificate is issued by strata's local CA: {runtime.ca_file} (curl --cacert {runtime.ca_file})")
         return runtime
-
-
-def _reap_stale(runtime: Runtime, state: State, echo: Echo) -> None:
-    """Components a crashed run left half-alive: stop their leftovers so they start cleanly."""
-    stale = [name for name, c in state.components.items() if c.procs and not c.alive()]
-    if stale:
-        echo(f"recovering from an earlier run that did not stop cleanly: {', '.join(stale)}")
-        _stop(runtime, state, only=stale)
-
-
-def _record(state: State, data_dir: Path, component: Component, started: list[str]) -> None:
-    state.components[component.name] = component
-    started.append(component.name)
-    state.save(data_dir)
-
-
-def _start_all(settings: Settings, state: State, runtime: Runtime, started: list[str], echo: Echo) -> None:
-    data_dir = runtime.settings.data_dir
-    timeout = settings.startup_timeout_s
-    if settings.embedded_postgres and not _alive(state, "postgres"):
-        pg = _postgres(runtime.settings, state)
-        echo(f"starting PostgreSQL on {pg.address}")
-        pg.init()
-        _record(state, data_dir, Component("postgres", pg.address, [pg.start()]), started)
-        asyncio.run(pg.ensure_database())
-    echo("applying migrations")
-    asyncio.run(migrate_async(runtime.settings, echo))
-    if settings.embedded_kafka and not _alive(state, "kafka"):
-        broker = _kafka_broker(runtime.settings, state)
-        echo(f"starting Kafka on {broker.bootstrap_servers}")
-        proc = broker.start(timeout=timeout)
-        _record(state, data_dir, Component("kafka", broker.bootstrap_servers, [proc]), started)
-        reason = wait_until(lambda: asyncio.run(kafka_unavailable_reason(broker.bootstrap_servers)), timeout)
-        if reason is not None:
-            raise StartupError(f"Kafka on {broker.bootstrap_servers} did not become ready: {reason}")
-    created = asyncio.run(ensure_topics(runtime.settings, event_topics()))
-    if created:
-        echo(f"created topics: {', '.join(created)}")
-    tls = ensure_certificate(runtime.settings)
-    if settings.local_ray and not _alive(state, "ray"):
-        head = _ray_head(runtime.settings, state)
-        echo(f"starting Ray head on {head.address} (dashboard {head.dashboard_url})")
-        inherited = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-        env = {**inherited, **runtime.env, "RAY_USAGE_STATS_ENABLED": "0"}
-        if runtime.ray_auth_token:
-            # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
-            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=runtime.ray_auth_token)
-        procs = head.start(env, timeout=timeout)
-        extra = {"dashboard": head.dashboard_url, "metrics": head.metrics_url}
-        _record(state, data_dir, Component("ray", head.address, procs, extra), started)
-    echo("deploying Serve applications")
-    _serve.deploy(runtime.dashboard_url, _serve.serve_config(runtime.settings, tls=tls), runtime.ray_auth_token)
-    _serve.wait_running(runtime.dashboard_url, runtime.ray_auth_token, list(app_names()), timeout)
-    if settings.ingress == "haproxy" and not _alive(state, "front"):
-        front = TlsFront(runtime.settings)
-        echo(f"starting the TLS front on {front.address}")
-        _record(state, data_dir, Component("front", front.address, [front.start(tls)]), started)
-    state.components["gateway"] = Component("gateway", runtime.gateway_url)
-    state.save(data_dir)
-    verify = runtime.verify()
-    reason = wait_until(lambda: http_ready(runtime.gateway_url + "/readyz", verify=verify), timeout)
-    if reason is not None:
-        raise StartupError(f"the gateway at {runtime.gateway_url} is not ready: {reason}")
-
-
-# --- down -----------------------------------------------------------------------------------------
 
 
 def down(settings: Settings, echo: Echo = print) -> list[int]:
@@ -419,184 +163,47 @@ def down(settings: Settings, echo: Echo = print) -> list[int]:
     with exclusive(data_dir):
         state = State.load(data_dir)
         runtime = resolve(settings, state)
-        pids = _stop(runtime, state, only=None, echo=echo)
+        pids = stop_components(components_of(Context(settings, runtime, state)), state, echo=echo)
         state.save(data_dir)
         return pids
 
 
-def _stop(runtime: Runtime, state: State, only: list[str] | None, echo: Echo = _quiet) -> list[int]:
-    settings = runtime.settings
-    stopped: list[int] = []
-
-    def wanted(name: str) -> bool:
-        return name in state.components and (only is None or name in only)
-
-    if wanted("front") or (only is not None and "ray" in only and "front" in state.components):
-        echo("stopping the TLS front")
-        procs = state.components["front"].procs
-        terminate(procs, timeout=10)
-        stopped += [p.pid for p in procs]
-        state.components.pop("front")
-
-    if settings.local_ray and (wanted("ray") or only is None):
-        head = _ray_head(settings, state)
-        recorded = state.components["ray"].procs if "ray" in state.components else []
-        ray_procs = {p.pid: p for p in [*recorded, *_ray.find_processes(head.temp_dir, gcs_port=head.port)]}
-        if any(p.alive() for p in ray_procs.values()):
-            echo("stopping Serve and the Ray head")
-            if "ray" in state.components and state.components["ray"].alive():
-                # Gently first, so replicas close their pools; a half-dead head is just stopped.
-                _serve.shutdown(runtime.dashboard_url, runtime.ray_auth_token, timeout=30)
-            terminate(list(ray_procs.values()), timeout=15)
-            stopped += list(ray_procs)
-        shutil.rmtree(_ray.haproxy_socket_dir(settings.data_dir), ignore_errors=True)
-        state.components.pop("ray", None)
-    if only is None or "ray" in only:
-        state.components.pop("gateway", None)
-    if wanted("kafka"):
-        echo("stopping Kafka")
-        procs = state.components["kafka"].procs
-        terminate(procs, timeout=30)
-        stopped += [p.pid for p in procs]
-        state.components.pop("kafka")
-    if wanted("postgres"):
-        echo("stopping PostgreSQL")
-        pg = _postgres(settings, state)
-        pg.stop()
-        procs = state.components["postgres"].procs
-        terminate(procs, timeout=10)
-        stopped += [p.pid for p in procs]
-        state.components.pop("postgres")
-    return stopped
-
-
-# --- one component ------------------------------------------------------------------------------
-
-
 def stop_component(settings: Settings, name: str) -> None:
-    """Stop one embedded server (``postgres`` or ``kafka``) and keep the rest running."""
+    """Stop one component (and those depending on it: stopping ``ray`` stops the front) and keep the rest running."""
     data_dir = settings.data_dir.resolve()
     with exclusive(data_dir):
         state = State.load(data_dir)
         runtime = resolve(settings, state)
-        _stop(runtime, state, only=[name])
+        stop_components(components_of(Context(settings, runtime, state)), state, only=[name])
         state.save(data_dir)
 
 
 def start_component(settings: Settings, name: str) -> None:
-    """Start one embedded server (``postgres`` or ``kafka``) again, on its recorded port and data."""
-    if name not in ("postgres", "kafka"):
-        raise ValueError(f"cannot start {name!r} alone; use `strata up`")
+    """Start one embedded server (``postgres`` or ``kafka``) again, on its recorded port and data.
+
+    Its processes only: what ``up`` provisions on it (the database, roles, topics) is there from the first start.
+    """
     data_dir = settings.data_dir.resolve()
     with exclusive(data_dir):
         state = State.load(data_dir)
-        if _alive(state, name):
-            return
         runtime = resolve(settings, state)
-        if name == "postgres":
-            pg = _postgres(runtime.settings, state)
-            state.components[name] = Component(name, pg.address, [pg.start()])
-        else:
-            broker = _kafka_broker(runtime.settings, state)
-            state.components[name] = Component(name, broker.bootstrap_servers, [broker.start()])
-        state.save(data_dir)
+        component = next((c for c in components_of(Context(settings, runtime, state)) if c.name == name), None)
+        if component is None or not component.standalone:
+            raise ValueError(f"cannot start {name!r} alone; use `strata up`")
+        if running(state.components.get(name)):
+            return
 
+        def record(entry: Recorded) -> None:
+            state.components[entry.name] = entry
+            state.save(data_dir)
 
-# --- status ---------------------------------------------------------------------------------------
-
-
-def status(settings: Settings) -> dict[str, Any]:
-    """Each component (pid, address, state) and each Serve app with its deployments."""
-    data_dir = settings.data_dir.resolve()
-    state = State.load(data_dir)
-    runtime = resolve(settings, state, create=False)
-    components: list[dict[str, Any]] = []
-    for name in ("postgres", "kafka", "ray", "front"):
-        component = state.components.get(name)
-        if name == "front" and settings.ingress != "haproxy":
-            continue
-        external = {
-            "postgres": not settings.embedded_postgres,
-            "kafka": not settings.embedded_kafka,
-            "ray": not settings.local_ray,
-            "front": False,
-        }[name]
-        if external:
-            address = {
-                "postgres": redact_dsn(runtime.settings.database_url.get_secret_value())
-                if runtime.settings.database_url
-                else "",
-                "kafka": settings.kafka_bootstrap_servers,
-                "ray": settings.ray_address,
-            }[name]
-            components.append({"name": name, "pids": [], "address": address, "state": "external"})
-        elif component is None:
-            components.append({"name": name, "pids": [], "address": "", "state": "stopped"})
-        else:
-            alive = [p.pid for p in component.procs if p.alive()]
-            components.append(
-                {"name": name, "pids": alive, "address": component.address, "state": "running" if alive else "dead"}
-            )
-    events = asyncio.run(_event_status(runtime.settings)) if runtime.settings.secret_key else {}
-    ready = http_ready(runtime.gateway_url + "/readyz", timeout=5.0, verify=runtime.verify())
-    components.append(
-        {
-            "name": "gateway",
-            "pids": [],
-            "address": runtime.gateway_url,
-            "state": "ready" if ready is None else f"not ready ({ready})",
-        }
-    )
-    return {
-        "components": components,
-        "apps": _serve.applications(runtime.dashboard_url, runtime.ray_auth_token),
-        "events": events,
-        "dashboard": runtime.dashboard_url,
-        "metrics": state.components["ray"].extra.get("metrics", "") if "ray" in state.components else "",
-    }
-
-
-def status_metrics_url(settings: Settings) -> str:
-    """Where the local Ray head serves Prometheus metrics (empty with an external Ray cluster)."""
-    ray = State.load(settings.data_dir.resolve()).components.get("ray")
-    return str(ray.extra.get("metrics", "")) if ray is not None else ""
-
-
-async def _event_status(settings: Settings) -> dict[str, Any]:
-    """Outbox backlog per service (admin connection) and lag per consumer group (Kafka admin), each bounded."""
-    outbox: dict[str, Any] = {}
-    try:
-        assert settings.database_url is not None
-        conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=3)
-        try:
-            for service in OUTBOX_SERVICES:
-                outbox[service] = backlog_report(await conn.fetchrow(backlog_query(service)))
-        finally:
-            await conn.close()
-    except Exception as exc:  # noqa: BLE001 - status reports what it cannot see
-        outbox = {"error": f"{type(exc).__name__}"}
-    consumers: dict[str, Any] = {}
-    for group, group_topics in ((g.group, list(g.topics)) for _, g in consumer_groups()):
-        try:
-            lag = await asyncio.wait_for(
-                consumer_group_lag(settings.kafka_bootstrap_servers, group, group_topics), timeout=10
-            )
-            consumers[group] = {"lag": lag["total"], "partitions": lag["partitions"]}
-        except Exception as exc:  # noqa: BLE001
-            consumers[group] = {"error": type(exc).__name__}
-    return {"outbox": outbox, "consumers": consumers}
+        component.start(record, quiet)
 
 
 __all__ = [
-    "ClusterError",
-    "Runtime",
     "down",
-    "migrate_async",
     "preflight",
-    "resolve",
-    "settings_env",
     "start_component",
-    "status",
     "stop_component",
     "up",
 ]

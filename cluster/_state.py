@@ -42,7 +42,9 @@ class Proc:
 
 
 @dataclass
-class Component:
+class Recorded:
+    """One entry of ``state.json``: what strata started for a component (its processes) and where it listens."""
+
     name: str
     address: str = ""
     procs: list[Proc] = field(default_factory=list)
@@ -62,7 +64,7 @@ class State:
     """The contents of ``state.json``."""
 
     ports: dict[str, int] = field(default_factory=dict)
-    components: dict[str, Component] = field(default_factory=dict)
+    components: dict[str, Recorded] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data_dir: Path) -> State:
@@ -72,7 +74,7 @@ class State:
         try:
             raw = json.loads(path.read_text())
             components = {
-                name: Component(
+                name: Recorded(
                     name=name,
                     address=c.get("address", ""),
                     procs=[Proc(**p) for p in c.get("procs", [])],

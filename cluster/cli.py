@@ -18,14 +18,16 @@ import typer
 from pydantic import ValidationError
 
 from strata.actors.postgres import DatabaseError
-from strata.cluster import _lifecycle
+from strata.cluster import _lifecycle, _status
 from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
 from strata.cluster._cli_keys import keys_app
 from strata.cluster._cli_users import users_app
+from strata.cluster._components import migrate_async
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
+from strata.cluster._runtime import cache_dir, resolve
 from strata.cluster._state import State
 from strata.schemas import Settings
 
@@ -63,7 +65,7 @@ def up(
     runtime = _lifecycle.up(settings, echo=_echo)
     typer.echo(f"gateway:   {runtime.gateway_url}")
     typer.echo(f"dashboard: {runtime.dashboard_url}  (serve status --address {runtime.dashboard_url})")
-    metrics = _lifecycle.status_metrics_url(settings)
+    metrics = _status.status_metrics_url(settings)
     if metrics:
         typer.echo(f"metrics:   {metrics}  (Prometheus)")
     if not foreground:
@@ -91,7 +93,7 @@ def down() -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """Show each component (pids, address, state) and each Serve app."""
-    report = _lifecycle.status(_settings())
+    report = _status.status(_settings())
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -130,7 +132,7 @@ def kafka_jars() -> None:
     if not _settings().embedded_kafka:
         typer.echo("STRATA_KAFKA_BOOTSTRAP_SERVERS is set: no embedded Kafka, no jars needed")
         return
-    path = resolve_jars(_lifecycle.cache_dir())
+    path = resolve_jars(cache_dir())
     typer.echo(f"Kafka jars ready in {path}")
 
 
@@ -138,8 +140,8 @@ def kafka_jars() -> None:
 def migrate() -> None:
     """Create each service's role and schema and apply pending migrations (PostgreSQL must be running)."""
     settings = _settings()
-    runtime = _lifecycle.resolve(settings, State.load(settings.data_dir.resolve()))
-    applied = asyncio.run(_lifecycle.migrate_async(runtime.settings, echo=_echo))
+    runtime = resolve(settings, State.load(settings.data_dir.resolve()))
+    applied = asyncio.run(migrate_async(runtime.settings, echo=_echo))
     total = sum(len(v) for v in applied.values())
     typer.echo(f"migrations up to date ({total} applied now)")
 

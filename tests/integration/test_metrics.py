@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from strata.cluster._lifecycle import status_metrics_url
+from strata.cluster._status import status_metrics_url
 from strata.serve_apps.data import DataClient
 from tests.conftest import System
 

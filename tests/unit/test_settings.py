@@ -65,7 +65,7 @@ def test_settings_env_reproduces_the_settings_in_another_process(monkeypatch: py
 
 
 def test_ray_workers_get_the_admin_dsn_without_its_password() -> None:
-    from strata.cluster._lifecycle import worker_env
+    from strata.cluster._runtime import worker_env
 
     settings = Settings(
         _env_file=None,

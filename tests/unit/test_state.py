@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -7,14 +8,37 @@ from pathlib import Path
 
 import psutil
 
-from strata.cluster._state import Component, Proc, State, port_in_use, terminate
+from strata.cluster._state import Proc, Recorded, State, port_in_use, terminate
 
 
 def test_state_round_trips(tmp_path: Path) -> None:
-    state = State(ports={"postgres": 5433}, components={"kafka": Component("kafka", "127.0.0.1:9", [Proc(1, 2.0)])})
+    state = State(ports={"postgres": 5433}, components={"kafka": Recorded("kafka", "127.0.0.1:9", [Proc(1, 2.0)])})
     state.save(tmp_path)
     loaded = State.load(tmp_path)
     assert loaded == state
+
+
+def test_state_json_keeps_its_format(tmp_path: Path) -> None:
+    # A state.json as earlier versions wrote it: read as it is, and written back with the same keys.
+    written = {
+        "ports": {"ray": 6379},
+        "components": {
+            "ray": {
+                "name": "ray",
+                "address": "127.0.0.1:6379",
+                "procs": [{"pid": 10, "create_time": 1.5}],
+                "extra": {"dashboard": "http://127.0.0.1:8265"},
+            },
+            "gateway": {"name": "gateway", "address": "https://127.0.0.1:8000", "procs": [], "extra": {}},
+        },
+    }
+    (tmp_path / "state.json").write_text(json.dumps(written))
+    state = State.load(tmp_path)
+    assert state.components["ray"] == Recorded(
+        "ray", "127.0.0.1:6379", [Proc(10, 1.5)], {"dashboard": "http://127.0.0.1:8265"}
+    )
+    state.save(tmp_path)
+    assert json.loads((tmp_path / "state.json").read_text()) == written
 
 
 def test_a_torn_state_file_is_treated_as_empty(tmp_path: Path) -> None:

