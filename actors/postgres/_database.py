@@ -226,7 +226,7 @@ class AsyncpgPool:
             except _DRIVER_ERRORS as exc:
                 if is_connection_lost(exc):
                     # Every pooled connection predates the failure: drop them all.
-                    pool.expire_connections()
+                    await pool.expire_connections()
                     if attempt + 1 < attempts:
                         logger.info("database connection lost, retrying read once: %s", type(exc).__name__)
                         continue
