@@ -19,8 +19,9 @@ install: $(VENV)/.installed
 kafka-jars: install
 	$(BIN)/strata kafka-jars
 
+# Foreground, with every replica's log record written (and shown) at once.
 run: install kafka-jars
-	$(BIN)/strata up --foreground
+	STRATA_SERVE_LOG_BUFFER_RECORDS=$${STRATA_SERVE_LOG_BUFFER_RECORDS:-1} $(BIN)/strata up --foreground
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): which layer may import which.
 lint: install

@@ -174,6 +174,7 @@ def serve_ingress_env(settings: Settings, temp_dir: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy_dir / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
+        "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": str(settings.serve_log_buffer_records),
     }
 
 

@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     haproxy_metrics_port: Port = Field(
         default=9101, description="Prometheus port of Serve's HAProxy (it binds every interface: firewall it)."
     )
+    serve_log_buffer_records: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Log records a Serve replica keeps in memory before writing them to its file (ingress=haproxy; Serve's"
+            " throughput default is 1000, written when full or at an ERROR record). 1 writes each record at once, at"
+            " the cost of one write per record: `make run` and the test suite use 1."
+        ),
+    )
     tls_certfile: Path | None = Field(
         default=None,
         description="PEM server certificate (with its chain) of the HTTPS endpoint. Empty: a local CA issues one.",

@@ -127,6 +127,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "min_replicas": {"gateway": 2, "users": 2},
         "cors_allow_origins": ["https://app.example.test"],
         "fault_injection": True,
+        # Every replica log record reaches its file at once: tests read the logs (secrets scan, client errors).
+        "serve_log_buffer_records": 1,
         # Limits a test exhausts in seconds from a fresh loopback address (test_rate_limits.py); 127.0.0.1, where
         # every other test comes from, is exempt so that no other test is ever refused for its pace.
         "rate_limit_auth": "20/60s",
