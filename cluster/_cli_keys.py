@@ -1,16 +1,11 @@
-"""`strata keys ...`: the keys that sign access tokens (rotate them, list them)."""
+"""`strata keys ...`: the keys that sign access tokens (rotate them, list them), through the auth service's client."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, TypeVar
-
-import asyncpg
 import typer
 
-from strata.cluster._cli_db import as_service, resolved_settings
-
-T = TypeVar("T")
+from strata.cluster._cli_services import with_services
+from strata.schemas import KeyRotation, SigningKeys
 
 keys_app = typer.Typer(help="Keys that sign access tokens: rotate them, list them.", no_args_is_help=True)
 
@@ -19,20 +14,16 @@ keys_app = typer.Typer(help="Keys that sign access tokens: rotate them, list the
 def rotate() -> None:
     """Make a new active signing key. The previous one stays in the JWKS, so tokens it signed verify until they
     expire; every auth replica signs with the new key within 30 seconds."""
-    from strata.serve_apps.auth import KEY_CACHE_TTL_S, rotate_key
+    from strata.serve_apps.auth import KEY_CACHE_TTL_S, AuthClient
 
-    settings = resolved_settings()
-    assert settings.secret_key is not None  # resolve() fills it in
-    secret = settings.secret_key.get_secret_value()
+    async def work() -> KeyRotation:
+        return await AuthClient().rotate_keys()
 
-    async def work(conn: asyncpg.Connection) -> str:
-        return await rotate_key(conn, secret, settings.token_algorithm)
-
-    kid = asyncio.run(as_service(settings, "auth", work, command="keys"))
-    typer.echo(kid)
+    rotation = with_services(work)
+    typer.echo(rotation.kid)
     typer.echo(
-        f"new active signing key {kid} ({settings.token_algorithm}); auth replicas sign with it within"
-        f" {KEY_CACHE_TTL_S:.0f}s, the previous key stays in the JWKS",
+        f"new active signing key {rotation.kid} (previous {rotation.previous_kid or 'none'}); auth replicas sign with"
+        f" it within {KEY_CACHE_TTL_S:.0f}s, the previous key stays in the JWKS",
         err=True,
     )
 
@@ -40,16 +31,18 @@ def rotate() -> None:
 @keys_app.command("list")
 def list_keys() -> None:
     """Show the stored signing keys (no key material): kid, algorithm, when activated and retired."""
-    from strata.serve_apps.auth import key_inventory
+    from strata.serve_apps.auth import AuthClient
 
-    settings = resolved_settings()
-    keys: list[dict[str, Any]] = asyncio.run(as_service(settings, "auth", key_inventory, command="keys"))
+    async def work() -> SigningKeys:
+        return await AuthClient().signing_keys()
+
+    keys = with_services(work).keys
     if not keys:
         typer.echo("no signing key yet (the auth service makes one when it starts)")
         return
     published = 0
     for key in keys:
-        if key["retired_at"] is None:
+        if key.retired_at is None:
             state = "active"
             published += 1
         elif published < 2:
@@ -57,5 +50,5 @@ def list_keys() -> None:
             published += 1
         else:
             state = "retired"
-        retired = "" if key["retired_at"] is None else f"  retired {key['retired_at'].isoformat()}"
-        typer.echo(f"{key['kid']}  {key['alg']}  {state}  activated {key['activated_at'].isoformat()}{retired}")
+        retired = "" if key.retired_at is None else f"  retired {key.retired_at.isoformat()}"
+        typer.echo(f"{key.kid}  {key.alg}  {state}  activated {key.activated_at.isoformat()}{retired}")

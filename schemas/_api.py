@@ -6,6 +6,7 @@ ones: the contract between processes and the one on the wire are one set of type
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, JsonValue
@@ -81,6 +82,29 @@ class PasswordChanged(BaseModel):
 
     user_id: str
     revoked_sessions: int = Field(ge=0, description="Sessions that were live and are now revoked.")
+
+
+class EnsuredAccount(BaseModel):
+    """An account made sure of by an operator (``strata users create-admin``): found, or made (an auth answer)."""
+
+    user_id: str
+    email: str
+    created: bool = Field(description="Made now (True), or it existed already and was left as it was (False).")
+
+
+class SigningKeyInfo(BaseModel):
+    """A stored signing key, without its material."""
+
+    kid: str
+    alg: str
+    activated_at: datetime
+    retired_at: datetime | None = Field(description="Null while it is the active key.")
+
+
+class SigningKeys(BaseModel):
+    """Every stored signing key, newest first (an answer of the auth service)."""
+
+    keys: list[SigningKeyInfo]
 
 
 class KeyRotation(BaseModel):

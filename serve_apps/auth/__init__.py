@@ -18,7 +18,7 @@ from strata.serve_apps.auth._keys import (
     key_inventory,
     rotate_key,
 )
-from strata.serve_apps.auth._passwords import PasswordHasher, check_password_policy
+from strata.serve_apps.auth._passwords import PasswordHasher, check_email, check_password_policy
 from strata.serve_apps.auth._projection import apply_users_event
 from strata.serve_apps.auth._service import Authenticator
 from strata.serve_apps.auth._tokens import issue_access_token
@@ -35,6 +35,7 @@ __all__ = [
     "SigningKey",
     "app",
     "apply_users_event",
+    "check_email",
     "check_password_policy",
     "ensure_active_key",
     "issue_access_token",

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from strata.schemas import Jwks, KeyRotation, PasswordChanged, Registered, RevokedSessions, TokenPair
+from strata.schemas import (
+    EnsuredAccount,
+    Jwks,
+    KeyRotation,
+    PasswordChanged,
+    Registered,
+    RevokedSessions,
+    SigningKeys,
+    TokenPair,
+)
 from strata.serve_apps._client import ServiceClient
 
 
@@ -44,4 +53,13 @@ class AuthClient(ServiceClient):
         return await self._call(Jwks, "jwks")
 
     async def rotate_keys(self) -> KeyRotation:
+        """A new active signing key; this replica signs with it at once, the others within the key cache's TTL."""
         return await self._call(KeyRotation, "rotate_keys")
+
+    async def signing_keys(self) -> SigningKeys:
+        """Every stored signing key without its material, newest first."""
+        return await self._call(SigningKeys, "signing_keys")
+
+    async def ensure_account(self, email: str, password: str) -> EnsuredAccount:
+        """The account of ``email``, made with ``password`` if there is none (an operator's call)."""
+        return await self._call(EnsuredAccount, "ensure_account", email, password)

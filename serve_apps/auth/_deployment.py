@@ -16,7 +16,16 @@ import time
 from ray import serve
 
 from strata.actors.postgres import DatabaseError
-from strata.schemas import Jwks, KeyRotation, PasswordChanged, Registered, RevokedSessions, TokenPair
+from strata.schemas import (
+    EnsuredAccount,
+    Jwks,
+    KeyRotation,
+    PasswordChanged,
+    Registered,
+    RevokedSessions,
+    SigningKeys,
+    TokenPair,
+)
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.auth._service import Authenticator
@@ -74,6 +83,12 @@ class AuthService(ServiceReplica):
 
     async def rotate_keys(self) -> KeyRotation:
         return await self._auth.rotate_keys()
+
+    async def signing_keys(self) -> SigningKeys:
+        return await self._auth.signing_keys()
+
+    async def ensure_account(self, email: str, password: str) -> EnsuredAccount:
+        return await self._auth.ensure_account(email, password)
 
     async def check_health(self) -> None:
         await super().check_health()

@@ -38,6 +38,7 @@ import asyncpg
 from strata.actors.postgres import Database, UniqueViolation
 from strata.schemas import (
     Conflict,
+    EnsuredAccount,
     Forbidden,
     InvalidCredentials,
     InvalidToken,
@@ -48,6 +49,8 @@ from strata.schemas import (
     ResourceNotFound,
     RevokedSessions,
     Settings,
+    SigningKeyInfo,
+    SigningKeys,
     TokenPair,
     TooManyRequests,
     Unprocessable,
@@ -321,6 +324,26 @@ class Authenticator:
             raise Conflict("an account with this email already exists", code="email-taken") from None
         return Registered.model_validate(account)
 
+    async def ensure_account(self, email: str, password: str) -> EnsuredAccount:
+        """The account of ``email``: an existing one as it is (its password unchanged), else a new one with
+        ``password`` (checked against the policy, recording ``registered``).
+
+        An operator's call (``strata users create-admin``), made inside the cluster; the gateway routes no request
+        to it. Running it twice changes nothing the second time.
+        """
+        normalized = check_email(email)
+        existing = await self._db.run_in_transaction(read_account_by_email, normalized)
+        if existing is not None:
+            return EnsuredAccount(user_id=existing["user_id"], email=normalized, created=False)
+        try:
+            registered = await self.register(normalized, password)
+        except Conflict:  # registered meanwhile
+            account = await self._db.run_in_transaction(read_account_by_email, normalized)
+            if account is None:  # and deleted again at once
+                raise
+            return EnsuredAccount(user_id=account["user_id"], email=normalized, created=False)
+        return EnsuredAccount(user_id=registered.user_id, email=registered.email, created=True)
+
     # login ------------------------------------------------------------------------------------------------
 
     async def login(
@@ -462,6 +485,11 @@ class Authenticator:
     async def jwks(self) -> Jwks:
         """The JWKS document: ``{"keys": [active, previous]}``, public members only."""
         return Jwks.model_validate(await self._db.run_in_transaction(_keys.jwks))
+
+    async def signing_keys(self) -> SigningKeys:
+        """Every stored signing key without its material, newest first."""
+        rows = await self._db.run_in_transaction(_keys.key_inventory)
+        return SigningKeys(keys=[SigningKeyInfo.model_validate(row) for row in rows])
 
     async def rotate_keys(self) -> KeyRotation:
         """Make a new active signing key; the one it replaced stays in the JWKS.

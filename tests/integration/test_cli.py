@@ -111,3 +111,18 @@ def test_dlq_commands_list_and_replay(system: System) -> None:
     assert listing.returncode == 0, listing.stderr
     replay = _strata("events", "dlq", "replay", "no-such-group", env=system.env)
     assert replay.returncode == 0 and "replayed 0 dead letter(s)" in replay.stdout
+
+
+def test_keys_list_reaches_the_auth_service_with_the_cluster_s_token_from_the_settings(system: System) -> None:
+    # As an operator's shell has it: no Ray token in the environment; strata finds it itself (settings or data dir).
+    env = {k: v for k, v in system.env.items() if not k.startswith("RAY_")}
+    result = _strata("keys", "list", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and sum(" active " in line for line in lines) == 1, result.stdout
+    assert all(line.split()[1] in ("EdDSA", "RS256") for line in lines), result.stdout
+
+
+def test_a_command_needing_the_services_of_a_strata_that_is_not_running_is_one_line(tmp_path: Path) -> None:
+    result = _strata("keys", "list", env=_clean_env(tmp_path, STRATA_RAY_PORT=str(free_port())))
+    _assert_one_line_error(result, "strata is not running", "strata up")
