@@ -33,10 +33,20 @@ def running_strata() -> Runtime:
 
 @contextmanager
 def ray_driver(runtime: Runtime) -> Iterator[None]:
-    """This process as a Ray driver of ``runtime``'s cluster, until the block ends."""
+    """This process as a Ray driver of ``runtime``'s cluster, until the block ends.
+
+    A process that is a driver of that cluster already (a script, a notebook) stays one, connection and all.
+    """
     import ray
 
     host, _, port = runtime.ray_address.removeprefix("ray://").rpartition(":")
+    if ray.is_initialized():
+        # The GCS names itself by the node's address, which may differ from the one strata dials: compare ports.
+        connected = ray.get_runtime_context().gcs_address
+        if connected.rpartition(":")[2] != port:
+            raise ClusterError(f"this process is a Ray driver of {connected}, not of strata's {runtime.ray_address}")
+        yield
+        return
     if not port.isdigit() or not answers(host or "127.0.0.1", int(port)):
         raise Unreachable(f"strata is not running: no Ray cluster answers at {runtime.ray_address} (run `strata up`)")
     # Ray reads its authentication mode when it is first imported: the console script (strata/_console.py) puts
