@@ -55,6 +55,8 @@ def ray_driver(runtime: Runtime) -> Iterator[None]:
     if wanted and os.environ.get("RAY_AUTH_TOKEN") != wanted:
         raise ClusterError("this process holds another Ray token than the running strata's: unset RAY_AUTH_TOKEN")
     ray.init(address=runtime.ray_address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+    # A command prints its own result: Serve's handle machinery in this driver says nothing below a warning.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     try:
         yield
     finally:

@@ -121,6 +121,7 @@ def test_keys_list_reaches_the_auth_service_with_the_cluster_s_token_from_the_se
     lines = result.stdout.splitlines()
     assert lines and sum(" active " in line for line in lines) == 1, result.stdout
     assert all(line.split()[1] in ("EdDSA", "RS256") for line in lines), result.stdout
+    assert not [line for line in result.stderr.splitlines() if line.startswith("INFO")], result.stderr  # no chatter
 
 
 def test_a_command_needing_the_services_of_a_strata_that_is_not_running_is_one_line(tmp_path: Path) -> None:
