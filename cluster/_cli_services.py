@@ -18,8 +18,9 @@ from ray.serve.exceptions import RayServeException
 
 from strata.actors import NAMESPACE
 from strata.cluster._errors import ClusterError, Unreachable
+from strata.cluster._probes import ray_answers
 from strata.cluster._runtime import Runtime, resolve
-from strata.cluster._state import State, answers
+from strata.cluster._state import State
 from strata.schemas import DomainError, ServiceUnavailable, Settings
 
 T = TypeVar("T")
@@ -39,15 +40,14 @@ def ray_driver(runtime: Runtime) -> Iterator[None]:
     """
     import ray
 
-    host, _, port = runtime.ray_address.removeprefix("ray://").rpartition(":")
     if ray.is_initialized():
         # The GCS names itself by the node's address, which may differ from the one strata dials: compare ports.
         connected = ray.get_runtime_context().gcs_address
-        if connected.rpartition(":")[2] != port:
+        if connected.rpartition(":")[2] != runtime.ray_address.rpartition(":")[2]:
             raise ClusterError(f"this process is a Ray driver of {connected}, not of strata's {runtime.ray_address}")
         yield
         return
-    if not port.isdigit() or not answers(host or "127.0.0.1", int(port)):
+    if not ray_answers(runtime.ray_address):
         raise Unreachable(f"strata is not running: no Ray cluster answers at {runtime.ray_address} (run `strata up`)")
     # Ray reads its authentication mode when it is first imported: the console script (strata/_console.py) puts
     # the cluster's token in the environment before that, so only a token that differs is an error here.

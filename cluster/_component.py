@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from strata.cluster._runtime import Runtime
-from strata.cluster._state import Recorded, State
+from strata.cluster._state import Recorded, State, terminate
 from strata.schemas import Settings
 
 Echo = Callable[[str], None]
@@ -70,6 +70,20 @@ class StatusRow:
 def running(recorded: Recorded | None) -> bool:
     """Whether a recorded component runs: it recorded processes and all of them are alive."""
     return recorded is not None and recorded.alive()
+
+
+def stop_recorded(
+    recorded: Recorded | None, echo: Echo, what: str, *, timeout: float, gently: Callable[[], None] | None = None
+) -> list[int]:
+    """Stop the processes a component recorded (``stopping <what>``), after ``gently()`` if given (the server's own
+    shutdown); what is left is terminated. Their pids, or none without a record."""
+    if recorded is None:
+        return []
+    echo(f"stopping {what}")
+    if gently is not None:
+        gently()
+    terminate(recorded.procs, timeout=timeout)
+    return recorded.pids
 
 
 def recorded_row(name: str, recorded: Recorded | None) -> StatusRow:

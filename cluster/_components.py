@@ -36,13 +36,14 @@ from strata.cluster._component import (
     quiet,
     recorded_row,
     running,
+    stop_recorded,
 )
 from strata.cluster._errors import StartupError, Unreachable
 from strata.cluster._front import TlsFront
 from strata.cluster._postgres import EmbeddedPostgres
-from strata.cluster._probes import postgres_error, wait_until
+from strata.cluster._probes import postgres_error, ray_answers, wait_until
 from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, ray_head
-from strata.cluster._state import Recorded, answers, terminate
+from strata.cluster._state import Recorded, terminate
 from strata.cluster._tls import ensure_certificate
 from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
 
@@ -112,12 +113,8 @@ class PostgresComponent:
         asyncio.run(migrate_async(self._settings, echo))
 
     def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
-        if recorded is None:
-            return []
-        echo("stopping PostgreSQL")
-        self._server().stop()  # a fast shutdown through pg_ctl first; what is left is terminated
-        terminate(recorded.procs, timeout=10)
-        return recorded.pids
+        # A fast shutdown through pg_ctl first.
+        return stop_recorded(recorded, echo, "PostgreSQL", timeout=10, gently=self._server().stop)
 
     def status(self, recorded: Recorded | None) -> StatusRow:
         if self.applies():
@@ -181,11 +178,7 @@ class KafkaComponent:
             echo(f"created topics: {', '.join(created)}")
 
     def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
-        if recorded is None:
-            return []
-        echo("stopping Kafka")
-        terminate(recorded.procs, timeout=30)
-        return recorded.pids
+        return stop_recorded(recorded, echo, "Kafka", timeout=30)
 
     def status(self, recorded: Recorded | None) -> StatusRow:
         if self.applies():
@@ -242,8 +235,7 @@ class RayHeadComponent:
         if self.applies():
             return
         address = self._runtime.ray_address
-        host, _, port = address.removeprefix("ray://").rpartition(":")
-        if not port.isdigit() or not answers(host or "127.0.0.1", int(port)):
+        if not ray_answers(address):
             raise Unreachable(f"cannot reach the Ray cluster at {address}")
 
     def start(self, record: Record, echo: Echo) -> None:
@@ -321,11 +313,7 @@ class TlsFrontComponent:
         pass  # its config is written at each start
 
     def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
-        if recorded is None:
-            return []
-        echo("stopping the TLS front")
-        terminate(recorded.procs, timeout=10)
-        return recorded.pids
+        return stop_recorded(recorded, echo, "the TLS front", timeout=10)
 
     def status(self, recorded: Recorded | None) -> StatusRow | None:
         return recorded_row(self.name, recorded) if self.applies() else None

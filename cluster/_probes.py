@@ -9,6 +9,8 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 
+from strata.cluster._state import answers
+
 Check = Callable[[], str | None]
 
 
@@ -45,3 +47,9 @@ def http_ready(url: str, timeout: float = 5.0, verify: ssl.SSLContext | bool = T
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {response.text[:200]}"
     return None
+
+
+def ray_answers(address: str) -> bool:
+    """Whether the Ray cluster at ``address`` (its GCS's ``host:port``, or ``ray://host:port``) accepts a connection."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return port.isdigit() and answers(host or "127.0.0.1", int(port))

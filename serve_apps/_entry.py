@@ -73,10 +73,9 @@ def service_app(deployment: Any) -> Any:
 def service_handle(app: str) -> DeploymentHandle[Any]:
     """The handle of service ``app``'s deployment (``auth``, ``users``, ``data``, ``audit``), from inside the
     cluster: a Serve replica, an actor, or a driver connected to strata's Ray (namespace ``strata``)."""
-    spec = service_spec(app) if app in _SERVICES else None
-    if spec is None:
+    if app not in _SERVICES:
         raise ValueError(f"unknown service {app!r}; known: {sorted(_SERVICES)}")
-    return serve.get_deployment_handle(spec.deployment, app_name=app)
+    return serve.get_deployment_handle(service_spec(app).deployment, app_name=app)
 
 
 _SERVICES = frozenset(spec.name for spec in REGISTRY if spec.route_prefix is None)
