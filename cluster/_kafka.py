@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from strata.cluster._errors import StartupError, ToolMissing
-from strata.cluster._state import Proc, spawn_detached, wait_for_port
+from strata.cluster._state import Proc, server_env, spawn_detached, wait_for_port
 
 _POM = "pom.xml"
 _LOG4J = "log4j2.properties"
@@ -180,6 +180,7 @@ class EmbeddedKafka:
                 text=True,
                 timeout=120,
                 check=False,
+                env=server_env(),
             )
             if result.returncode != 0:
                 raise StartupError(

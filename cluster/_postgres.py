@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from strata.cluster._errors import PreflightError, StartupError
-from strata.cluster._state import Proc
+from strata.cluster._state import Proc, server_env
 
 ADMIN_USER = "strata_admin"
 DATABASE = "strata"
@@ -73,6 +73,7 @@ class EmbeddedPostgres:
             timeout=timeout,
             cwd=self.home,
             check=False,
+            env=server_env(),
             **identity,
         )
 

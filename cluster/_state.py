@@ -134,11 +134,25 @@ def answers(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
+def server_env() -> dict[str, str]:
+    """The environment of a server strata starts (PostgreSQL, Kafka, the TLS front): this process's, less strata's
+    settings and Ray's credentials. None of them reads either, and they may hold secrets (``STRATA_SECRET_KEY``,
+    the Ray token the ``strata`` command puts in its own environment), which PostgreSQL, running as another OS user,
+    must not be able to read from its ``/proc/<pid>/environ``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "RAY_AUTH"))}
+
+
 def spawn_detached(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session (it outlives this process), its output appended to ``log``."""
     with open(log, "ab") as out:
         return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
+            env=server_env(),
         )
 
 

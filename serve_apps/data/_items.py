@@ -42,7 +42,7 @@ def item_uuid(item_id: str) -> str:
     try:
         return str(uuid.UUID(item_id))
     except (ValueError, TypeError, AttributeError):
-        raise ItemNotFound(f"no item {item_id}") from None
+        raise ItemNotFound("no such item") from None  # not its text: a caller's input is never echoed back
 
 
 async def create_item(
