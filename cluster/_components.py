@@ -15,7 +15,7 @@ import shutil
 
 import asyncpg
 
-from strata.actors.kafka import dlq_topic, ensure_topics, kafka_unavailable_reason
+from strata.actors.kafka import ADMIN, dlq_topic, ensure_topics, kafka_unavailable_reason, provision
 from strata.actors.postgres import (
     apply_migrations,
     ensure_service_role,
@@ -157,7 +157,7 @@ class KafkaComponent:
                 _kafka.find_maven()
             return
         servers = self._settings.kafka_bootstrap_servers
-        reason = asyncio.run(kafka_unavailable_reason(servers))
+        reason = asyncio.run(kafka_unavailable_reason(self._settings, ADMIN))
         if reason is not None:
             raise Unreachable(f"cannot reach Kafka at {servers}: {reason}")
 
@@ -170,12 +170,17 @@ class KafkaComponent:
     def provision(self, echo: Echo) -> None:
         servers = self._settings.kafka_bootstrap_servers
         # A broker that listens may not serve yet: wait until it answers metadata requests.
-        reason = wait_until(lambda: asyncio.run(kafka_unavailable_reason(servers)), self._settings.startup_timeout_s)
+        reason = wait_until(
+            lambda: asyncio.run(kafka_unavailable_reason(self._settings, ADMIN)), self._settings.startup_timeout_s
+        )
         if reason is not None:
             raise StartupError(f"Kafka on {servers} did not become ready: {reason}")
         created = asyncio.run(ensure_topics(self._settings, event_topics()))
         if created:
             echo(f"created topics: {', '.join(created)}")
+        if self.applies():
+            # strata's own broker: every component its principal, and the ACLs of the registry (idempotent).
+            asyncio.run(provision(self._settings))
 
     def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
         return stop_recorded(recorded, echo, "Kafka", timeout=30)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import uuid
 from importlib import resources
 from pathlib import Path
 
+from strata.actors.kafka import ADMIN, BROKER, principal_name
 from strata.cluster._errors import StartupError, ToolMissing
 from strata.cluster._state import Proc, server_env, spawn_detached, wait_for_port
 
 _POM = "pom.xml"
+_PASSWORD = re.compile(r"[A-Za-z0-9._~-]{16,}")
 _LOG4J = "log4j2.properties"
 
 
@@ -99,15 +102,34 @@ def resolve_jars(cache_dir: Path) -> Path:
 
 
 class EmbeddedKafka:
-    """Format, start and stop one KRaft broker under ``home``."""
+    """Format, start and stop one KRaft broker under ``home``.
 
-    def __init__(self, home: Path, *, port: int, controller_port: int, heap: str, cache_dir: Path) -> None:
+    Clients authenticate with SASL SCRAM-SHA-512 on the client listener, and Kafka's ``StandardAuthorizer``
+    refuses whatever no ACL allows. ``strata-broker`` (the broker's own inter-broker and controller traffic,
+    PLAIN on the controller listener, where KRaft has no SCRAM) and ``strata-admin`` are super users; their
+    credentials are written into the storage when it is formatted. The component principals and their ACLs
+    come later, through the admin API (:func:`strata.actors.kafka.provision`).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        port: int,
+        controller_port: int,
+        heap: str,
+        cache_dir: Path,
+        broker_password: str,
+        admin_password: str,
+    ) -> None:
         self.home = home.resolve()
         self.data = self.home / "data"
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
         self.cache_dir = cache_dir
+        self._broker_password = broker_password
+        self._admin_password = admin_password
 
     @property
     def bootstrap_servers(self) -> str:
@@ -117,17 +139,46 @@ class EmbeddedKafka:
     def properties_file(self) -> Path:
         return self.home / "server.properties"
 
+    @property
+    def _sasl_marker(self) -> Path:
+        return self.data / ".strata-sasl"
+
     def _write_properties(self) -> None:
-        self.properties_file.write_text(
-            "# strata's embedded broker: KRaft, one node, loopback only\n"
+        for secret in (self._broker_password, self._admin_password):
+            if not _PASSWORD.fullmatch(secret):
+                # They go into a JAAS line and a StorageTool argument, where quotes, commas and brackets mean syntax.
+                raise StartupError(
+                    "the embedded Kafka's passwords need 16 or more of letters, digits and . _ ~ -"
+                    " (kafka_admin_password)"
+                )
+        broker, password = principal_name(BROKER), self._broker_password
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required"
+            f' username="{broker}" password="{password}" user_{broker}="{password}";'
+        )
+        scram = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required"
+            f' username="{broker}" password="{password}";'
+        )
+        text = (
+            "# strata's embedded broker: KRaft, one node, loopback only, SASL and ACLs on every listener\n"
             "process.roles=broker,controller\n"
             "node.id=1\n"
             f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}\n"
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            f"listeners=CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
+            f"advertised.listeners=CLIENT://127.0.0.1:{self.port}\n"
             "controller.listener.names=CONTROLLER\n"
-            "inter.broker.listener.name=PLAINTEXT\n"
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            "inter.broker.listener.name=CLIENT\n"
+            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT\n"
+            "sasl.mechanism.controller.protocol=PLAIN\n"
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512\n"
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN\n"
+            f"listener.name.controller.plain.sasl.jaas.config={plain}\n"
+            "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512\n"
+            f"listener.name.client.scram-sha-512.sasl.jaas.config={scram}\n"
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+            "allow.everyone.if.no.acl.found=false\n"
+            f"super.users=User:{broker};User:{principal_name(ADMIN)}\n"
             f"log.dirs={self.data}\n"
             "num.partitions=3\n"
             "offsets.topic.replication.factor=1\n"
@@ -137,12 +188,17 @@ class EmbeddedKafka:
             "share.coordinator.state.topic.replication.factor=1\n"
             "share.coordinator.state.topic.min.isr=1\n"
             "group.initial.rebalance.delay.ms=0\n"
-            "auto.create.topics.enable=true\n"
+            "auto.create.topics.enable=false\n"
             "log.retention.hours=168\n"
             "num.network.threads=2\n"
             "num.io.threads=2\n"
             "background.threads=2\n"
         )
+        # The file holds the broker's password: readable by its owner only, from its first byte.
+        fd = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        self.properties_file.chmod(0o600)
 
     def _java(self, jars: Path, *args: str, heap: str = "256m") -> list[str]:
         return [
@@ -163,6 +219,12 @@ class EmbeddedKafka:
         jars = resolve_jars(self.cache_dir)
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_properties()
+        if (self.data / "meta.properties").exists() and not self._sasl_marker.exists():
+            raise StartupError(
+                f"the Kafka storage under {self.data} was formatted before strata's broker required authentication,"
+                " so it holds no credentials: stop strata, remove that directory (its events are replayed from"
+                " nowhere; the services' outboxes keep only unsent rows) and run `strata up` again"
+            )
         if not (self.data / "meta.properties").exists():
             # Kafka's cluster id: a base64url UUID. It may start with "-", so it is passed as --cluster-id=<id>.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -175,6 +237,10 @@ class EmbeddedKafka:
                     f"--cluster-id={cluster_id}",
                     "-c",
                     str(self.properties_file),
+                    "--add-scram",
+                    f"SCRAM-SHA-512=[name={principal_name(BROKER)},password={self._broker_password}]",
+                    "--add-scram",
+                    f"SCRAM-SHA-512=[name={principal_name(ADMIN)},password={self._admin_password}]",
                 ),
                 capture_output=True,
                 text=True,
@@ -183,9 +249,11 @@ class EmbeddedKafka:
                 env=server_env(),
             )
             if result.returncode != 0:
-                raise StartupError(
-                    f"formatting the Kafka storage failed: {(result.stderr or result.stdout).strip()[-300:]}"
-                )
+                output = (result.stderr or result.stdout).strip()[-300:]
+                for secret in (self._broker_password, self._admin_password):
+                    output = output.replace(secret, "***")
+                raise StartupError(f"formatting the Kafka storage failed: {output}")
+            self._sasl_marker.touch()
         return jars
 
     def start(self, timeout: float = 90.0) -> Proc:

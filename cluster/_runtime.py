@@ -58,7 +58,8 @@ def cache_dir() -> Path:
 
 
 def secrets_of(data_dir: Path, *, create: bool = True) -> dict[str, str]:
-    """Secrets generated once per data dir (mode 0600): the master secret and the embedded admin password."""
+    """Secrets generated once per data dir (mode 0600): the master secret, the Ray token and the embedded servers'
+    admin passwords (PostgreSQL's, and the Kafka broker's and admin principal's)."""
     path = data_dir / "secrets.json"
     values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     missing = {name: make() for name, make in _SECRETS.items() if name not in values}
@@ -80,6 +81,8 @@ _SECRETS: dict[str, Callable[[], str]] = {
     "secret_key": lambda: secrets.token_urlsafe(32),
     "postgres_password": lambda: secrets.token_urlsafe(24),
     "ray_auth_token": lambda: secrets.token_hex(32),  # the format Ray itself generates
+    "kafka_broker_password": lambda: secrets.token_urlsafe(24),
+    "kafka_admin_password": lambda: secrets.token_urlsafe(24),
 }
 
 
@@ -92,15 +95,24 @@ def postgres_server(settings: Settings, state: State, *, create: bool = True) ->
     )
 
 
-def kafka_broker(settings: Settings, state: State) -> _kafka.EmbeddedKafka:
+def kafka_broker(settings: Settings, state: State, *, create: bool = True) -> _kafka.EmbeddedKafka:
     """The embedded Kafka broker of ``settings`` under the data dir, on the ports chosen once and kept in ``state``."""
+    generated = secrets_of(settings.data_dir, create=create)
     return _kafka.EmbeddedKafka(
         settings.data_dir / "kafka",
         port=state.port("kafka", settings.kafka_port),
         controller_port=state.port("kafka_controller", 0),
         heap=settings.kafka_heap,
         cache_dir=cache_dir(),
+        broker_password=generated["kafka_broker_password"],
+        admin_password=kafka_admin_password(settings, generated),
     )
+
+
+def kafka_admin_password(settings: Settings, generated: dict[str, str]) -> str:
+    """The embedded broker's ``strata-admin`` password: the setting's, else the one generated into the data dir."""
+    given = settings.kafka_admin_password
+    return given.get_secret_value() if given is not None else generated["kafka_admin_password"]
 
 
 def ray_head(settings: Settings, state: State) -> _ray.LocalRayHead:
@@ -128,7 +140,18 @@ def resolve(settings: Settings, state: State, *, create: bool = True) -> Runtime
     if settings.embedded_postgres:
         update["database_url"] = SecretStr(postgres_server(settings, state, create=create).dsn)
     if settings.embedded_kafka:
-        update["kafka_bootstrap_servers"] = kafka_broker(settings, state).bootstrap_servers
+        broker = kafka_broker(settings, state, create=create)
+        update.update(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_username=None,
+            kafka_password=None,
+            kafka_ca_file=None,
+            kafka_admin_password=SecretStr(
+                kafka_admin_password(settings, secrets_of(settings.data_dir, create=create))
+            ),
+        )
     token = settings.ray_auth_token.get_secret_value() if settings.ray_auth_token else None
     if settings.local_ray:
         head = ray_head(settings, state)
@@ -191,14 +214,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """What Ray workers get: the settings, less the admin password.
+    """What Ray workers get: the settings, less the admin passwords.
 
-    Workers connect as their service's role (its password derived from the
-    master secret) and never as the admin, so the admin DSN reaches them
-    without its password.
+    Workers connect to PostgreSQL as their service's role and to Kafka as
+    their component's principal (both passwords derived from the master
+    secret), never as an admin, so the admin DSN reaches them without its
+    password and the Kafka admin password not at all.
     """
     env = settings_env(settings)
     env.pop("STRATA_RAY_AUTH_TOKEN", None)  # workers get Ray's own RAY_AUTH_TOKEN
+    env.pop("STRATA_KAFKA_ADMIN_PASSWORD", None)
     if settings.database_url is not None:
         env["STRATA_DATABASE_URL"] = strip_password(settings.database_url.get_secret_value())
     return env

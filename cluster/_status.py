@@ -81,9 +81,7 @@ async def _event_status(settings: Settings) -> dict[str, Any]:
     consumers: dict[str, Any] = {}
     for _, group in consumer_groups():
         try:
-            lag = await asyncio.wait_for(
-                consumer_group_lag(settings.kafka_bootstrap_servers, group.group, list(group.topics)), timeout=10
-            )
+            lag = await asyncio.wait_for(consumer_group_lag(settings, group.group, list(group.topics)), timeout=10)
             consumers[group.group] = {"lag": lag["total"], "partitions": lag["partitions"]}
         except Exception as exc:  # noqa: BLE001
             consumers[group.group] = {"error": type(exc).__name__}

@@ -21,6 +21,7 @@ from strata.actors.postgres import DatabaseError
 from strata.cluster import _lifecycle, _status
 from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
+from strata.cluster._cli_kafka import kafka_users_app
 from strata.cluster._cli_keys import keys_app
 from strata.cluster._cli_users import users_app
 from strata.cluster._components import migrate_async
@@ -43,6 +44,7 @@ app = typer.Typer(
 events_app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
+app.add_typer(kafka_users_app, name="kafka-user")
 app.add_typer(users_app, name="users")
 
 

@@ -15,9 +15,11 @@ It prints one JSON line per new valid event on stdout, one per invalid message
 on stderr, and a summary on stderr; it stops after ``--max-messages`` messages
 or ``--timeout-s`` seconds, whichever comes first, and exits 0.
 
-Example (the bootstrap address is the ``kafka`` row of ``strata status``)::
+Example (the bootstrap address is the ``kafka`` row of ``strata status``; the principal and its password come
+from ``strata kafka-user add my-reader --read 'strata.*'``, and its groups' names start with its name)::
 
-    python examples/consume_events.py --bootstrap 127.0.0.1:9092 --group my-reader --max-messages 100
+    KAFKA_PASSWORD=... python examples/consume_events.py --bootstrap 127.0.0.1:9092 \
+        --username my-reader --group my-reader.audit --max-messages 100
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import ssl
 import sys
 import time
 from collections import OrderedDict
@@ -145,7 +149,7 @@ def handle(record: Any, book: SchemaBook, tally: Tally) -> None:
 
 async def consume(args: argparse.Namespace, book: SchemaBook) -> Tally:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap,
+        **connection(args),
         group_id=args.group,
         enable_auto_commit=False,  # commit after processing, below
         auto_offset_reset="earliest",  # a new group reads the retained history
@@ -188,6 +192,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help=f"Topic to read (repeatable). Default: every event topic, by the pattern {EVENT_TOPICS}",
     )
+    parser.add_argument(
+        "--username",
+        default=os.environ.get("KAFKA_USERNAME"),
+        help="SASL username (a principal from `strata kafka-user add`); env KAFKA_USERNAME.",
+    )
+    parser.add_argument(
+        "--security-protocol",
+        choices=["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"],
+        default=None,
+        help="Default: SASL_PLAINTEXT with --username (strata's embedded broker), else PLAINTEXT.",
+    )
+    parser.add_argument("--sasl-mechanism", default="SCRAM-SHA-512", help="SASL mechanism (SCRAM-SHA-512).")
+    parser.add_argument("--ca-file", type=Path, default=None, help="CA bundle that verifies the brokers (SSL).")
     parser.add_argument("--max-messages", type=int, default=None, help="Stop after this many messages.")
     parser.add_argument("--timeout-s", type=float, default=30.0, help="Stop after this many seconds.")
     args = parser.parse_args(argv)
@@ -195,7 +212,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-messages must be at least 1")
     if args.timeout_s <= 0:
         parser.error("--timeout-s must be positive")
+    args.password = os.environ.get("KAFKA_PASSWORD")  # never on the command line, where `ps` shows it
+    if args.security_protocol is None:
+        args.security_protocol = "SASL_PLAINTEXT" if args.username else "PLAINTEXT"
+    if args.security_protocol.startswith("SASL_") and not (args.username and args.password):
+        parser.error(f"{args.security_protocol} needs --username (or KAFKA_USERNAME) and KAFKA_PASSWORD in the env")
     return args
+
+
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """aiokafka's connection options from the arguments: SASL credentials and TLS when asked for."""
+    options: dict[str, Any] = {"bootstrap_servers": args.bootstrap, "security_protocol": args.security_protocol}
+    if args.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=str(args.ca_file) if args.ca_file else None)
+    if args.security_protocol.startswith("SASL_"):
+        options.update(
+            sasl_mechanism=args.sasl_mechanism, sasl_plain_username=args.username, sasl_plain_password=args.password
+        )
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:

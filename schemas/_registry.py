@@ -56,6 +56,8 @@ class ServiceSpec:
     publishes: tuple[str, ...] = ()
     """Topics its outbox publishes on (each event type's topic names its service)."""
     consumer_groups: tuple[ConsumerGroupSpec, ...] = field(default=())
+    reads: tuple[str, ...] = ()
+    """Topics it reads without a consumer group (the gateway's revocation feed); its Kafka ACLs allow just these."""
     db_backend: DatabaseBackend = "replica"
     """Default database backend (``STRATA_DB_BACKENDS`` overrides it per service)."""
 
@@ -91,6 +93,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         description="the only HTTP application: TLS-fronted, verifies tokens, rate-limits, routes one hop down",
         route_prefix="/",
         owns_schema=False,
+        reads=(AUTH_ACCOUNT_TOPIC, USERS_USER_TOPIC),
     ),
     ServiceSpec(
         name="auth",

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from strata.schemas._registry import DatabaseBackend, app_names, schema_owners, service_spec
 
 Port = Annotated[int, Field(ge=0, le=65535)]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 RateLimitClass = Literal["auth", "read", "write"]
 """Rate-limit classes with a quota (routes of class ``none`` are never limited)."""
 
@@ -80,6 +82,36 @@ class Settings(BaseSettings):
     )
     kafka_heap: str = Field(
         default="512m", pattern=r"^\d+[mMgG]$", description="JVM heap of the embedded Kafka broker (-Xmx)."
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT",
+        description=(
+            "How every strata client talks to an existing Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+            " strata's embedded broker always uses SASL_PLAINTEXT on loopback, whatever this says."
+        ),
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        default="SCRAM-SHA-512",
+        description="SASL mechanism with an existing Kafka: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.",
+    )
+    kafka_username: str | None = Field(
+        default=None,
+        description=(
+            "SASL username every strata client uses with an existing Kafka. Empty with a SASL protocol: each component"
+            " authenticates as its own principal strata-<component> (as with the embedded broker)."
+        ),
+    )
+    kafka_password: SecretStr | None = Field(default=None, description="SASL password of kafka_username.")
+    kafka_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that verifies the brokers' certificates (SSL, SASL_SSL). Empty: the system's CAs.",
+    )
+    kafka_admin_password: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Password of the embedded broker's admin principal strata-admin (topics, ACLs, principals). Empty:"
+            " generated once into the data dir. Never given to Ray workers."
+        ),
     )
     ray_address: str = Field(
         default="",
@@ -149,8 +181,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description=(
-            "Master secret from which per-service database passwords are derived. Empty: generated once"
-            " into the data dir (mode 0600)."
+            "Master secret from which per-service database passwords and Kafka principals' passwords are"
+            " derived. Empty: generated once into the data dir (mode 0600)."
         ),
     )
     db_backends: dict[str, DatabaseBackend] = Field(
@@ -333,6 +365,12 @@ class Settings(BaseSettings):
     def _tls_files_in_pairs(self) -> Settings:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("set both tls_certfile and tls_keyfile, or neither (then a local CA issues them)")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_credentials_in_pairs(self) -> Settings:
+        if (self.kafka_username is None) != (self.kafka_password is None):
+            raise ValueError("set both kafka_username and kafka_password, or neither")
         return self
 
     @model_validator(mode="after")

@@ -83,6 +83,12 @@ class System:
 
         asyncio.run(forget())
 
+    def kafka(self, component: str = "admin") -> dict[str, Any]:
+        """aiokafka options of ``component``'s principal on this system's broker (the admin's by default)."""
+        from strata.actors.kafka import client_options
+
+        return client_options(self.runtime.settings, component)
+
     @property
     def admin_dsn(self) -> str:
         assert self.runtime.settings.database_url is not None

@@ -38,10 +38,10 @@ from ray.actor import ActorHandle
 from strata.actors import Backoff, keep_running
 from strata.actors._detached import ensure_detached
 from strata.actors._metrics import set_gauge
-from strata.actors.kafka import dead_letter_headers, dlq_topic, stop_quietly
+from strata.actors.kafka import client_options, dead_letter_headers, dlq_topic, stop_quietly
 from strata.actors.postgres import AsyncpgPool, DatabaseUnavailable, check_service_name, service_dsn
 from strata.schemas import Settings
-from strata.schemas.events import CloudEvent, decode
+from strata.schemas.events import CloudEvent, check_provenance, decode
 
 logger = logging.getLogger(__name__)
 
@@ -160,17 +160,16 @@ class ConsumerRunner:
 
     async def _consume(self) -> None:
         await self._db.start()
+        options = client_options(self._settings, self._service)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **options,
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=200,
             client_id=f"strata-{self._group}",
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all"
-        )
+        producer = AIOKafkaProducer(**options, enable_idempotence=True, acks="all")
         consumer.subscribe(self._topics, listener=_CommitOnRevoke(self))
         try:
             await consumer.start()
@@ -198,6 +197,7 @@ class ConsumerRunner:
     async def _handle(self, message: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer) -> None:
         try:
             event = decode(message.value or b"")
+            check_provenance(message.topic, event)  # what the owner of the topic did not write is not applied
         except ValueError as exc:
             await self._dead_letter(message, producer, exc, attempts=1)
             return

@@ -19,8 +19,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from strata.actors.kafka._lag import partitions_of
+from strata.actors.kafka._security import ADMIN, client_options
 from strata.actors.kafka._stop import stop_quietly
 from strata.actors.kafka._topics import dlq_topic
+from strata.schemas import Settings
 
 H_ERROR = "strata-dlq-error"
 H_ERROR_TYPE = "strata-dlq-error-type"
@@ -80,15 +82,15 @@ class DeadLetter:
         }
 
 
-async def _read(bootstrap_servers: str, group: str, *, pending_only: bool) -> tuple[list[DeadLetter], AIOKafkaConsumer]:
+async def _read(settings: Settings, group: str, *, pending_only: bool) -> tuple[list[DeadLetter], AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **client_options(settings, ADMIN),
         group_id=replay_group(group),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**client_options(settings, ADMIN), request_timeout_ms=10_000)
     await admin.start()
     try:
         partitions = await partitions_of(admin, [dlq_topic(group)])
@@ -122,21 +124,21 @@ async def _read(bootstrap_servers: str, group: str, *, pending_only: bool) -> tu
     return letters, consumer
 
 
-async def list_dead_letters(bootstrap_servers: str, group: str, *, pending_only: bool = True) -> list[DeadLetter]:
-    """The dead letters of ``group``: those not replayed yet, or all of them."""
-    letters, consumer = await _read(bootstrap_servers, group, pending_only=pending_only)
+async def list_dead_letters(settings: Settings, group: str, *, pending_only: bool = True) -> list[DeadLetter]:
+    """The dead letters of ``group``: those not replayed yet, or all of them (read as the admin principal)."""
+    letters, consumer = await _read(settings, group, pending_only=pending_only)
     await stop_quietly(consumer)
     return letters
 
 
-async def replay_dead_letters(bootstrap_servers: str, group: str) -> list[DeadLetter]:
+async def replay_dead_letters(settings: Settings, group: str) -> list[DeadLetter]:
     """Send every pending dead letter of ``group`` back to its original topic; return them.
 
     Replay progress is committed after the broker acknowledged the resends, so
     a replay interrupted midway resends at most what it had not committed.
     """
-    letters, consumer = await _read(bootstrap_servers, group, pending_only=True)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+    letters, consumer = await _read(settings, group, pending_only=True)
+    producer = AIOKafkaProducer(**client_options(settings, ADMIN), enable_idempotence=True, acks="all")
     try:
         if not letters:
             return []

@@ -8,7 +8,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from strata.actors.kafka._security import ADMIN, client_options
 from strata.actors.kafka._stop import stop_quietly
+from strata.schemas import Settings
 
 
 async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[TopicPartition]:
@@ -22,14 +24,17 @@ async def partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> list[T
     )
 
 
-async def consumer_group_lag(bootstrap_servers: str, group: str, topics: list[str]) -> dict[str, Any]:
+async def consumer_group_lag(
+    settings: Settings, group: str, topics: list[str], component: str = ADMIN
+) -> dict[str, Any]:
     """``{"total": n, "partitions": {"topic/partition": lag}}`` for ``group`` over ``topics``.
 
     A partition the group never committed counts all its messages as lag
     (it starts from the earliest offset).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    options = client_options(settings, component)
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10_000)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

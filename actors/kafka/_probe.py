@@ -8,12 +8,18 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from strata.actors.kafka._security import client_options
+from strata.schemas import Settings
+
 logger = logging.getLogger(__name__)
 
 
-async def kafka_unavailable_reason(bootstrap_servers: str, wait_s: float = 5.0) -> str | None:
-    """``None`` when the cluster answers a metadata request within ``wait_s``, else why not (one line)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(wait_s * 1000))
+async def kafka_unavailable_reason(settings: Settings, component: str, wait_s: float = 5.0) -> str | None:
+    """``None`` when the cluster answers ``component``'s metadata request within ``wait_s``, else why not (one line).
+
+    The probe authenticates as ``component``, so wrong credentials show here as an authentication failure.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings, component), request_timeout_ms=int(wait_s * 1000))
     try:
         async with asyncio.timeout(wait_s):
             await admin.start()

@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from strata.actors.kafka._security import ADMIN, client_options
 from strata.schemas import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def topic_config(settings: Settings) -> dict[str, str]:
 
 async def ensure_topics(settings: Settings, names: list[str]) -> list[str]:
     """Create those of ``names`` that do not exist yet; return the ones created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(**client_options(settings, ADMIN), request_timeout_ms=15_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

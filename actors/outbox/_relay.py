@@ -36,7 +36,7 @@ from ray.actor import ActorHandle
 from strata.actors import Backoff, keep_running
 from strata.actors._detached import ensure_detached
 from strata.actors._metrics import inc_counter, set_gauge
-from strata.actors.kafka import stop_quietly
+from strata.actors.kafka import client_options, stop_quietly
 from strata.actors.outbox._record import notify_channel
 from strata.actors.postgres import check_service_name, service_dsn
 from strata.schemas import Settings
@@ -115,7 +115,7 @@ class OutboxRelay:
             self._leader = True
             await conn.add_listener(notify_channel(self._service), self._on_notify)
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                **client_options(self._settings, self._service),
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,

@@ -21,7 +21,7 @@ from strata.schemas.events._catalog import (
     topic_name,
     topics,
 )
-from strata.schemas.events._envelope import CloudEvent, decode, encode, new_event
+from strata.schemas.events._envelope import CloudEvent, ForeignEvent, check_provenance, decode, encode, new_event
 from strata.schemas.events._jsonschema import (
     event_json_schema,
     render_schemas,
@@ -67,6 +67,7 @@ __all__ = [
     "AccountRegistered",
     "CloudEvent",
     "EventType",
+    "ForeignEvent",
     "ItemCreated",
     "ItemDeleted",
     "ItemUpdated",
@@ -76,6 +77,7 @@ __all__ = [
     "UserDisabled",
     "UserRolesChanged",
     "UserUpdated",
+    "check_provenance",
     "decode",
     "encode",
     "event_json_schema",

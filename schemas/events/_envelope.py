@@ -24,7 +24,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from strata.schemas.events._catalog import SCHEMA_BASE_URL, EventType, event_type
+from strata.schemas.events._catalog import SCHEMA_BASE_URL, EventType, event_type, topics
 
 DataT = TypeVar("DataT")
 
@@ -85,6 +85,25 @@ def new_event(
 def encode(event: CloudEvent[Any]) -> bytes:
     """The event as the bytes that go on the topic (structured-mode JSON)."""
     return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+class ForeignEvent(ValueError):
+    """An event on a topic its type does not belong to, or whose ``source`` is not the service owning that topic."""
+
+
+def check_provenance(topic: str, event: CloudEvent[Any]) -> None:
+    """Refuse (:class:`ForeignEvent`) an event that did not come from the owner of ``topic``.
+
+    Only the owning service's principal may write a topic (Kafka's ACLs); this is the second lock, in every
+    consumer: a ``roles_changed`` read from ``strata.users.user.v1`` must say it is a users event and that
+    ``strata/users`` produced it. A consumer dead-letters what fails it instead of applying it.
+    """
+    kind = event_type(event.type)
+    owner = topic.split(".")[1] if topic.startswith("strata.") and topic.count(".") >= 2 else None
+    if owner != kind.service or (topic in topics() and kind.topic != topic):
+        raise ForeignEvent(f"{event.type} belongs on {kind.topic}, not on {topic}")
+    if event.source != f"strata/{kind.service}":
+        raise ForeignEvent(f"{event.type} on {topic} claims source {event.source!r}, not 'strata/{kind.service}'")
 
 
 def decode(raw: bytes) -> CloudEvent[Any]:

@@ -135,7 +135,7 @@ class Gateway(FaultInjectable):
 
     @api.get("/readyz", tags=["operations"], summary="Readiness: PostgreSQL, Kafka and every app")
     async def readyz(self) -> JSONResponse:
-        ready, body = await readiness(self._settings.kafka_bootstrap_servers, self._outbox_services)
+        ready, body = await readiness(self._settings, self._outbox_services)
         return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -17,7 +17,7 @@ from ray import serve
 
 from strata.actors import NAMESPACE
 from strata.actors.kafka import kafka_unavailable_reason
-from strata.schemas import DatabaseCheck, ServiceReadiness, app_names, outbox_owners
+from strata.schemas import DatabaseCheck, ServiceReadiness, Settings, app_names, outbox_owners
 from strata.serve_apps._client import ServiceClient
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ async def check_service(client: ServiceClient) -> ServiceReadiness:
         return ServiceReadiness(database=DatabaseCheck(status="down", error=type(exc).__name__))
 
 
-async def check_kafka(bootstrap_servers: str) -> dict[str, Any]:
-    reason = await kafka_unavailable_reason(bootstrap_servers, wait_s=CHECK_TIMEOUT_S)
+async def check_kafka(settings: Settings) -> dict[str, Any]:
+    reason = await kafka_unavailable_reason(settings, "gateway", wait_s=CHECK_TIMEOUT_S)
     return {"status": "up"} if reason is None else {"status": "down", "error": reason}
 
 
@@ -118,7 +118,7 @@ async def check_actors() -> dict[str, dict[str, Any]]:
     return dict(zip(names, statuses, strict=True))
 
 
-async def readiness(bootstrap_servers: str, services: Mapping[str, ServiceClient]) -> tuple[bool, dict[str, Any]]:
+async def readiness(settings: Settings, services: Mapping[str, ServiceClient]) -> tuple[bool, dict[str, Any]]:
     """``(ready, body)``: ready when PostgreSQL and Kafka are up and every app is RUNNING.
 
     ``services`` are the clients of the services with an outbox (:func:`outbox_services`), the data service among
@@ -126,7 +126,7 @@ async def readiness(bootstrap_servers: str, services: Mapping[str, ServiceClient
     """
     with_outbox = list(services)
     kafka, apps, actors, *checked = await asyncio.gather(
-        check_kafka(bootstrap_servers),
+        check_kafka(settings),
         check_apps(),
         check_actors(),
         *(check_service(services[app]) for app in with_outbox),

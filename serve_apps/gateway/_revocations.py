@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from strata.actors import Backoff, keep_running
-from strata.actors.kafka import partitions_of, stop_quietly
+from strata.actors.kafka import client_options, partitions_of, stop_quietly
 from strata.schemas import Settings
 from strata.schemas.events import decode
 from strata.serve_apps.gateway._tokens import AccessClaims
@@ -129,7 +129,7 @@ class RevocationFeed:
         logger.warning("revocation feed: %s; retrying in %.1fs", self.last_error, pause)
 
     async def _partitions(self) -> list[TopicPartition]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(**client_options(self._settings, "gateway"))
         await admin.start()
         try:
             return await partitions_of(admin, list(TOPICS))
@@ -139,7 +139,7 @@ class RevocationFeed:
     async def _follow(self) -> None:
         partitions = await self._partitions()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
+            **client_options(self._settings, "gateway"), enable_auto_commit=False, group_id=None
         )
         await consumer.start()
         try:

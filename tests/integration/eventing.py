@@ -19,14 +19,13 @@ from tests.conftest import System
 
 async def read_topic(system: System, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message on ``topic`` now, partition by partition, in offset order."""
-    bootstrap = system.runtime.settings.kafka_bootstrap_servers
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**system.kafka())
     await admin.start()
     try:
         partitions = await partitions_of(admin, [topic])
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**system.kafka(), enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:

@@ -11,6 +11,8 @@ from aiokafka import AIOKafkaProducer
 
 from strata.actors.consumers import consumer_name, ensure_consumers
 from strata.actors.kafka import (
+    Acl,
+    KafkaAdmin,
     consumer_group_lag,
     dlq_topic,
     ensure_topics,
@@ -33,9 +35,7 @@ ray.cloudpickle.register_pickle_by_value(units_of_work)
 
 
 async def _produce(system: System, topic: str, key: bytes, value: bytes) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=system.runtime.settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all"
-    )
+    producer = AIOKafkaProducer(**system.kafka(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=value, key=key)
@@ -44,20 +44,19 @@ async def _produce(system: System, topic: str, key: bytes, value: bytes) -> None
 
 
 async def _lag(system: System, group: str, topics: list[str]) -> int:
-    lag = await consumer_group_lag(system.runtime.settings.kafka_bootstrap_servers, group, topics)
+    lag = await consumer_group_lag(system.runtime.settings, group, topics)
     return int(lag["total"])
 
 
 async def test_an_unparseable_message_is_dead_lettered_and_the_audit_group_moves_on(
     system: System, ray_driver: None
 ) -> None:
-    bootstrap = system.runtime.settings.kafka_bootstrap_servers
-    before = len(await list_dead_letters(bootstrap, AUDIT.group, pending_only=False))
+    before = len(await list_dead_letters(system.runtime.settings, AUDIT.group, pending_only=False))
     key = f"garbage-{uuid.uuid4().hex[:6]}".encode()
     await _produce(system, topic_name("data", "item"), key, b"{not json at all")
 
     async def dead_lettered() -> list[object]:
-        letters = await list_dead_letters(bootstrap, AUDIT.group, pending_only=False)
+        letters = await list_dead_letters(system.runtime.settings, AUDIT.group, pending_only=False)
         return [letter for letter in letters[before:] if letter.key == key]
 
     [letter] = await eventually(dead_lettered, what="the garbage message on the audit DLQ")
@@ -77,8 +76,16 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
 ) -> None:
     settings = system.runtime.settings
     group = f"test-fk-{uuid.uuid4().hex[:6]}"
-    topic = f"strata.test.{group}.v1"
+    topic = f"strata.data.{group}.v1"  # a private topic the data service would own
     await ensure_topics(settings, [topic, dlq_topic(group)])
+    # The audit principal may use only its own group and topics: this test's group is granted for its duration.
+    grants = {
+        Acl("strata-audit", "group", group, "read"),
+        Acl("strata-audit", "topic", topic, "read"),
+        Acl("strata-audit", "topic", dlq_topic(group), "write"),
+    }
+    async with KafkaAdmin(settings) as kafka_admin:
+        await kafka_admin.create_acls(grants)
     audit = await asyncpg.connect(service_dsn(settings, "audit"))
     try:
         await audit.execute("CREATE TABLE IF NOT EXISTS audit.t_parent (item_id text PRIMARY KEY)")
@@ -98,7 +105,7 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
             await _produce(system, topic, item_id.encode(), encode(event))
 
             async def dead() -> list[object]:
-                return list(await list_dead_letters(settings.kafka_bootstrap_servers, group))
+                return list(await list_dead_letters(settings, group))
 
             [letter] = await eventually(dead, what="the poison event on the group's DLQ")
             assert letter.headers["strata-dlq-error-type"] == "IntegrityError"
@@ -111,7 +118,7 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
             await eventually(caught_up, what="the group to move past the poison event")
 
             await audit.execute("INSERT INTO audit.t_parent (item_id) VALUES ($1)", item_id)  # the fix
-            replayed = await replay_dead_letters(settings.kafka_bootstrap_servers, group)
+            replayed = await replay_dead_letters(settings, group)
             assert len(replayed) == 1
 
             async def applied() -> bool:
@@ -119,9 +126,11 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
                 return bool(count == 1)
 
             await eventually(applied, what="the replayed event's effect")
-            assert await list_dead_letters(settings.kafka_bootstrap_servers, group) == []
+            assert await list_dead_letters(settings, group) == []
             assert (await runner.stats.remote())["dead_lettered"] == 1
         finally:
             ray.kill(ray.get_actor(consumer_name(group, 0), namespace="strata"), no_restart=True)
     finally:
         await audit.close()
+        async with KafkaAdmin(settings) as kafka_admin:
+            await kafka_admin.delete_acls(grants)

@@ -135,7 +135,7 @@ async def test_a_consumer_killed_resumes_from_its_committed_offset(system: Syste
     assert stats["pid"] != pid and stats["running"]
 
     async def no_lag() -> bool:
-        lag = await consumer_group_lag(system.runtime.settings.kafka_bootstrap_servers, AUDIT.group, list(AUDIT.topics))
+        lag = await consumer_group_lag(system.runtime.settings, AUDIT.group, list(AUDIT.topics))
         return lag["total"] == 0
 
     await eventually(no_lag, what="the audit group's lag to return to 0")

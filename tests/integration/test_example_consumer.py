@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -19,9 +20,23 @@ from tests.integration.eventing import admin_value, eventually
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consume_events.py"
+STRATA = str(Path(sys.executable).with_name("strata"))
 
 
 async def test_example_consumer_reads_and_validates_strata_events(system: System, ray_driver: None) -> None:
+    """It connects as a read-only principal made by `strata kafka-user add`, with its own group name."""
+    reader = f"example-{uuid.uuid4().hex[:6]}"
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [STRATA, "kafka-user", "add", reader, "--read", "strata.data.*", "--json"],
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    password = system.remember_secret(json.loads(made.stdout)["password"])
     owner = f"example-{uuid.uuid4().hex[:6]}"
     item = await DataClient().create_item(owner, "note", {"x": 1})
 
@@ -36,11 +51,14 @@ async def test_example_consumer_reads_and_validates_strata_events(system: System
             str(EXAMPLE),
             "--bootstrap",
             system.runtime.settings.kafka_bootstrap_servers,
+            "--username",
+            reader,
             "--group",
-            f"example-{uuid.uuid4().hex[:6]}",
+            f"{reader}.events",
             "--timeout-s",
             "20",
         ],
+        env={**os.environ, "KAFKA_PASSWORD": password},
         capture_output=True,
         text=True,
         timeout=120,

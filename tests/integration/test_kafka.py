@@ -9,14 +9,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
+from strata.actors.kafka import ensure_topics
 from strata.cluster import start_component, stop_component
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration
-
-
-def _bootstrap(system: System) -> str:
-    return system.runtime.settings.kafka_bootstrap_servers
 
 
 async def _produce(system: System, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
@@ -26,7 +23,8 @@ async def _produce(system: System, topic: str, key: bytes, value: bytes) -> tupl
 
 async def _produce_counting(system: System, topic: str, key: bytes, value: bytes) -> tuple[int, int, int]:
     """``(partition, offset, partitions of the topic)`` of one message sent with the idempotent producer."""
-    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(system), enable_idempotence=True, acks="all")
+    await ensure_topics(system.runtime.settings, [topic])  # the broker creates no topic by itself
+    producer = AIOKafkaProducer(**system.kafka(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         metadata = await producer.send_and_wait(topic, value=value, key=key)
@@ -39,7 +37,7 @@ async def _produce_counting(system: System, topic: str, key: bytes, value: bytes
 async def _read_all(system: System, topic: str, expected: int) -> list[tuple[bytes | None, bytes | None]]:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=_bootstrap(system),
+        **system.kafka(),
         group_id=f"test-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -78,7 +76,7 @@ async def test_a_message_produced_before_a_broker_restart_is_still_there(system:
     partition, offset = await _produce(system, topic, b"k", b"survives")
     stop_component(system.settings, "kafka")
     start_component(system.settings, "kafka")
-    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(system), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**system.kafka(), enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
