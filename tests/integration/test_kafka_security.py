@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
 from aiokafka.structs import TopicPartition
 
 from strata.actors.kafka import dlq_topic, list_dead_letters, stop_quietly
@@ -44,16 +44,20 @@ async def _send(options: dict[str, Any], topic: str, value: bytes, key: bytes = 
 
 
 async def _read_one(options: dict[str, Any], topic: str) -> None:
-    """Fetch from the first partition of ``topic`` (no group): raises when the principal may not."""
+    """Fetch from the first partition of ``topic`` (no group); raises when the principal may not.
+
+    A topic the principal may not even describe is absent from its metadata (aiokafka would wait for it for
+    ever), so that is checked first and raised as the broker's authorization error.
+    """
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, request_timeout_ms=5000)
     try:
         async with asyncio.timeout(BOUND_S):
             await consumer.start()
+            if topic not in await consumer.topics():
+                raise TopicAuthorizationFailedError(topic)
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
             await consumer.getmany(tp, timeout_ms=2000)
-            await consumer.position(tp)
     finally:
         await stop_quietly(consumer)
 
@@ -101,6 +105,7 @@ async def test_each_service_writes_only_its_own_topics(system: System) -> None:
 
 
 async def test_the_gateway_reads_only_its_feed_and_the_broker_creates_no_topic(system: System) -> None:
+    await _read_one(system.kafka("admin"), "strata.data.item.v1")  # there, for whoever may read it
     gateway = system.kafka("gateway")
     for topic in service_spec("gateway").reads:
         await _read_one(gateway, topic)
@@ -158,6 +163,20 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
         await _read_one(reader, USERS_TOPIC)
     with pytest.raises((TopicAuthorizationFailedError, KafkaError)):
         await _send(reader, "strata.data.item.v1", b"{}")
+
+    for group, allowed in ((f"{name}.billing", True), ("audit", False), (f"x{name}", False)):
+        consumer = AIOKafkaConsumer(
+            "strata.data.item.v1", **reader, group_id=group, enable_auto_commit=False, request_timeout_ms=5000
+        )
+        try:
+            async with asyncio.timeout(BOUND_S):
+                if allowed:
+                    await consumer.start()
+                else:
+                    with pytest.raises(GroupAuthorizationFailedError):
+                        await consumer.start()
+        finally:
+            await stop_quietly(consumer)
 
     listed = await asyncio.to_thread(_strata, system, "kafka-user", "list", "--json")
     grants = {json.loads(line)["principal"]: json.loads(line)["grants"] for line in listed.stdout.splitlines()}

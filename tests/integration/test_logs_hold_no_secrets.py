@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from strata.actors.kafka import principal_password
 from strata.actors.postgres import service_password
 from strata.cluster._ray import temp_dir_for
-from strata.schemas import schema_owners
+from strata.cluster._runtime import secrets_of
+from strata.schemas import REGISTRY, schema_owners
 from tests.conftest import SESSION_RAY_TOKEN, System
 
 pytestmark = [pytest.mark.integration, pytest.mark.last]
@@ -40,6 +42,11 @@ def test_no_secret_appears_in_any_log_line(system: System) -> None:
         SESSION_RAY_TOKEN,
         settings.edge_token(),  # the TLS front's proof to the gateway
         *(service_password(secret_key, service) for service in (spec.name for spec in schema_owners())),
+        *(principal_password(secret_key, spec.name) for spec in REGISTRY),  # the Kafka principals'
+        *(
+            secrets_of(system.settings.data_dir.resolve())[name]
+            for name in ("kafka_admin_password", "kafka_broker_password")
+        ),
         *system.secrets,
     }
     secrets = {s for s in secrets if len(s) >= 8}
