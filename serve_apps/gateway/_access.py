@@ -33,7 +33,7 @@ from fastapi.routing import APIRoute
 
 from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
-from strata.serve_apps.gateway._revocations import Revocations
+from strata.serve_apps.gateway._revocations import FeedProgress, Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
 
 PUBLIC = "public"
@@ -161,6 +161,10 @@ async def authorize(request: Request) -> None:
 async def _verified_caller(request: Request) -> AccessClaims:
     verifier: TokenVerifier = request.app.state.verifier
     caller = await verifier.verify_header(request.headers.get("authorization"))
+    # Fail closed: a replica that has not read every revocation (catching up at start, or cut off from Kafka)
+    # cannot vouch for a valid-looking token, so it answers 503 with Retry-After (another replica, or later).
+    progress: FeedProgress = request.app.state.revocation_progress
+    progress.check_current()
     revocations: Revocations = request.app.state.revocations
     refusal = revocations.refusal(caller)
     if refusal is not None:
