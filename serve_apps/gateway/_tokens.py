@@ -49,6 +49,11 @@ _MIN_REFRESH_INTERVAL_S = 5.0
 _MAX_AGE_S = 300.0
 _FIRST_FAILURE_BACKOFF_S = 1.0
 _MAX_FAILURE_BACKOFF_S = 30.0
+_MAX_TOKEN_CHARS = 8192
+"""Longer than any token strata issues (about 600 characters): refused before any decoding."""
+_REFUSED_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "crit", "b64"})
+"""Header parameters strata never issues: keys or key URLs the token would bring itself (the key is the JWKS's,
+found by ``kid``), and critical extensions (RFC 7515 says refuse any not understood; strata understands none)."""
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 VERIFIED_CACHE_SIZE = 10_000
 """Verified tokens a gateway replica remembers (the oldest are forgotten first)."""
@@ -178,6 +183,8 @@ class TokenVerifier:
         return await self.verify(token.strip())
 
     async def verify(self, token: str) -> AccessClaims:
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise _invalid("token too large")
         if _COMPACT_JWS.fullmatch(token) is None:
             raise _invalid("malformed token")
         try:
@@ -201,6 +208,8 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise _invalid("malformed token") from None
+        if _REFUSED_HEADERS & header.keys():
+            raise _invalid("unsupported token header")
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in ALLOWED_ALGORITHMS:
             raise _invalid("unsupported signature algorithm")

@@ -114,6 +114,12 @@ CASES = {
     "signed by another key": lambda k: Keys().token(headers={"kid": k.kid}),
     "missing jti": lambda k: k.token(jti=None),
     "garbage": lambda k: "not.a.jwt",
+    # Signed with the real key (only the issuer could): still refused, strata issues none of these headers.
+    "unknown crit": lambda k: k.token(headers={"crit": ["x-unknown"], "x-unknown": True}),
+    "embedded jwk": lambda k: k.token(headers={"jwk": k.jwk()}),
+    "jku": lambda k: k.token(headers={"jku": "https://evil.example/jwks.json"}),
+    "x5u": lambda k: k.token(headers={"x5u": "https://evil.example/cert.pem"}),
+    "oversized": lambda k: k.token(padding="x" * 10_000),
 }
 
 
