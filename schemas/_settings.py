@@ -266,6 +266,16 @@ class Settings(BaseSettings):
     token_leeway_s: int = Field(
         default=5, ge=0, le=60, description="Clock skew tolerated when checking exp/nbf/iat, seconds."
     )
+    revocation_feed_stale_after_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=300.0,
+        description=(
+            "A gateway replica whose revocation feed has not heard from Kafka for this long refuses authenticated"
+            " requests (503) and fails its health check, so it leaves rotation (fail closed), seconds. The feed"
+            " hears from the broker about twice a second while Kafka is up."
+        ),
+    )
     argon2_time_cost: int = Field(default=2, ge=1, le=20, description="argon2id iterations (t).")
     argon2_memory_kib: int = Field(
         default=19_456, ge=8_192, le=1_048_576, description="argon2id memory (m), KiB; 19 MiB is OWASP's minimum."

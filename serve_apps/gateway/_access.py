@@ -9,7 +9,9 @@ the permission it requires and its rate-limit class:
   grant; ``"<permission> or self"`` also lets a caller reach their own
   ``{user_id}``. Roles map to permissions in the users service's data; each
   gateway replica caches that map (refreshed every ``_PERMISSIONS_TTL_S``), so a
-  request costs no call.
+  request costs no call. A failed refresh is backed off (doubling, up to
+  ``_MAX_FAILURE_BACKOFF_S``) and the map fetched last serves on; only a
+  replica that never had one answers 503.
 - rate-limit class: ``auth`` (register, login, refresh, password change: the
   strictest), ``read`` (GET), ``write`` (other changes) or ``none`` (probes and
   documents that cost nothing); the quotas are the ``rate_limit_*`` settings
@@ -23,6 +25,7 @@ refused (fail closed), and a unit test keeps the table and the routes in step.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,9 +34,10 @@ from typing import Literal
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions
+from strata.actors import Backoff
+from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions, ServiceUnavailable
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
-from strata.serve_apps.gateway._revocations import Revocations
+from strata.serve_apps.gateway._revocations import FeedProgress, Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
 
 PUBLIC = "public"
@@ -85,7 +89,11 @@ ROUTES: tuple[Route, ...] = (
 ROUTE_TABLE: dict[tuple[str, str], Route] = {(route.method, route.path): route for route in ROUTES}
 """``ROUTES`` by ``(method, path template)``."""
 
+logger = logging.getLogger(__name__)
+
 _PERMISSIONS_TTL_S = 30.0
+_FIRST_FAILURE_BACKOFF_S = 1.0
+_MAX_FAILURE_BACKOFF_S = 30.0
 
 RolePermissionsSource = Callable[[], Awaitable[RolePermissions]]
 """Where the map comes from: the users service's ``role_permissions`` (``UsersClient.role_permissions``)."""
@@ -103,17 +111,35 @@ class PermissionCache:
     def __init__(self, source: RolePermissionsSource, clock: Callable[[], float] = time.monotonic) -> None:
         self._source = source
         self._clock = clock
-        self._map = RolePermissions(roles={})
+        self._map: RolePermissions | None = None
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
+        self._backoff = Backoff(first=_FIRST_FAILURE_BACKOFF_S, cap=_MAX_FAILURE_BACKOFF_S)
+        self._retry_at = -float("inf")
 
     async def permissions(self, roles: tuple[str, ...]) -> frozenset[str]:
-        if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S:
+        """What ``roles`` grant; raises :class:`~strata.schemas.ServiceUnavailable` if no map was ever had."""
+        if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S and self._clock() >= self._retry_at:
             async with self._lock:
-                if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S:
-                    self._map = await self._source()
-                    self._fetched_at = self._clock()
+                if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S and self._clock() >= self._retry_at:
+                    await self._refresh()
+        if self._map is None:
+            raise ServiceUnavailable(
+                "the role permissions cannot be fetched now", retry_after=max(1.0, self._retry_at - self._clock())
+            )
         return self._map.granted(roles)
+
+    async def _refresh(self) -> None:
+        try:
+            fetched = await self._source()
+        except Exception as exc:  # noqa: BLE001 - any failure of the users service: back off, keep the map
+            pause = self._backoff.failed()
+            self._retry_at = self._clock() + pause
+            logger.warning("fetching the role permissions failed (%s); next try in %.0fs", type(exc).__name__, pause)
+            return
+        self._backoff.succeeded()
+        self._map = fetched
+        self._fetched_at = self._clock()
 
 
 def route_for(method: str, path: str) -> Route | None:
@@ -161,6 +187,10 @@ async def authorize(request: Request) -> None:
 async def _verified_caller(request: Request) -> AccessClaims:
     verifier: TokenVerifier = request.app.state.verifier
     caller = await verifier.verify_header(request.headers.get("authorization"))
+    # Fail closed: a replica that has not read every revocation (catching up at start, or cut off from Kafka)
+    # cannot vouch for a valid-looking token, so it answers 503 with Retry-After (another replica, or later).
+    progress: FeedProgress = request.app.state.revocation_progress
+    progress.check_current()
     revocations: Revocations = request.app.state.revocations
     refusal = revocations.refusal(caller)
     if refusal is not None:

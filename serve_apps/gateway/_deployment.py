@@ -18,7 +18,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from strata.schemas import DomainError, Settings
-from strata.serve_apps._faults import FaultInjectable, ReplicaFaults
+from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, replica_id
 from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps._replica import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
@@ -118,15 +118,32 @@ class Gateway(FaultInjectable):
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations
         self._feed = RevocationFeed(self._settings, revocations)
+        api.state.revocation_progress = self._feed.progress
         self._feed.start()
 
     async def check_health(self) -> None:
-        """Serve calls this every 5 s: the loop answers, and the revocation feed runs (without it, revoked
-        tokens would keep working here, so such a replica must leave rotation)."""
+        """Serve calls this every 5 s: the loop answers, and the revocation feed runs and has heard from Kafka
+        within ``revocation_feed_stale_after_s`` (a replica whose feed went stale refuses authenticated requests,
+        and must leave rotation). A feed still catching up passes: see ``FeedProgress``."""
         self._faults.check_health()
         await check_event_loop()
         if not self._feed.running:
             raise RuntimeError("the revocation feed stopped")
+        problem = self._feed.progress.health_problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+
+    async def revocation_feed_state(self) -> dict[str, Any]:
+        """This replica's id and its feed's state (a handle method for operators and tests, not a route)."""
+        progress = self._feed.progress
+        return {
+            "replica": replica_id(),
+            "state": progress.state.value,
+            "silence_s": progress.silence_s(),
+            "applied": self._feed.applied,
+            "foreign": self._feed.foreign,
+            "last_error": self._feed.last_error,
+        }
 
     @api.get("/healthz", tags=["operations"], summary="Liveness: the gateway answers")
     async def healthz(self) -> dict[str, str]:

@@ -6,17 +6,31 @@ locally: signature with the key named by ``kid``, algorithm on an allow-list
 (the key's own algorithm, never ``none`` or an HMAC), ``iss``, ``aud``,
 ``exp``/``nbf``/``iat`` with a small leeway, and the claims strata needs. An
 unknown ``kid`` refreshes the cache once (a rotation happened), at most every
-few seconds, so a flood of forged kids cannot turn into a flood of fetches.
+few seconds, so a flood of forged kids cannot turn into a flood of fetches. A
+failed fetch is backed off too (doubling up to ``_MAX_FAILURE_BACKOFF_S``), and
+the keys fetched last keep serving while the auth service is down: a known
+``kid`` still verifies; an unknown one is answered 503 (the keys cannot be
+checked), not 401.
 
-A token verified once is remembered until it expires (a bounded map keyed by
-the token itself), so a session's later requests skip the signature check; a
-remembered token still needs its key in the JWKS. Revocation is not part of
-verification: the gateway checks it on every request (``_revocations.py``).
+A token is base64url in three segments (RFC 7515, no padding); anything else
+is refused before any decoding, because Python's base64 decoder skips junk
+characters, which would give one token endless spellings. A token verified
+once is remembered until it expires (a bounded map keyed by a digest of its
+*decoded* segments, so respellings of the unused low bits of the last
+character share one entry), and a session's later requests skip the
+signature check; a remembered token still needs its key in the JWKS.
+Revocation is not part of verification: the gateway checks it on every
+request (``_revocations.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,12 +38,23 @@ from typing import Any
 
 import jwt
 
-from strata.schemas import InvalidToken, Settings
+from strata.actors import Backoff
+from strata.schemas import InvalidToken, ServiceUnavailable, Settings
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 _MIN_REFRESH_INTERVAL_S = 5.0
 _MAX_AGE_S = 300.0
+_FIRST_FAILURE_BACKOFF_S = 1.0
+_MAX_FAILURE_BACKOFF_S = 30.0
+_MAX_TOKEN_CHARS = 8192
+"""Longer than any token strata issues (about 600 characters): refused before any decoding."""
+_REFUSED_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "crit", "b64"})
+"""Header parameters strata never issues: keys or key URLs the token would bring itself (the key is the JWKS's,
+found by ``kid``), and critical extensions (RFC 7515 says refuse any not understood; strata understands none)."""
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 VERIFIED_CACHE_SIZE = 10_000
 """Verified tokens a gateway replica remembers (the oldest are forgotten first)."""
 
@@ -53,6 +78,29 @@ def _invalid(description: str) -> InvalidToken:
     return InvalidToken(description, error="invalid_token")
 
 
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def token_cache_key(token: str) -> bytes:
+    """What identifies ``token`` in the verified-token cache: a digest of its decoded segments.
+
+    ``token`` must be in compact form (only base64url characters); the last
+    character's unused low bits do not change the key.
+    """
+    digest = hashlib.sha256()
+    for segment in token.split("."):
+        digest.update(_b64url(segment))
+        digest.update(b".")
+    return digest.digest()
+
+
+class SigningKeysUnavailable(ServiceUnavailable):
+    """The token names a key this replica does not know, and the auth service cannot be asked for it now."""
+
+    slug = "signing-keys-unavailable"
+
+
 class JwksCache:
     """Public keys by ``kid``, fetched from ``source`` when unknown or stale."""
 
@@ -62,28 +110,54 @@ class JwksCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
+        self._backoff = Backoff(first=_FIRST_FAILURE_BACKOFF_S, cap=_MAX_FAILURE_BACKOFF_S)
+        self._retry_at = -float("inf")
+        """No fetch before this time (set by a failed fetch)."""
 
     def knows(self, kid: str) -> bool:
         """Whether ``kid`` is among the keys fetched last (no fetch)."""
         return kid in self._keys
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key ``kid``, or ``None`` if the JWKS has no such key.
+
+        Raises :class:`SigningKeysUnavailable` when ``kid`` is unknown and the
+        JWKS cannot be fetched (failed, or backing off after a failure).
+        """
         if kid in self._keys and self._clock() - self._fetched_at < _MAX_AGE_S:
             return self._keys[kid]
-        await self._refresh()
-        return self._keys.get(kid)
+        fetched = await self._refresh()
+        if kid in self._keys:
+            return self._keys[kid]  # possibly older than _MAX_AGE_S: the auth service is down, known keys serve on
+        if not fetched:
+            raise SigningKeysUnavailable(
+                "the signing keys cannot be fetched now", retry_after=max(1.0, self._retry_at - self._clock())
+            )
+        return None
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
+        """Fetch the JWKS unless one was fetched moments ago; ``False`` if it cannot be had now."""
         async with self._lock:
-            if self._clock() - self._fetched_at < _MIN_REFRESH_INTERVAL_S:
-                return
-            document = await self._source()
+            now = self._clock()
+            if now < self._retry_at:
+                return False
+            if now - self._fetched_at < _MIN_REFRESH_INTERVAL_S:
+                return True
+            try:
+                document = await self._source()
+            except Exception as exc:  # noqa: BLE001 - any failure of the auth service: back off, keep the keys
+                pause = self._backoff.failed()
+                self._retry_at = self._clock() + pause
+                logger.warning("fetching the JWKS failed (%s); next try in %.0fs", type(exc).__name__, pause)
+                return False
+            self._backoff.succeeded()
             keys: dict[str, jwt.PyJWK] = {}
             for jwk in document.get("keys", []):
                 if jwk.get("alg") in ALLOWED_ALGORITHMS and jwk.get("kid") and jwk.get("use", "sig") == "sig":
                     keys[jwk["kid"]] = jwt.PyJWK(jwk)
             self._keys = keys
             self._fetched_at = self._clock()
+            return True
 
 
 class TokenVerifier:
@@ -98,7 +172,7 @@ class TokenVerifier:
         self._jwks = jwks
         self._clock = clock
         self._cache_size = cache_size or VERIFIED_CACHE_SIZE
-        self._verified: dict[str, tuple[AccessClaims, str]] = {}
+        self._verified: dict[bytes, tuple[AccessClaims, str]] = {}
 
     async def verify_header(self, authorization: str | None) -> AccessClaims:
         if not authorization:
@@ -109,16 +183,24 @@ class TokenVerifier:
         return await self.verify(token.strip())
 
     async def verify(self, token: str) -> AccessClaims:
-        remembered = self._verified.get(token)
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise _invalid("token too large")
+        if _COMPACT_JWS.fullmatch(token) is None:
+            raise _invalid("malformed token")
+        try:
+            key = token_cache_key(token)
+        except binascii.Error:  # a segment of impossible length
+            raise _invalid("malformed token") from None
+        remembered = self._verified.get(key)
         if remembered is not None:
             claims, kid = remembered
             if claims.expires_at + self._leeway > self._clock() and self._jwks.knows(kid):
                 return claims
-            del self._verified[token]  # expired, or its key left the JWKS: verify again (and refuse)
+            del self._verified[key]  # expired, or its key left the JWKS: verify again (and refuse)
         claims, kid = await self._verify(token)
         if len(self._verified) >= self._cache_size:
             del self._verified[next(iter(self._verified))]
-        self._verified[token] = (claims, kid)
+        self._verified[key] = (claims, kid)
         return claims
 
     async def _verify(self, token: str) -> tuple[AccessClaims, str]:
@@ -126,6 +208,8 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise _invalid("malformed token") from None
+        if _REFUSED_HEADERS & header.keys():
+            raise _invalid("unsupported token header")
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in ALLOWED_ALGORITHMS:
             raise _invalid("unsupported signature algorithm")

@@ -19,6 +19,8 @@ import asyncpg
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
@@ -90,17 +92,25 @@ async def _read_active_key(system: System) -> SigningKey:
         await conn.close()
 
 
-def _forged_tokens(system: System, good: str) -> dict[str, str]:
+def _forged_tokens(system: System, good: str, refresh_token: str) -> dict[str, str]:
     """Bad tokens of every kind; those that need strata's real key are signed with it (read as the auth role)."""
     settings = system.runtime.settings
     key = asyncio.run(_read_active_key(system))
     claims = jwt.decode(good, options={"verify_signature": False})
     header = jwt.get_unverified_header(good)
 
-    def signed(overrides: dict[str, Any] | None = None, *, kid: str | None = None, now: float | None = None) -> str:
-        if kid is not None or overrides:
+    def signed(
+        overrides: dict[str, Any] | None = None,
+        *,
+        kid: str | None = None,
+        now: float | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> str:
+        if kid is not None or overrides or headers:
             body = {**claims, **(overrides or {})}
-            return jwt.encode(body, key.private_key, algorithm=key.algorithm, headers={"kid": kid or key.kid})
+            return jwt.encode(
+                body, key.private_key, algorithm=key.algorithm, headers={"kid": kid or key.kid, **(headers or {})}
+            )
         return issue_access_token(
             key.kid,
             key.algorithm,
@@ -121,7 +131,32 @@ def _forged_tokens(system: System, good: str) -> dict[str, str]:
     ).decode()
     tampered_body = _b64({**claims, "roles": ["admin"]})
     head, _, signature = good.split(".")
+    foreign_ed25519 = Ed25519PrivateKey.generate()
+    foreign_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    foreign_jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(foreign_ed25519.public_key()))
+    real_kid = header["kid"]
     return {
+        "foreign Ed25519 key under a real kid": jwt.encode(
+            claims, foreign_ed25519, algorithm="EdDSA", headers={"kid": real_kid}
+        ),
+        "foreign RSA key under a real kid": jwt.encode(
+            claims, foreign_rsa, algorithm="RS256", headers={"kid": real_kid}
+        ),
+        "embedded jwk": jwt.encode(
+            claims,
+            foreign_ed25519,
+            algorithm="EdDSA",
+            headers={"kid": real_kid, "jwk": {**foreign_jwk, "kid": real_kid}},
+        ),
+        "jku": jwt.encode(
+            claims,
+            foreign_ed25519,
+            algorithm="EdDSA",
+            headers={"kid": "attacker-key", "jku": "https://attacker.example/.well-known/jwks.json"},
+        ),
+        "unknown crit, signed with the real key": signed(headers={"crit": ["x-strata-unknown"], "x-strata-unknown": 1}),
+        "refresh token as access token": refresh_token,
+        "an 8 KB token the gateway itself sees": signed({"padding": "x" * 8192}),
         "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': header['kid']})}.{_b64(claims)}.",
         "HS256 signed with the public key": f"{hs_header}.{hs_body}.{hs_signature.rstrip('=')}",
         "expired": signed(now=time.time() - 3 * settings.access_token_ttl_s),
@@ -139,12 +174,26 @@ def test_bad_tokens_are_refused_with_401_and_a_bearer_challenge(system: System) 
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == 'Bearer realm="strata"'
     assert missing.headers["content-type"].startswith("application/problem+json")
-    for case, token in _forged_tokens(system, tokens["access_token"]).items():
+    forged = _forged_tokens(system, tokens["access_token"], tokens["refresh_token"])
+    for case, token in forged.items():
         response = _session(system, token)
         assert response.status_code == 401, f"{case}: {response.status_code} {response.text}"
         assert 'error="invalid_token"' in response.headers["www-authenticate"], case
         body = response.json()
         assert body["status"] == 401 and body["type"].endswith("/invalid-token") and body["request_id"], case
+
+
+def test_a_60_kb_token_is_refused_with_431_problem_json_at_the_tls_front(system: System) -> None:
+    """Past the front's header buffer (HAProxy's 16 KB): the front answers, before the gateway sees it.
+
+    Depends on the TLS front answering 431 problem+json for too-large headers (issue 10, another change); a front
+    that answers its own HTML 400 fails this test.
+    """
+    tokens = _login(system, *_new_account(system))
+    response = _session(system, tokens["access_token"] + "A" * 60 * 1024)
+    assert response.status_code == 431, f"{response.status_code} {response.headers} {response.text[:300]}"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 431
 
 
 def test_refresh_rotates_and_reusing_a_rotated_token_revokes_the_family(system: System) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.routing import APIRoute
 
-from strata.schemas import RolePermissions
+from strata.schemas import RolePermissions, ServiceUnavailable
 from strata.serve_apps.gateway import api
 from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTE_TABLE, ROUTES, PermissionCache
 
@@ -98,3 +99,42 @@ async def test_the_permission_cache_unions_roles_and_refreshes_after_its_ttl() -
     now[0] += 31
     assert await cache.permissions(("viewer",)) == frozenset()
     assert len(fetches) == 2
+
+
+async def test_a_failed_permissions_fetch_is_backed_off_and_the_last_map_serves_on() -> None:
+    now = [0.0]
+    fetches: list[float] = []
+    down = [False]
+
+    async def source() -> RolePermissions:
+        fetches.append(now[0])
+        if down[0]:
+            raise ServiceUnavailable("users is down")
+        return RolePermissions(roles={"member": ["profile:read"]})
+
+    cache = PermissionCache(source, clock=lambda: now[0])
+    assert await cache.permissions(("member",)) == {"profile:read"}
+    down[0] = True
+    now[0] += 31
+    for _ in range(50):
+        assert await cache.permissions(("member",)) == {"profile:read"}, "the map fetched last serves on"
+    assert len(fetches) == 2, "one failed fetch, then backing off: not one per request"
+    now[0] += 1.5  # past the first pause (1 s)
+    await cache.permissions(("member",))
+    now[0] += 1.5  # inside the second pause (2 s)
+    await cache.permissions(("member",))
+    assert len(fetches) == 3
+    down[0] = False
+    now[0] += 2
+    await cache.permissions(("member",))
+    assert len(fetches) == 4
+
+
+async def test_a_replica_that_never_had_the_permissions_map_answers_503_not_403() -> None:
+    async def source() -> RolePermissions:
+        raise ServiceUnavailable("users is down")
+
+    cache = PermissionCache(source, clock=lambda: 0.0)
+    with pytest.raises(ServiceUnavailable) as caught:
+        await cache.permissions(("member",))
+    assert caught.value.status == 503 and caught.value.retry_after is not None

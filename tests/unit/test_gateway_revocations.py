@@ -57,3 +57,38 @@ def test_entries_older_than_any_valid_token_are_pruned() -> None:
     now[0] = 1401.0
     revocations.prune()
     assert len(revocations) == 0
+
+
+def _with_pv(perm_version: int, issued_at: int = 2000) -> AccessClaims:
+    return AccessClaims("u1", ("admin",), perm_version, "s1", "jti", issued_at, issued_at + 300)
+
+
+def test_a_token_below_the_users_latest_permissions_version_is_refused_whenever_it_was_issued() -> None:
+    """A refresh that raced the role change minted a token after the cut-off, with the old roles and pv."""
+    revocations = Revocations(horizon_s=400, clock=lambda: 1000.0)
+    revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "roles": [], "perm_version": 3}, 1000.0)
+    assert revocations.refusal(_with_pv(2, issued_at=1500)) is not None, "issued after the change, old pv"
+    assert revocations.refusal(_with_pv(3, issued_at=1500)) is None
+    assert revocations.refusal(_with_pv(4, issued_at=1500)) is None
+    other = AccessClaims("u2", ("admin",), 1, "s2", "jti", 1500, 1800)
+    assert revocations.refusal(other) is None
+
+
+def test_the_minimum_permissions_version_only_rises() -> None:
+    revocations = Revocations(horizon_s=400, clock=lambda: 1000.0)
+    revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "perm_version": 5}, 1000.0)
+    revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "perm_version": 4}, 1001.0)
+    assert revocations.refusal(_with_pv(4)) is not None, "a redelivered older event must not lower it"
+    revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "perm_version": True}, 1001.0)
+    revocations.apply("strata.users.user.disabled.v1", {"user_id": "u1", "perm_version": 99}, 1001.0)
+    assert revocations.refusal(_with_pv(5)) is None, "only roles_changed carries a permissions version"
+
+
+def test_a_minimum_permissions_version_is_pruned_with_the_other_entries() -> None:
+    now = [1000.0]
+    revocations = Revocations(horizon_s=400, clock=lambda: now[0])
+    revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "perm_version": 2}, 1000.0)
+    assert len(revocations) == 2  # the not-before time and the minimum pv
+    now[0] = 1401.0
+    revocations.prune()
+    assert len(revocations) == 0

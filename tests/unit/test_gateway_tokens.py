@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from strata.schemas import InvalidToken, Settings
-from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
+from strata.schemas import InvalidToken, ServiceUnavailable, Settings
+from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier, token_cache_key
 
 SETTINGS = Settings(_env_file=None)
 
@@ -114,6 +114,12 @@ CASES = {
     "signed by another key": lambda k: Keys().token(headers={"kid": k.kid}),
     "missing jti": lambda k: k.token(jti=None),
     "garbage": lambda k: "not.a.jwt",
+    # Signed with the real key (only the issuer could): still refused, strata issues none of these headers.
+    "unknown crit": lambda k: k.token(headers={"crit": ["x-unknown"], "x-unknown": True}),
+    "embedded jwk": lambda k: k.token(headers={"jwk": k.jwk()}),
+    "jku": lambda k: k.token(headers={"jku": "https://evil.example/jwks.json"}),
+    "x5u": lambda k: k.token(headers={"x5u": "https://evil.example/cert.pem"}),
+    "oversized": lambda k: k.token(padding="x" * 10_000),
 }
 
 
@@ -205,4 +211,77 @@ async def test_the_memory_of_verified_tokens_is_bounded(keys: Keys) -> None:
     tokens = [keys.token() for _ in range(5)]
     for token in tokens:
         await verifier.verify(token)
-    assert list(verifier._verified) == tokens[2:]
+    assert list(verifier._verified) == [token_cache_key(token) for token in tokens[2:]]
+
+
+def _respell_last_character(token: str) -> str:
+    """The same signature bytes, spelled differently: an Ed25519 signature leaves 4 unused bits in its last char."""
+    head, payload, signature = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    respelled = alphabet[(last & ~0b1111) | ((last + 1) & 0b1111)]
+    return f"{head}.{payload}.{signature[:-1]}{respelled}"
+
+
+async def test_one_token_has_one_cache_entry_however_it_is_spelled(keys: Keys) -> None:
+    verifier = TokenVerifier(SETTINGS, JwksCache(keys.source))
+    token = keys.token()
+    respelled = _respell_last_character(token)
+    assert respelled != token and base64.urlsafe_b64decode(respelled.split(".")[2] + "==") == (
+        base64.urlsafe_b64decode(token.split(".")[2] + "==")
+    )
+    assert await verifier.verify(token) == await verifier.verify(respelled)
+    assert len(verifier._verified) == 1
+
+
+@pytest.mark.parametrize("junk", ["!", " ", "\n", "=", "+", "/", "%", "é"])
+async def test_a_token_with_characters_outside_base64url_is_refused_before_any_decoding(
+    junk: str, keys: Keys, verifier: TokenVerifier
+) -> None:
+    """Python's base64 decoder skips such characters: accepted, one token would have endless cache keys."""
+    token = keys.token()
+    head, payload, signature = token.split(".")
+    for forged in (f"{head}{junk}.{payload}.{signature}", f"{head}.{payload}{junk}.{signature}", f"{token}{junk}"):
+        with pytest.raises(InvalidToken, match="malformed"):
+            await verifier.verify(forged)
+    assert not verifier._verified
+
+
+class FlakySource:
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.down = False
+        self.fetches = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        self.fetches += 1
+        if self.down:
+            raise ServiceUnavailable("auth is down")
+        return {"keys": [self.keys.jwk()]}
+
+
+async def test_known_keys_keep_verifying_while_the_auth_service_is_down_and_fetches_back_off(keys: Keys) -> None:
+    now = [0.0]
+    source = FlakySource(keys)
+    verifier = TokenVerifier(SETTINGS, JwksCache(source, clock=lambda: now[0]))
+    await verifier.verify(keys.token())
+    source.down = True
+    now[0] += 10_000  # far past the keys' maximum age: a fetch is due, and fails
+    for _ in range(20):
+        assert (await verifier.verify(keys.token())).user_id == "user-1", "the known key serves on"
+    assert source.fetches == 2, "one failed fetch, then backing off (not a fetch per request)"
+    for _ in range(20):
+        with pytest.raises(ServiceUnavailable) as caught:  # a kid it cannot check: 503, not a 401
+            await verifier.verify(keys.token(headers={"kid": uuid.uuid4().hex}))
+        assert caught.value.status == 503 and caught.value.retry_after is not None
+    assert source.fetches == 2
+    now[0] += 1.5  # the first pause (1 s) is over: one try, which fails and doubles the pause
+    await verifier.verify(keys.token())
+    now[0] += 1.5
+    await verifier.verify(keys.token())
+    assert source.fetches == 3
+    source.down = False
+    now[0] += 2.0
+    with pytest.raises(InvalidToken, match="unknown signing key"):  # back to normal: an unknown kid is a 401
+        await verifier.verify(keys.token(headers={"kid": uuid.uuid4().hex}))
+    assert source.fetches == 4
