@@ -78,6 +78,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/users/{user_id}", "users", f"users:read{OR_SELF}", "read"),
     Route("PUT", "/v1/users/{user_id}/roles", "users", "users:write", "write"),
     Route("POST", "/v1/users/{user_id}/disable", "users", "users:write", "write"),
+    Route("POST", "/v1/users/{user_id}/enable", "users", "users:write", "write"),
     Route("DELETE", "/v1/users/{user_id}", "users", "users:write", "write"),
     Route("GET", "/v1/audit", "audit", "audit:read", "read"),
 )
