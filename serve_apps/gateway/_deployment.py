@@ -30,7 +30,7 @@ from strata.serve_apps.gateway._metrics import RequestMetrics
 from strata.serve_apps.gateway._openapi import install_openapi
 from strata.serve_apps.gateway._problems import problem, status_problem
 from strata.serve_apps.gateway._ratelimit import RateLimitHeaders, start_rate_limits
-from strata.serve_apps.gateway._readiness import outbox_services, readiness
+from strata.serve_apps.gateway._readiness import ReadinessCache, outbox_services, readiness, readyz_response
 from strata.serve_apps.gateway._revocations import RevocationFeed, Revocations
 from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
 from strata.serve_apps.gateway._users_routes import router as users_router
@@ -113,7 +113,11 @@ class Gateway(FaultInjectable):
         clients = service_clients(api.state)
         api.state.permissions = PermissionCache(clients.users.role_permissions)
         # /readyz asks each service with an outbox for its readiness.
-        self._outbox_services = outbox_services([clients.auth, clients.users, clients.data, clients.audit])
+        outboxes = outbox_services([clients.auth, clients.users, clients.data, clients.audit])
+        bootstrap = self._settings.kafka_bootstrap_servers
+        self._readiness = ReadinessCache(lambda: readiness(bootstrap, outboxes), ttl_s=self._settings.readyz_cache_s)
+        self._readyz_networks = self._settings.readyz_detail_network_list
+        self._replica_id = serve.get_replica_context().replica_id.unique_id
         api.state.rate_limits = start_rate_limits(self._settings)
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations
@@ -133,10 +137,13 @@ class Gateway(FaultInjectable):
         await self._faults.passed()  # the gateway's fault point (tests only)
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["operations"], summary="Readiness: PostgreSQL, Kafka and every app")
-    async def readyz(self) -> JSONResponse:
-        ready, body = await readiness(self._settings.kafka_bootstrap_servers, self._outbox_services)
-        return JSONResponse(body, status_code=200 if ready else 503)
+    @api.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: PostgreSQL, Kafka and every app (details with `ops:read`), checked at most once a second",
+    )
+    async def readyz(self, request: Request) -> JSONResponse:
+        return await readyz_response(request, self._readiness, self._readyz_networks, self._replica_id)
 
 
 app: Any = Gateway.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()
