@@ -196,6 +196,15 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(
         default=24.0, gt=0, description="Sent outbox rows older than this are pruned, hours."
     )
+    relay_command_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description=(
+            "Timeout of one command on an outbox relay's database connection, seconds: past it the relay drops"
+            " the connection (and its share of the outbox) and serves it again after a pause."
+        ),
+    )
     consumer_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts at an event's effect before it goes to the dead-letter topic."
     )
