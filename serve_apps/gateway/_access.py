@@ -63,6 +63,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", "gateway", PUBLIC, "none"),
     Route("HEAD", "/openapi.json", "gateway", PUBLIC, "none"),
     Route("GET", "/docs", "gateway", PUBLIC, "none"),
+    Route("GET", "/docs/assets/{name}", "gateway", PUBLIC, "none"),  # Swagger UI's files, from the installed package
     Route("GET", "/.well-known/jwks.json", "auth", PUBLIC, "read"),
     Route("POST", "/v1/auth/register", "auth", PUBLIC, "auth"),
     Route("POST", "/v1/auth/login", "auth", PUBLIC, "auth"),
