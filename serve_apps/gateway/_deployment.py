@@ -91,6 +91,16 @@ async def _fetch_jwks() -> dict[str, Any]:
     return (await service_clients(api.state).auth.jwks()).model_dump()
 
 
+@api.get(
+    "/readyz",
+    tags=["operations"],
+    summary="Readiness: PostgreSQL, Kafka and every app (details with `ops:read`), checked at most once a second",
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    return await readyz_response(request, state.readiness, state.readyz_networks, state.replica_id)
+
+
 api.include_router(auth_router)
 api.include_router(users_router)
 api.include_router(audit_router)
@@ -115,9 +125,11 @@ class Gateway(FaultInjectable):
         # /readyz asks each service with an outbox for its readiness.
         outboxes = outbox_services([clients.auth, clients.users, clients.data, clients.audit])
         bootstrap = self._settings.kafka_bootstrap_servers
-        self._readiness = ReadinessCache(lambda: readiness(bootstrap, outboxes), ttl_s=self._settings.readyz_cache_s)
-        self._readyz_networks = self._settings.readyz_detail_network_list
-        self._replica_id = serve.get_replica_context().replica_id.unique_id
+        api.state.readiness = ReadinessCache(
+            lambda: readiness(bootstrap, outboxes), ttl_s=self._settings.readyz_cache_s
+        )
+        api.state.readyz_networks = self._settings.readyz_detail_network_list
+        api.state.replica_id = serve.get_replica_context().replica_id.unique_id
         api.state.rate_limits = start_rate_limits(self._settings)
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations
@@ -136,14 +148,6 @@ class Gateway(FaultInjectable):
     async def healthz(self) -> dict[str, str]:
         await self._faults.passed()  # the gateway's fault point (tests only)
         return {"status": "ok"}
-
-    @api.get(
-        "/readyz",
-        tags=["operations"],
-        summary="Readiness: PostgreSQL, Kafka and every app (details with `ops:read`), checked at most once a second",
-    )
-    async def readyz(self, request: Request) -> JSONResponse:
-        return await readyz_response(request, self._readiness, self._readyz_networks, self._replica_id)
 
 
 app: Any = Gateway.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()
