@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install kafka-jars run test lint typecheck pytest bench wrk clean schemas
+.PHONY: install kafka-jars run test lint audit typecheck pytest bench wrk clean schemas
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,20 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory audit
+
+# pip-audit over the installed environment (.venv, strata itself skipped), ignoring only the IDs in audit-ignore.txt.
+# Known vulnerabilities fail; a vulnerability service that cannot be reached is reported and does not (CI must not
+# fail on someone else's outage): its output is in .strata/audit.log.
+audit: install
+	@mkdir -p .strata && rm -f .strata/audit.json
+	@$(BIN)/pip-audit --local --skip-editable --progress-spinner off -f json -o .strata/audit.json \
+		$$(sed -n 's/^\([A-Za-z][A-Za-z0-9-]*\) .*/--ignore-vuln \1/p' audit-ignore.txt) \
+		> .strata/audit.log 2>&1; rc=$$?; \
+	if [ $$rc -eq 0 ]; then echo "pip-audit: no known vulnerabilities in .venv"; \
+	elif [ -s .strata/audit.json ]; then cat .strata/audit.log; \
+		echo "pip-audit: known vulnerabilities (details in .strata/audit.json); fix them or list them in audit-ignore.txt with a reason"; exit 1; \
+	else tail -n 3 .strata/audit.log; echo "pip-audit: WARNING: its vulnerability service could not be reached; the environment was NOT audited"; fi
 
 # mypy strict over the `strata` package as it lies in the tree (strata/actors -> ../actors, ...).
 typecheck: install

@@ -2,8 +2,9 @@
 
 ``create-admin`` acts through the services' typed clients, as an administrator's request would: the auth service
 makes sure the account exists (creating it records ``registered``), the users service makes sure its profile
-exists and sets its roles (recording ``roles_changed``). The auth service learns the new roles from that event, as
-from any admin's change, so the account's tokens carry ``admin`` within moments of the command.
+exists, sets its roles (recording ``roles_changed``) and enables it if it was disabled (recording ``enabled``). The
+auth service learns the new roles and the enabling from those events, as from any admin's change, so the account
+logs in with ``admin`` in its tokens within moments of the command: the way back when no admin can log in.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ async def make_admin(email: str, password: str) -> EnsuredAccount:
     """Make ``email`` an administrator; the account, and whether it was created now.
 
     An unknown email gets a new account with ``password`` (checked against the
-    password policy); an existing account keeps its password and becomes admin.
-    Running it twice changes nothing the second time.
+    password policy); an existing account keeps its password, becomes admin and
+    is enabled if it was disabled. Running it twice changes nothing the second time.
     """
     from strata.serve_apps.auth import AuthClient
     from strata.serve_apps.users import UsersClient
@@ -51,6 +52,7 @@ async def make_admin(email: str, password: str) -> EnsuredAccount:
     # The profile may not exist yet (its `registered` event is on its way): reading it makes it.
     await users.get_profile(account.user_id)
     await users.set_roles(account.user_id, ADMIN_ROLES, actor="system")
+    await users.enable(account.user_id, actor="system")
     return account
 
 

@@ -57,6 +57,14 @@ def haproxy_binary() -> str:
         raise StartupError(str(exc)) from exc
 
 
+MAX_HEADER_BYTES = 15 * 1024
+"""Largest header section the front forwards; a larger one answers 431 problem+json at the front. Serve's HAProxy
+behind it parses requests in its default 16 KB buffer, less the rewrite reserve and the headers the front adds."""
+_BUFSIZE = 64 * 1024
+"""The front's buffer: room to read a header section past ``MAX_HEADER_BYTES`` and answer it 431. One past the
+buffer fails HAProxy's parser, which answers its built-in 400 (HTML; HAProxy 2.8 has no way to change that one)."""
+
+
 def _bind_host(host: str) -> str:
     if host in ("", "0.0.0.0"):
         return "0.0.0.0"
@@ -76,6 +84,7 @@ global
     ssl-default-bind-ciphers {_CIPHERS_TLS12}
     ssl-default-bind-ciphersuites {_CIPHERSUITES_TLS13}
     tune.ssl.default-dh-param 2048
+    tune.bufsize {_BUFSIZE}
 
 defaults
     mode http
@@ -101,6 +110,8 @@ frontend https
     http-request del-header X-Request-ID if {{ req.hdr(x-request-id) -m found }} !request_id_ok
     http-request set-header X-Request-ID %[uuid] unless {{ req.hdr(x-request-id) -m found }}
     http-request set-var(txn.request_id) req.hdr(x-request-id)
+    # Headers too large for the servers behind: refused here, as problem+json like every other edge error.
+{_headers_too_large()}
     # Errors made in front of the gateway (Serve's HAProxy or proxy: no replica, a full replica, a timeout) are
     # plain text: they leave as problem+json too, with the request id and Retry-After. The gateway's own answers
     # (problem+json, or /readyz's JSON report) pass as they are.
@@ -129,6 +140,13 @@ def _problem_json(status: int) -> str:
     return (
         f'{{"type":"{PROBLEM_BASE}{slug}","title":"{title}","status":{status},'
         f'"instance":"{instance}","request_id":"%[var(txn.request_id)]"}}'
+    )
+
+
+def _headers_too_large() -> str:
+    return (
+        f"    http-request return status 431 content-type {PROBLEM_JSON} hdr X-Request-ID %[var(txn.request_id)]"
+        f" lf-string '{_problem_json(431)}' if {{ req.hdrs_bin,length gt {MAX_HEADER_BYTES} }}"
     )
 
 

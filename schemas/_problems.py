@@ -24,6 +24,7 @@ TITLES: dict[int, tuple[str, str]] = {
     415: ("unsupported-media-type", "Unsupported Media Type"),
     422: ("validation", "Request body or parameters are invalid"),
     429: ("too-many-requests", "Too Many Requests"),
+    431: ("header-fields-too-large", "Request Header Fields Too Large"),
     500: ("internal", "Internal Server Error"),
     503: ("service-unavailable", "Service Unavailable"),
     504: ("deadline-exceeded", "The request took longer than its deadline"),

@@ -38,13 +38,15 @@ def _parse_rate_limit(text: str, name: str) -> tuple[int, float]:
     return quota, window_s
 
 
-def _parse_networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _parse_networks(
+    text: str, setting: str = "rate_limit_exempt"
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     networks = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:
-            raise ValueError(f"rate_limit_exempt: {item!r} is not an IP network ({exc})") from exc
+            raise ValueError(f"{setting}: {item!r} is not an IP network ({exc})") from exc
     return networks
 
 
@@ -226,6 +228,15 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(
         default=24.0, gt=0, description="Sent outbox rows older than this are pruned, hours."
     )
+    relay_command_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description=(
+            "Timeout of one command on an outbox relay's database connection, seconds: past it the relay drops"
+            " the connection (and its share of the outbox) and serves it again after a pause."
+        ),
+    )
     consumer_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts at an event's effect before it goes to the dead-letter topic."
     )
@@ -310,6 +321,24 @@ class Settings(BaseSettings):
             " trusted batch clients); matched against the client address, whatever the identity."
         ),
     )
+    readyz_cache_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How long a gateway replica reuses its last readiness check, seconds: /readyz costs at most one check"
+            " (Kafka, Serve, actors, each service's database) per replica per this many seconds, however often it"
+            " is called; callers arriving during a check share it."
+        ),
+    )
+    readyz_detail_networks: str = Field(
+        default="",
+        description=(
+            "Client networks, comma-separated ('10.0.0.0/8,127.0.0.1'), that get /readyz's details (components,"
+            " addresses, errors) without a token. Anyone else gets the status alone unless their access token grants"
+            " 'ops:read'. Empty (the default): only the permission counts."
+        ),
+    )
     login_free_failures: int = Field(
         default=3, ge=1, le=100, description="Failed logins per account or client address before backoff starts."
     )
@@ -365,10 +394,10 @@ class Settings(BaseSettings):
         _parse_rate_limit(value, str(info.field_name))
         return value
 
-    @field_validator("rate_limit_exempt")
+    @field_validator("rate_limit_exempt", "readyz_detail_networks")
     @classmethod
-    def _networks(cls, value: str) -> str:
-        _parse_networks(value)
+    def _networks(cls, value: str, info: ValidationInfo) -> str:
+        _parse_networks(value, str(info.field_name))
         return value
 
     @model_validator(mode="after")
@@ -415,6 +444,11 @@ class Settings(BaseSettings):
     def rate_limit_exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """``rate_limit_exempt``, parsed."""
         return _parse_networks(self.rate_limit_exempt)
+
+    @property
+    def readyz_detail_network_list(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``readyz_detail_networks``, parsed."""
+        return _parse_networks(self.readyz_detail_networks, "readyz_detail_networks")
 
     def rate_limit(self, limit_class: RateLimitClass) -> tuple[int, float]:
         """``(quota, window seconds)`` of a rate-limit class (``auth``, ``read``, ``write``)."""

@@ -10,7 +10,11 @@ For each message, in partition order:
 3. a handler failure is retried with doubling pauses; after
    ``consumer_max_attempts`` the message is dead-lettered and the group moves
    on. PostgreSQL being unreachable is not the message's fault: it is retried
-   until the database returns, without counting attempts;
+   until the database returns, without counting attempts. A command that times
+   out (``db_command_timeout_s``) is the message's fault when the database
+   answers a trivial query right after: an effect that times out every time
+   counts its attempts and reaches the dead-letter topic, instead of being
+   retried forever (:func:`apply_with_retries`);
 4. offsets are committed after the batch's effects (and on partition
    revocation), so a consumer killed at any point resumes from the last
    committed offset and the inbox absorbs what it replays.
@@ -27,6 +31,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -39,7 +44,13 @@ from strata.actors import Backoff, keep_running
 from strata.actors._detached import ensure_detached
 from strata.actors._metrics import set_gauge
 from strata.actors.kafka import client_options, dead_letter_headers, dlq_topic, stop_quietly
-from strata.actors.postgres import AsyncpgPool, DatabaseUnavailable, check_service_name, service_dsn
+from strata.actors.postgres import (
+    AsyncpgPool,
+    CommandTimedOut,
+    DatabaseUnavailable,
+    check_service_name,
+    service_dsn,
+)
 from strata.schemas import Settings
 from strata.schemas.events import CloudEvent, check_provenance, decode
 
@@ -55,6 +66,51 @@ _MEASURE_EVERY_S = 5.0
 
 def consumer_name(group: str, index: int) -> str:
     return f"strata-consumer-{group}-{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp:
+    """The effect failed ``attempts`` times, the last with ``error``: the message goes to the dead-letter topic."""
+
+    error: BaseException
+    attempts: int
+
+
+async def apply_with_retries(
+    apply: Callable[[], Awaitable[bool]],
+    *,
+    max_attempts: int,
+    first_pause_s: float,
+    database_answers: Callable[[], Awaitable[bool]],
+    on_database_unavailable: Callable[[DatabaseUnavailable], None] = lambda exc: None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> bool | GaveUp:
+    """Run ``apply`` (one transaction of the effect) until it succeeds; its result, or :class:`GaveUp`.
+
+    Each failure counts as an attempt, with doubling pauses from ``first_pause_s`` (at most ``_MAX_BACKOFF_S``),
+    except the database being unavailable, which is waited out without counting. A timed-out command is
+    :class:`DatabaseUnavailable` too, but it may be the effect's own doing (a statement that is slow every time):
+    when ``database_answers()`` right after, the timeout counts as an attempt like any other failure.
+    """
+    attempt = 0
+    pause = first_pause_s
+    while True:
+        try:
+            return await apply()
+        except DatabaseUnavailable as exc:
+            if not (isinstance(exc, CommandTimedOut) and await database_answers()):
+                # Not the message's fault: wait for the database, do not count it as an attempt.
+                on_database_unavailable(exc)
+                await sleep(min(pause, _MAX_BACKOFF_S))
+                continue
+            error: BaseException = exc
+        except Exception as exc:  # noqa: BLE001 - the handler's failure: retried, then dead-lettered
+            error = exc
+        attempt += 1
+        if attempt >= max_attempts:
+            return GaveUp(error, attempt)
+        await sleep(min(pause, _MAX_BACKOFF_S))
+        pause *= 2
 
 
 async def apply_once(
@@ -201,32 +257,33 @@ class ConsumerRunner:
         except ValueError as exc:
             await self._dead_letter(message, producer, exc, attempts=1)
             return
-        attempt = 0
-        pause = self._settings.consumer_retry_backoff_s
-        while True:
-            try:
-                applied = await self._db.run_in_transaction(
-                    apply_once, self._service, self._group, self._handler, event
-                )
-            except DatabaseUnavailable as exc:
-                # Not the message's fault: wait for the database, do not count it as an attempt.
-                self._last_error = f"database unavailable: {exc}"
-                await asyncio.sleep(min(pause, _MAX_BACKOFF_S))
-                continue
-            except Exception as exc:  # noqa: BLE001 - the handler's failure: retried, then dead-lettered
-                attempt += 1
-                if attempt >= self._settings.consumer_max_attempts:
-                    await self._dead_letter(message, producer, exc, attempts=attempt)
-                    return
-                await asyncio.sleep(min(pause, _MAX_BACKOFF_S))
-                pause *= 2
-                continue
-            self._last_error = None
-            if applied:
-                self._applied += 1
-            else:
-                self._duplicates += 1
+
+        def unavailable(exc: DatabaseUnavailable) -> None:
+            self._last_error = f"database unavailable: {exc}"
+
+        outcome = await apply_with_retries(
+            lambda: self._db.run_in_transaction(apply_once, self._service, self._group, self._handler, event),
+            max_attempts=self._settings.consumer_max_attempts,
+            first_pause_s=self._settings.consumer_retry_backoff_s,
+            database_answers=self._database_answers,
+            on_database_unavailable=unavailable,
+        )
+        if isinstance(outcome, GaveUp):
+            await self._dead_letter(message, producer, outcome.error, attempts=outcome.attempts)
             return
+        self._last_error = None
+        if outcome:
+            self._applied += 1
+        else:
+            self._duplicates += 1
+
+    async def _database_answers(self) -> bool:
+        """Whether the database answers ``SELECT 1`` now (within the command timeout)."""
+        try:
+            await self._db.fetchval("SELECT 1")
+        except DatabaseUnavailable:
+            return False
+        return True
 
     async def _dead_letter(
         self, message: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer, error: BaseException, attempts: int

@@ -105,7 +105,13 @@ class OutboxRelay:
         logger.warning("relay %s/%d: %s; retrying in %.1fs", self._service, self._shard, self._last_error, pause)
 
     async def _serve_share(self) -> None:
-        conn = await asyncpg.connect(service_dsn(self._settings, self._service), timeout=10)
+        # A command past relay_command_timeout_s raises: this share is let go (the connection, and the advisory lock
+        # with it) and served again after a pause, rather than the relay hanging on a stuck statement.
+        conn = await asyncpg.connect(
+            service_dsn(self._settings, self._service),
+            timeout=10,
+            command_timeout=self._settings.relay_command_timeout_s,
+        )
         producer: AIOKafkaProducer | None = None
         try:
             lock = _lock_key(self._service, self._shard, self._shards)

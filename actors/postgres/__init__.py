@@ -11,6 +11,7 @@ from strata.actors.postgres._database import (
     pool_size_for,
 )
 from strata.actors.postgres._errors import (
+    CommandTimedOut,
     DatabaseError,
     DatabaseUnavailable,
     InsufficientPrivilege,
@@ -44,6 +45,7 @@ from strata.actors.postgres._roles import (
 __all__ = [
     "NAMESPACE",
     "AsyncpgPool",
+    "CommandTimedOut",
     "Database",
     "DatabaseError",
     "DatabaseUnavailable",

@@ -4,6 +4,7 @@
 
     DatabaseError                     base; ``retriable`` says whether the same call may succeed later
     ├── DatabaseUnavailable           the server or the pool cannot be reached (retriable)
+    │   └── CommandTimedOut           a command ran past its timeout (the server, or the statement, is slow)
     ├── NotFound (also LookupError)   a row the caller required does not exist
     ├── QueryError                    the server refused the statement; ``sqlstate`` names why
     │   ├── IntegrityError            a constraint was violated
@@ -49,6 +50,12 @@ class DatabaseUnavailable(DatabaseError):
     """PostgreSQL (or the pool actor in front of it) cannot be reached right now."""
 
     retriable = True
+
+
+class CommandTimedOut(DatabaseUnavailable):
+    """A command ran past its timeout: the server may be slow or gone, or the statement slow every time.
+
+    A caller that retries tells them apart by asking a trivial query (the consumers do)."""
 
 
 class NotFound(DatabaseError, LookupError):
@@ -112,7 +119,7 @@ def translate(exc: BaseException) -> DatabaseError:
     if isinstance(exc, DatabaseError):
         return exc
     if isinstance(exc, TimeoutError):
-        return DatabaseUnavailable("database command timed out")
+        return CommandTimedOut("database command timed out")
     if is_connection_lost(exc):
         return DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
     if isinstance(exc, asyncpg.exceptions.PostgresError):

@@ -23,6 +23,7 @@ from strata.schemas.events._payloads import (
     SessionsRevoked,
     UserDeleted,
     UserDisabled,
+    UserEnabled,
     UserRolesChanged,
     UserUpdated,
 )
@@ -68,6 +69,7 @@ SESSIONS_REVOKED = EventType("auth", "account", "sessions_revoked", SessionsRevo
 USER_UPDATED = EventType("users", "user", "updated", UserUpdated)
 USER_ROLES_CHANGED = EventType("users", "user", "roles_changed", UserRolesChanged)
 USER_DISABLED = EventType("users", "user", "disabled", UserDisabled)
+USER_ENABLED = EventType("users", "user", "enabled", UserEnabled)
 USER_DELETED = EventType("users", "user", "deleted", UserDeleted)
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -84,6 +86,7 @@ EVENT_TYPES: dict[str, EventType] = {
         USER_UPDATED,
         USER_ROLES_CHANGED,
         USER_DISABLED,
+        USER_ENABLED,
         USER_DELETED,
     )
 }

@@ -137,6 +137,12 @@ class UserDisabled(_Payload):
     user_id: UserId
 
 
+class UserEnabled(_Payload):
+    """A disabled user was enabled again: they may log in again (tokens from before they were disabled stay dead)."""
+
+    user_id: UserId
+
+
 class UserDeleted(_Payload):
     """A user was deleted: their profile and account are gone, and their sessions are ended."""
 

@@ -11,6 +11,7 @@ learns changes from events on ``strata.users.user.v1``, never from a call:
 - ``disabled``: the account can no longer log in or refresh, and every session
   is revoked, recording ``sessions_revoked`` (reason ``disabled``) so gateways
   refuse the user's access tokens at once.
+- ``enabled``: the account may log in again (its sessions stay ended).
 - ``deleted``: every session is revoked (``sessions_revoked``, reason
   ``deleted``), then the account row is deleted (its refresh tokens with it).
   The email is free again: registering it makes a new account, with a new id.
@@ -29,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from strata.schemas.events import USER_DELETED, USER_DISABLED, USER_ROLES_CHANGED, CloudEvent
+from strata.schemas.events import USER_DELETED, USER_DISABLED, USER_ENABLED, USER_ROLES_CHANGED, CloudEvent
 from strata.serve_apps.auth._refresh import revoke_all
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ async def apply_users_event(conn: asyncpg.Connection, event: CloudEvent[Any]) ->
                 conn, datetime.now(UTC), user_id, "disabled", event.requestid, actor=event.actor or "system"
             )
             logger.info("account %s disabled; %d session(s) revoked", user_id, revoked)
+    elif event.type == USER_ENABLED.type:
+        await conn.execute("UPDATE auth.accounts SET disabled = false WHERE user_id = $1", user_id)
     elif event.type == USER_DELETED.type:
         exists = await conn.fetchval("SELECT true FROM auth.accounts WHERE user_id = $1 FOR UPDATE", user_id)
         if exists:

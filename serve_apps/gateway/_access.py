@@ -67,6 +67,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", "gateway", PUBLIC, "none"),
     Route("HEAD", "/openapi.json", "gateway", PUBLIC, "none"),
     Route("GET", "/docs", "gateway", PUBLIC, "none"),
+    Route("GET", "/docs/assets/{name}", "gateway", PUBLIC, "none"),  # Swagger UI's files, from the installed package
     Route("GET", "/.well-known/jwks.json", "auth", PUBLIC, "read"),
     Route("POST", "/v1/auth/register", "auth", PUBLIC, "auth"),
     Route("POST", "/v1/auth/login", "auth", PUBLIC, "auth"),
@@ -82,6 +83,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/users/{user_id}", "users", f"users:read{OR_SELF}", "read"),
     Route("PUT", "/v1/users/{user_id}/roles", "users", "users:write", "write"),
     Route("POST", "/v1/users/{user_id}/disable", "users", "users:write", "write"),
+    Route("POST", "/v1/users/{user_id}/enable", "users", "users:write", "write"),
     Route("DELETE", "/v1/users/{user_id}", "users", "users:write", "write"),
     Route("GET", "/v1/audit", "audit", "audit:read", "read"),
 )

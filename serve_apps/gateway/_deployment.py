@@ -30,7 +30,7 @@ from strata.serve_apps.gateway._metrics import RequestMetrics
 from strata.serve_apps.gateway._openapi import install_openapi
 from strata.serve_apps.gateway._problems import problem, status_problem
 from strata.serve_apps.gateway._ratelimit import RateLimitHeaders, start_rate_limits
-from strata.serve_apps.gateway._readiness import outbox_services, readiness
+from strata.serve_apps.gateway._readiness import ReadinessCache, outbox_services, readiness, readyz_response
 from strata.serve_apps.gateway._revocations import RevocationFeed, Revocations
 from strata.serve_apps.gateway._tokens import JwksCache, TokenVerifier
 from strata.serve_apps.gateway._users_routes import router as users_router
@@ -91,6 +91,16 @@ async def _fetch_jwks() -> dict[str, Any]:
     return (await service_clients(api.state).auth.jwks()).model_dump()
 
 
+@api.get(
+    "/readyz",
+    tags=["operations"],
+    summary="Readiness: PostgreSQL, Kafka and every app (details with `ops:read`), checked at most once a second",
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    return await readyz_response(request, state.readiness, state.readyz_networks, state.replica_id)
+
+
 api.include_router(auth_router)
 api.include_router(users_router)
 api.include_router(audit_router)
@@ -113,7 +123,11 @@ class Gateway(FaultInjectable):
         clients = service_clients(api.state)
         api.state.permissions = PermissionCache(clients.users.role_permissions)
         # /readyz asks each service with an outbox for its readiness.
-        self._outbox_services = outbox_services([clients.auth, clients.users, clients.data, clients.audit])
+        outboxes = outbox_services([clients.auth, clients.users, clients.data, clients.audit])
+        settings = self._settings
+        api.state.readiness = ReadinessCache(lambda: readiness(settings, outboxes), ttl_s=settings.readyz_cache_s)
+        api.state.readyz_networks = self._settings.readyz_detail_network_list
+        api.state.replica_id = serve.get_replica_context().replica_id.unique_id
         api.state.rate_limits = start_rate_limits(self._settings)
         revocations = Revocations(horizon_s=self._settings.access_token_ttl_s + self._settings.token_leeway_s + 60)
         api.state.revocations = revocations
@@ -149,11 +163,6 @@ class Gateway(FaultInjectable):
     async def healthz(self) -> dict[str, str]:
         await self._faults.passed()  # the gateway's fault point (tests only)
         return {"status": "ok"}
-
-    @api.get("/readyz", tags=["operations"], summary="Readiness: PostgreSQL, Kafka and every app")
-    async def readyz(self) -> JSONResponse:
-        ready, body = await readiness(self._settings, self._outbox_services)
-        return JSONResponse(body, status_code=200 if ready else 503)
 
 
 app: Any = Gateway.bind()  # type: ignore[attr-defined]  # @serve.deployment adds bind()

@@ -16,20 +16,37 @@ what the edge enforces:
 Route modules declare the errors only their service knows (404, 409, ...)
 with :func:`~._problems.problem_responses`. The document is built once per
 replica, on first request.
+
+``/docs`` is Swagger UI with its assets served by the gateway itself, from the
+installed ``swagger-ui-py`` package (``swagger_ui/static``), at
+``/docs/assets/<file>``: the page names no other host (no CDN, no validator
+badge), so it works offline and a third party's script never runs on the API's
+origin.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException
 
 from strata.schemas import Problem
 from strata.serve_apps.gateway import _access
 from strata.serve_apps.gateway._problems import problem_response_object
+
+DOCS_ASSETS = "/docs/assets"
+SWAGGER_ASSETS: dict[str, str] = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+"""The files of the installed Swagger UI the docs page loads, with their content types (nothing else is served)."""
+_ASSET_CACHE_S = 3600
 
 BEARER = "bearerAuth"
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -111,11 +128,35 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
     operation["responses"] = dict(sorted(responses.items()))
 
 
+def swagger_asset(name: str) -> bytes | None:
+    """The bytes of the installed Swagger UI's file ``name`` if it is one of :data:`SWAGGER_ASSETS`, else ``None``."""
+    if name not in SWAGGER_ASSETS:
+        return None
+    return resources.files("swagger_ui").joinpath("static", name).read_bytes()
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Serve the completed document at ``app.openapi_url`` and Swagger UI at ``/docs`` (assets from a CDN)."""
+    """Serve the completed document at ``app.openapi_url`` and Swagger UI at ``/docs``, its assets from the
+    installed package at ``/docs/assets/<file>``."""
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
 
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            # Swagger UI's default shows a badge fetched from its public validator: another host. Off.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    async def docs_asset(name: str) -> Response:
+        content = swagger_asset(name)
+        if content is None:
+            raise HTTPException(404)  # a problem+json 404, like any unknown path
+        headers = {"Cache-Control": f"public, max-age={_ASSET_CACHE_S}"}
+        return Response(content, media_type=SWAGGER_ASSETS[name], headers=headers)
 
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)
+    app.add_api_route(f"{DOCS_ASSETS}/{{name}}", docs_asset, methods=["GET"], include_in_schema=False)

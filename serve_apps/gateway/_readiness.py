@@ -4,21 +4,43 @@ PostgreSQL is checked through the data app (gateway -> data -> PostgreSQL, two
 hops), Kafka with a metadata request, the apps through Serve's status; all at
 once, each within a short timeout, so ``/readyz`` answers fast even when a
 component hangs.
+
+``/readyz`` is public (load balancers and orchestrators probe it without a
+token), so a check is neither run per call nor shown to everyone:
+
+- :class:`ReadinessCache` reuses a replica's last check for
+  ``readyz_cache_s`` (1 s) and lets callers arriving during a check await the
+  one in flight: however many call, a replica runs at most one check per
+  ``readyz_cache_s``.
+- :func:`readyz_response` gives anonymous callers ``{"status"}`` alone (no
+  component, address or error); the details go to a caller whose access token
+  grants ``ops:read`` (:data:`DETAILS_PERMISSION`) or whose address is in
+  ``readyz_detail_networks``. Details include ``check``: this replica's id,
+  how many checks it has run and the answer's age, so the cache can be seen
+  working.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from ray import serve
 
 from strata.actors import NAMESPACE
 from strata.actors.kafka import kafka_unavailable_reason
-from strata.schemas import DatabaseCheck, ServiceReadiness, Settings, app_names, outbox_owners
+from strata.schemas import DatabaseCheck, InvalidToken, ServiceReadiness, Settings, app_names, outbox_owners
 from strata.serve_apps._client import ServiceClient
+from strata.serve_apps.gateway._access import PermissionCache
+from strata.serve_apps.gateway._ratelimit import client_address
+from strata.serve_apps.gateway._revocations import Revocations
+from strata.serve_apps.gateway._tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +173,101 @@ async def readiness(settings: Settings, services: Mapping[str, ServiceClient]) -
         "components": {"postgres": postgres, "kafka": kafka, "apps": apps, "outbox": outbox, "actors": actors},
     }
     return ready, body
+
+
+Answer = tuple[bool, dict[str, Any]]
+DETAILS_PERMISSION = "ops:read"
+"""The permission whose holders read ``/readyz``'s details (granted to the ``admin`` and ``operator`` roles)."""
+
+
+class ReadinessCache:
+    """A replica's last readiness check, reused for ``ttl_s``; one check at a time (single flight).
+
+    A caller finding no answer younger than ``ttl_s`` starts a check, unless one
+    is running: then it awaits that one. The age counts from the end of the
+    check, so a replica runs at most one check per ``ttl_s`` plus a check's
+    duration, whatever the call rate. A caller that goes away (cancelled) does
+    not cancel the check others await. ``runs`` counts the checks started.
+    """
+
+    __slots__ = ("_answer", "_check", "_checked_at", "_clock", "_in_flight", "_ttl_s", "runs")
+
+    def __init__(
+        self, check: Callable[[], Awaitable[Answer]], *, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._check = check
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._answer: Answer | None = None
+        self._checked_at = -float("inf")
+        self._in_flight: asyncio.Task[Answer] | None = None
+        self.runs = 0
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since the last check ended (infinite before the first)."""
+        return self._clock() - self._checked_at
+
+    async def answer(self) -> Answer:
+        """``(ready, details)``: the cached answer while fresh, else that of the check in flight or a new one."""
+        if self._answer is not None and self.age_s < self._ttl_s:
+            return self._answer
+        if self._in_flight is None:
+            self._in_flight = asyncio.get_running_loop().create_task(self._run(), name="readiness-check")
+        return await asyncio.shield(self._in_flight)
+
+    async def _run(self) -> Answer:
+        self.runs += 1
+        try:
+            answer = await self._check()
+            self._answer, self._checked_at = answer, self._clock()
+            return answer
+        finally:
+            self._in_flight = None
+
+
+def in_networks(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether ``address`` (an IP address, or ``unknown``) lies in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+async def may_read_details(request: Request, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether the caller of ``/readyz`` gets the details: from a trusted network, or with ``ops:read``.
+
+    No ``Authorization`` header: anonymous (a probe). A token that is sent must be valid: a refused one answers
+    401 (:class:`~strata.schemas.InvalidToken`), as on any other route, so an operator learns why.
+    """
+    if networks and in_networks(client_address(request), networks):
+        return True
+    header = request.headers.get("authorization")
+    if not header:
+        return False
+    verifier: TokenVerifier = request.app.state.verifier
+    caller = await verifier.verify_header(header)
+    revocations: Revocations = request.app.state.revocations
+    refusal = revocations.refusal(caller)
+    if refusal is not None:
+        raise InvalidToken(refusal, error="invalid_token")
+    permissions: PermissionCache = request.app.state.permissions
+    return DETAILS_PERMISSION in await permissions.permissions(caller.roles)
+
+
+async def readyz_response(
+    request: Request,
+    cache: ReadinessCache,
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    replica: str,
+) -> JSONResponse:
+    """``/readyz``: 200 or 503, with the status alone or (operators) the details and the ``check`` counters."""
+    detailed = await may_read_details(request, networks)
+    ready, body = await cache.answer()
+    status = 200 if ready else 503
+    headers = {"Cache-Control": "no-store"}
+    if not detailed:
+        return JSONResponse({"status": body["status"]}, status_code=status, headers=headers)
+    check = {"replica": replica, "runs": cache.runs, "age_s": round(max(0.0, cache.age_s), 3)}
+    return JSONResponse({**body, "check": check}, status_code=status, headers=headers)

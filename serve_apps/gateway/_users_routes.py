@@ -54,7 +54,7 @@ async def get_user(user_id: str, users: UsersDep) -> Profile:
     return await users.get_user(user_id)
 
 
-@router.put("/v1/users/{user_id}/roles", summary="Replace a user's roles", responses=problem_responses(404, 422))
+@router.put("/v1/users/{user_id}/roles", summary="Replace a user's roles", responses=problem_responses(404, 409, 422))
 async def set_roles(user_id: str, body: RolesUpdate, caller: Caller, users: UsersDep, request: Request) -> Profile:
     return await users.set_roles(user_id, body.roles, request_id=_request_id(request), actor=caller.user_id)
 
@@ -62,17 +62,26 @@ async def set_roles(user_id: str, body: RolesUpdate, caller: Caller, users: User
 @router.post(
     "/v1/users/{user_id}/disable",
     summary="Disable a user: their tokens stop working at the edge",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),
 )
 async def disable(user_id: str, caller: Caller, users: UsersDep, request: Request) -> Profile:
     return await users.disable(user_id, request_id=_request_id(request), actor=caller.user_id)
+
+
+@router.post(
+    "/v1/users/{user_id}/enable",
+    summary="Enable a disabled user: they may log in again (their old tokens stay refused)",
+    responses=problem_responses(404),
+)
+async def enable(user_id: str, caller: Caller, users: UsersDep, request: Request) -> Profile:
+    return await users.enable(user_id, request_id=_request_id(request), actor=caller.user_id)
 
 
 @router.delete(
     "/v1/users/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a user",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),
 )
 async def delete_user(user_id: str, caller: Caller, users: UsersDep, request: Request) -> Response:
     await users.delete_user(user_id, request_id=_request_id(request), actor=caller.user_id)

@@ -9,11 +9,12 @@ from strata.serve_apps._client import ServiceClient
 
 
 class UsersClient(ServiceClient):
-    """Profiles, listing, roles, disabling and deleting users, and the role -> permissions map.
+    """Profiles, listing, roles, disabling, enabling and deleting users, and the role -> permissions map.
 
     Errors arrive as the service raised them: :class:`~strata.schemas.UserNotFound` (no such user, or an id that
     is no UUID), :class:`~strata.schemas.Unprocessable` (a malformed cursor, a limit outside 1..200, no or unknown
-    roles), :class:`~strata.schemas.ServiceUnavailable` (the service refused the call).
+    roles), :class:`~strata.schemas.Conflict` (``last-admin``: the change would leave no enabled admin),
+    :class:`~strata.schemas.ServiceUnavailable` (the service refused the call).
     ``request_id`` is the HTTP request that caused a change and ``actor`` who made it; both travel on its event.
     """
 
@@ -52,6 +53,10 @@ class UsersClient(ServiceClient):
     async def disable(self, user_id: str, *, request_id: str | None = None, actor: str | None = None) -> Profile:
         """The profile, disabled (idempotent); the user's tokens stop working at the edge."""
         return await self._call(Profile, "disable", user_id, request_id=request_id, actor=actor)
+
+    async def enable(self, user_id: str, *, request_id: str | None = None, actor: str | None = None) -> Profile:
+        """The profile, enabled again (idempotent); the user may log in again once the auth service has the event."""
+        return await self._call(Profile, "enable", user_id, request_id=request_id, actor=actor)
 
     async def delete_user(
         self, user_id: str, *, request_id: str | None = None, actor: str | None = None

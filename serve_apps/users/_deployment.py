@@ -63,6 +63,10 @@ class UsersService(ServiceReplica):
         """The profile, disabled."""
         return await self.db.run_in_transaction(_admin.disable, user_id, request_id=request_id, actor=actor)
 
+    async def enable(self, user_id: str, *, request_id: str | None = None, actor: str | None = None) -> Profile:
+        """The profile, enabled."""
+        return await self.db.run_in_transaction(_admin.enable, user_id, request_id=request_id, actor=actor)
+
     async def delete_user(
         self, user_id: str, *, request_id: str | None = None, actor: str | None = None
     ) -> DeletedUser:

@@ -25,7 +25,17 @@ pytestmark = pytest.mark.integration
 SEEDED = {
     "viewer": {"profile:read", "data:read"},
     "member": {"profile:read", "profile:write", "data:read", "data:write"},
-    "admin": {"profile:read", "profile:write", "data:read", "data:write", "users:read", "users:write", "audit:read"},
+    "admin": {
+        "profile:read",
+        "profile:write",
+        "data:read",
+        "data:write",
+        "users:read",
+        "users:write",
+        "audit:read",
+        "ops:read",
+    },
+    "operator": {"ops:read"},
 }
 REVOCATION_BOUND_S = 10.0  # documented in docs/identity.md
 

@@ -119,8 +119,13 @@ def test_a_replica_failing_its_health_check_gets_no_new_requests_within_15s(
 
 
 def _actors_in_readyz(system: System) -> dict[str, dict[str, Any]]:
+    import asyncio
+
+    from tests.integration.operators import operator_headers
+
+    headers = asyncio.run(operator_headers(system))
     with system.client() as client:
-        body = client.get("/readyz").json()
+        body = client.get("/readyz", headers=headers).json()
     return dict(body["components"]["actors"])
 
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = 10
 EXCLUDED = {("POST", "/v1/auth/logout-all")}
-DOCUMENTS = {("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs")}
+DOCUMENTS = {("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/assets/{name}")}
 """Routes that serve the documentation itself (in the table, not operations of the API)."""
 
 
@@ -181,3 +181,20 @@ def test_the_docs_page_loads_the_document(system: System) -> None:
         docs = client.get("/docs")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
     assert "SwaggerUIBundle" in docs.text and "/openapi.json" in docs.text
+
+
+def test_the_docs_page_names_no_other_host_and_its_assets_answer(system: System) -> None:
+    import re
+
+    from strata.serve_apps.gateway._openapi import SWAGGER_ASSETS
+
+    with system.client() as client:
+        docs = client.get("/docs")
+        assets = {path: client.get(path) for path in re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", docs.text)}
+
+    assert re.findall(r"(?:https?:)?//[A-Za-z0-9.-]+", docs.text) == []
+    assert {path: (r.status_code, r.headers["content-type"]) for path, r in assets.items()} == {
+        f"/docs/assets/{name}": (200, content_type) for name, content_type in SWAGGER_ASSETS.items()
+    }
+    # The edge's CSP forbids framing only: it lets the page run its own script and load same-origin assets.
+    assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"

@@ -108,6 +108,20 @@ def test_a_malformed_request_id_is_replaced_once_not_echoed(system: System) -> N
     assert len(ids) == 1 and "bad" not in ids[0], ids
 
 
+def test_headers_too_large_get_431_problem_json_at_the_front_not_html(system: System) -> None:
+    with system.client() as client:
+        large = client.get("/healthz", headers={"X-Padding": "a" * 60 * 1024})
+        fits = client.get("/healthz", headers={"X-Padding": "a" * 8 * 1024})
+
+    assert large.status_code == 431, large.text[:200]
+    assert large.headers["content-type"] == "application/problem+json"
+    assert "<html" not in large.text.lower()
+    body = large.json()
+    assert body["status"] == 431 and body["type"].endswith("/header-fields-too-large")
+    assert body["request_id"] == large.headers["x-request-id"]
+    assert fits.status_code == 200
+
+
 def test_serve_s_own_timeout_header_does_not_reach_serve(system: System) -> None:
     # Serve answers a plain-text 408 when this header's budget runs out; through the front it has no effect.
     with system.client() as client:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import orjson
 import pytest
 
 from strata.schemas import (
+    Conflict,
     DeletedUser,
     InvalidCredentials,
     InvalidToken,
@@ -332,6 +335,112 @@ async def test_delete_removes_the_profile_and_the_account(system: System, ray_dr
     assert [(e.data["reason"], e.actor) for e in revoked] == [("deleted", admin_id)]
 
 
+# --- the last admin, enable ----------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def only_admins_made_here(system: System) -> AsyncIterator[None]:
+    """While inside, the enabled admins of other tests are parked (disabled in the users schema only, no event), so
+    the admins a test makes are the only ones; they are enabled again after."""
+    parked = await admin_fetch(
+        system,
+        "UPDATE users.profiles SET disabled = true WHERE 'admin' = ANY (roles) AND NOT disabled RETURNING user_id",
+    )
+    try:
+        yield
+    finally:
+        await admin_fetch(
+            system,
+            "UPDATE users.profiles SET disabled = false WHERE user_id = ANY ($1::uuid[])",
+            [row["user_id"] for row in parked],
+        )
+
+
+async def an_admin() -> str:
+    user_id = str((await registered_user())["user_id"])
+    await users().set_roles(user_id, ["admin"], request_id=request_id(), actor="system")
+    return user_id
+
+
+async def test_the_last_admin_cannot_be_demoted_disabled_or_deleted(system: System, ray_driver: None) -> None:
+    async with only_admins_made_here(system):
+        last = await an_admin()
+
+        for change in (
+            users().set_roles(last, ["member"], request_id=request_id(), actor=last),
+            users().disable(last, request_id=request_id(), actor=last),
+            users().delete_user(last, request_id=request_id(), actor=last),
+        ):
+            with pytest.raises(Conflict) as caught:
+                await change
+            assert caught.value.extra["code"] == "last-admin"
+        profile = await users().get_user(last)
+        assert profile.roles == ["admin"] and profile.disabled is False
+        assert [e.type for e in await users_events(system, last)] == ["strata.users.user.roles_changed.v1"]
+
+        second = await an_admin()  # with another enabled admin, the first may go
+        assert (await users().set_roles(last, ["member"], request_id=request_id(), actor=second)).roles == ["member"]
+        with pytest.raises(Conflict):
+            await users().disable(second, request_id=request_id(), actor=second)
+        # Promoting (or keeping) admin is never refused.
+        assert (await users().set_roles(second, ["admin", "viewer"], request_id=request_id())).roles == [
+            "admin",
+            "viewer",
+        ]
+
+
+async def test_concurrent_demotions_of_the_last_two_admins_leave_one(system: System, ray_driver: None) -> None:
+    async with only_admins_made_here(system):
+        for _ in range(5):
+            first, second = await an_admin(), await an_admin()
+            outcomes = await asyncio.gather(
+                users().set_roles(first, ["member"], request_id=request_id()),
+                users().set_roles(second, ["member"], request_id=request_id()),
+                return_exceptions=True,
+            )
+
+            refused = [o for o in outcomes if isinstance(o, Conflict)]
+            demoted = [o for o in outcomes if isinstance(o, Profile)]
+            assert len(refused) == 1 and len(demoted) == 1, outcomes
+            left = await admin_value(
+                system, "SELECT count(*) FROM users.profiles WHERE 'admin' = ANY (roles) AND NOT disabled"
+            )
+            assert left == 1
+            # Leave no admin behind for the next round: the survivor is parked like the others.
+            await admin_fetch(
+                system, "UPDATE users.profiles SET disabled = true WHERE user_id = ANY ($1::uuid[])", [first, second]
+            )
+
+
+async def test_enable_lets_a_disabled_user_log_in_again(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+    user_id, admin_id = account["user_id"], str(uuid.uuid4())
+    old = await login(account["email"])
+    await users().disable(user_id, request_id=request_id(), actor=admin_id)
+
+    async def auth_disabled_is(value: bool) -> bool:
+        row = await account_row(system, user_id)
+        return row is not None and row["disabled"] is value
+
+    await eventually(lambda: auth_disabled_is(True), what="the auth service to apply disabled")
+    with pytest.raises(InvalidCredentials):
+        await login(account["email"])
+
+    profile = await users().enable(user_id, request_id=request_id(), actor=admin_id)
+    again = await users().enable(user_id, request_id=request_id(), actor=admin_id)
+
+    assert profile.disabled is False and again.disabled is False
+    events = await users_events(system, user_id)
+    assert [e.type for e in events] == ["strata.users.user.disabled.v1", "strata.users.user.enabled.v1"]
+    assert events[1].actor == admin_id
+    await eventually(lambda: auth_disabled_is(False), what="the auth service to apply enabled")
+    assert (await login(account["email"]))["access_token"]
+    with pytest.raises(InvalidToken):  # the sessions ended by disabling stay ended
+        await auth().refresh.remote(old["refresh_token"], request_id())
+    with pytest.raises(UserNotFound):
+        await users().enable(str(uuid.uuid4()), request_id=request_id(), actor=admin_id)
+
+
 # --- strata users create-admin --------------------------------------------------------------------------------------
 
 
@@ -395,3 +504,28 @@ async def test_create_admin_promotes_an_existing_account(system: System, ray_dri
         }
 
     await eventually(promoted, what="the existing account to become admin")
+
+
+async def test_create_admin_enables_a_disabled_account(system: System, ray_driver: None) -> None:
+    account = await registered_user()
+    user_id = account["user_id"]
+    await users().disable(user_id, request_id=request_id(), actor="admin-x")
+
+    async def auth_disabled() -> bool:
+        row = await account_row(system, user_id)
+        return row is not None and row["disabled"] is True
+
+    await eventually(auth_disabled, what="the auth service to apply disabled")
+
+    result = await asyncio.to_thread(_create_admin, system, account["email"], "not-used-Because-it-exists-7")
+
+    assert result.returncode == 0, result.stderr
+    assert (await users().get_user(user_id)).disabled is False
+
+    async def admin_login() -> bool:
+        try:
+            return bool(claims_of((await login(account["email"]))["access_token"])["roles"] == ["admin"])
+        except InvalidCredentials:
+            return False
+
+    await eventually(admin_login, what="the re-enabled admin to log in")

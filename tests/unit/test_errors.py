@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 
 from strata.actors.postgres import (
+    CommandTimedOut,
     DatabaseError,
     DatabaseUnavailable,
     InsufficientPrivilege,
@@ -51,7 +52,7 @@ def test_every_error_pickles_with_its_message_and_sqlstate(cls: type[DatabaseErr
         (asyncpg.exceptions.ConnectionDoesNotExistError("gone"), DatabaseUnavailable, True),
         (asyncpg.exceptions.AdminShutdownError("shutdown"), DatabaseUnavailable, True),
         (ConnectionRefusedError("refused"), DatabaseUnavailable, True),
-        (TimeoutError(), DatabaseUnavailable, True),
+        (TimeoutError(), CommandTimedOut, True),
     ],
 )
 def test_asyncpg_errors_map_to_typed_errors(raised: Exception, expected: type[DatabaseError], retriable: bool) -> None:

@@ -40,6 +40,7 @@ def test_only_the_expected_routes_are_public() -> None:
         "/readyz",
         "/openapi.json",
         "/docs",
+        "/docs/assets/{name}",
         "/.well-known/jwks.json",
         "/v1/auth/register",
         "/v1/auth/login",
@@ -64,7 +65,7 @@ def test_credential_routes_are_limited_strictest_reads_as_reads_and_only_probes_
         ("POST", "/v1/auth/password"),
     }
     unlimited = {path for (_, path), limit in classes.items() if limit == "none"}
-    assert unlimited == {"/healthz", "/readyz", "/openapi.json", "/docs"}
+    assert unlimited == {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/assets/{name}"}
     for (method, path), limit in classes.items():
         if limit in ("auth", "none"):
             continue
