@@ -145,6 +145,7 @@ class FakeConsumer:
 
 class _Record:
     def __init__(self, value: bytes) -> None:
+        self.topic = TP.topic
         self.value = value
 
 
