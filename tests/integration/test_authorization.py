@@ -121,7 +121,7 @@ async def test_every_route_for_every_kind_of_caller(system: System, ray_driver: 
     async def request(method: str, path: str, who: Principal | None, *, owner: bool = False) -> httpx.Response:
         """One call of ``method path`` as ``who``; destructive calls get their own target or principal."""
         target = who.user_id if (owner and who is not None) else victim_id
-        concrete = path.replace("{user_id}", target)
+        concrete = path.replace("{user_id}", target).replace("{name}", "swagger-ui.css")  # a real /docs asset
         if path in ("/v1/auth/logout-all", "/v1/auth/password") and who is not None:
             who = await fresh(who.role)  # these end the caller's sessions: never spend a shared principal
         body: dict[str, Any] | None = None
@@ -145,7 +145,7 @@ async def test_every_route_for_every_kind_of_caller(system: System, ray_driver: 
         if destructive and who is not None and who.role == "admin":
             target = (await asyncio.to_thread(_register, system))[0]
             await _until_known_to_users(system, who, target)
-            concrete = path.replace("{user_id}", target)
+            concrete = path.replace("{user_id}", target).replace("{name}", "swagger-ui.css")  # a real /docs asset
         return await asyncio.to_thread(_call, system, method, concrete, who, json=body)
 
     failures = []
