@@ -1,7 +1,8 @@
 """Brute-force protection of logins: per account and per client address, backoff then a temporary lock.
 
 Each scope (``account``: the email tried, whether or not an account has it;
-``client``: the caller's address) counts failed logins in ``auth.login_failures``.
+``client``: the caller's address, an IPv6 one by its /64, see
+:func:`~strata.schemas.client_key`) counts failed logins in ``auth.login_failures``.
 With ``f`` failures, the last at ``t``::
 
     f <  free_failures                 no wait
@@ -29,7 +30,7 @@ from typing import Literal
 
 import asyncpg
 
-from strata.schemas import Settings
+from strata.schemas import Settings, client_key
 
 Scope = Literal["account", "client"]
 MAX_SUBJECT_LENGTH = 320
@@ -118,7 +119,7 @@ def subjects_for(email: str | None, client: str | None) -> list[tuple[Scope, str
     if email:
         subjects.append(("account", email[:MAX_SUBJECT_LENGTH]))
     if client:
-        subjects.append(("client", client[:MAX_SUBJECT_LENGTH]))
+        subjects.append(("client", client_key(client)[:MAX_SUBJECT_LENGTH]))
     return subjects
 
 

@@ -92,3 +92,13 @@ def test_subjects_are_the_account_then_the_client_and_skip_what_is_missing() -> 
     assert subjects_for("a@example.org", None) == [("account", "a@example.org")]
     assert subjects_for("a@example.org", "") == [("account", "a@example.org")]
     assert subjects_for("x" * 1000, None)[0][1] == "x" * 320
+
+
+def test_the_client_subject_is_an_ipv4_address_or_an_ipv6_slash_64() -> None:
+    assert subjects_for(None, "198.51.100.9") == [("client", "198.51.100.9")]
+    assert (
+        subjects_for(None, "2001:db8:7:8::1")
+        == subjects_for(None, "2001:db8:7:8:9::2")
+        == [("client", "2001:db8:7:8::/64")]
+    )
+    assert subjects_for(None, "::ffff:198.51.100.9") == [("client", "198.51.100.9")]
