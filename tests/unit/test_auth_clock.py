@@ -27,6 +27,9 @@ T0 = 1_900_000_000.0  # 2030-03-17: whole seconds, so waits computed from it are
 FREE_FAILURES = 3
 LOCK_AFTER = 6
 LOCK_S = 300
+ACCOUNT_FREE_FAILURES = 5
+CLIENT_FREE_FAILURES = 8
+MAX_BACKOFF_S = 30
 WINDOW_S = 600
 REFRESH_TTL_S = 3600
 
@@ -69,6 +72,9 @@ async def auth(
         login_free_failures=FREE_FAILURES,
         login_lock_after=LOCK_AFTER,
         login_lock_s=LOCK_S,
+        login_account_free_failures=ACCOUNT_FREE_FAILURES,
+        login_client_free_failures=CLIENT_FREE_FAILURES,
+        login_max_backoff_s=MAX_BACKOFF_S,
         login_failure_window_s=WINDOW_S,
         refresh_token_ttl_s=REFRESH_TTL_S,
     )
@@ -143,24 +149,82 @@ async def test_free_failures_then_a_backoff_timed_by_the_clock_then_admitted_onc
     assert pair.token_type == "Bearer"
 
 
-async def test_the_account_locks_after_lock_after_failures_and_unlocks_after_lock_s(
+async def test_the_pair_locks_after_lock_after_failures_while_other_clients_only_wait_the_accounts_backoff(
     auth: Authenticator, auth_database: Database, clock: FakeClock
 ) -> None:
-    email, client = await registered(auth), new_client()
+    email, attacker = await registered(auth), new_client()
     for failure in range(LOCK_AFTER):
         # Wait out each backoff (1, 2, 4 s after the free failures), so every attempt is admitted and fails.
         clock.advance(2 ** (failure - FREE_FAILURES) if failure >= FREE_FAILURES else 0)
-        await fail_login(auth, email, client)
+        await fail_login(auth, email, attacker)
     assert await failures(auth_database, "account", email) == LOCK_AFTER
 
-    assert await refused_for(auth, email, client) == LOCK_S  # the lock outlasts the backoff (8 s)
-    assert await refused_for(auth, email, new_client()) == LOCK_S  # locked from any client
-    clock.advance(LOCK_S - 1)
-    assert await refused_for(auth, email, client) == 1
-    clock.advance(1)
-
-    await auth.login(email, PASSWORD, client)
+    assert await refused_for(auth, email, attacker) == LOCK_S  # this client, this account: locked
+    owner = new_client()
+    assert await refused_for(auth, email, owner) == 2  # any other client: the account's backoff, 2 ** (6 - 5) s
+    clock.advance(2)
+    await auth.login(email, PASSWORD, owner)
     assert await failures(auth_database, "account", email) is None
+
+    assert await refused_for(auth, email, attacker) == LOCK_S - 2  # the owner's login did not lift the pair's lock
+    clock.advance(LOCK_S - 3)
+    assert await refused_for(auth, email, attacker) == 1
+    clock.advance(1)
+    await auth.login(email, PASSWORD, attacker)
+    assert await failures(auth_database, "pair", f"{attacker} {email}") is None
+
+
+async def test_an_account_under_attack_from_many_addresses_makes_its_owner_wait_at_most_the_cap(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    """Measured: 200 failures from 200 addresses, each as soon as the throttle allows; after every one, the wait the
+    owner is told. The longest is the cap, and waiting it out logs the owner in."""
+    email, owner = await registered(auth), new_client()
+    owner_waits: list[float] = []
+    for failure in range(1, 201):
+        attacker = f"203.0.113.{failure % 250}"
+        try:
+            await fail_login(auth, email, attacker)
+        except TooManyRequests as refused:  # backing off: the attacker waits, as fast as allowed
+            assert refused.retry_after is not None
+            clock.advance(refused.retry_after)
+            await fail_login(auth, email, attacker)
+        # Below the free failures the owner is not asked: a login would succeed and clear the count.
+        owner_waits.append(await refused_for(auth, email, owner) if failure >= ACCOUNT_FREE_FAILURES else 0)
+    assert max(owner_waits) == MAX_BACKOFF_S
+    assert owner_waits[ACCOUNT_FREE_FAILURES - 1 : ACCOUNT_FREE_FAILURES + 5] == [1, 2, 4, 8, 16, MAX_BACKOFF_S]
+    assert owner_waits[-1] == MAX_BACKOFF_S  # 200 failures in, the wait is still the cap
+
+    clock.advance(owner_waits[-1])
+    pair = await auth.login(email, PASSWORD, owner)
+    assert pair.token_type == "Bearer"
+
+
+async def test_200_failures_from_one_address_against_other_accounts_leave_an_untouched_account_open(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    busy = new_client()
+    for _ in range(200):
+        await fail_login(auth, new_email(), busy)  # never refused: none of those emails had failed before
+    assert await failures(auth_database, "client", busy) == 200
+
+    untouched = await registered(auth)
+    pair = await auth.login(untouched, PASSWORD, busy)
+    assert pair.token_type == "Bearer"
+
+
+async def test_a_busy_address_backs_off_on_an_account_that_has_failures_at_most_the_cap(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    busy = new_client()
+    for _ in range(CLIENT_FREE_FAILURES + 10):
+        await fail_login(auth, new_email(), busy)
+    attacked = await registered(auth)
+    await fail_login(auth, attacked, new_client())  # one failure from elsewhere: the account is under attack
+
+    assert await refused_for(auth, attacked, busy) == MAX_BACKOFF_S  # 2 ** 10 s, capped
+    clock.advance(MAX_BACKOFF_S)
+    await auth.login(attacked, PASSWORD, busy)
 
 
 async def test_failures_outside_the_window_no_longer_count(
@@ -190,7 +254,7 @@ async def test_housekeeping_prunes_failure_counts_only_once_they_left_the_window
     clock.advance(WINDOW_S)
     assert (await auth.housekeeping())["login_failures"] == 0  # at the window's edge it still counts
     clock.advance(1)
-    assert (await auth.housekeeping())["login_failures"] == 2  # the account's and the client's
+    assert (await auth.housekeeping())["login_failures"] == 3  # the account's, the client's and their pair's
     assert await failures(auth_database, "account", email) is None
 
 
@@ -206,6 +270,7 @@ async def test_a_success_clears_the_accounts_count_and_refunds_the_clients_charg
     await auth.login(email, PASSWORD, client)
 
     assert await failures(auth_database, "account", email) is None
+    assert await failures(auth_database, "pair", f"{client} {email}") is None
     assert await failures(auth_database, "client", client) == 2  # charged when admitted, refunded on success
     assert await failures(auth_database, "account", other) == 1  # another account's count is its own
 
@@ -215,7 +280,7 @@ async def test_a_wrong_current_password_is_throttled_like_a_login(
 ) -> None:
     email = await registered(auth)
     user_id = await user_id_of(auth_database, email)
-    for _ in range(FREE_FAILURES):
+    for _ in range(ACCOUNT_FREE_FAILURES):  # no client: the account's scope alone
         with pytest.raises(InvalidCredentials):
             await auth.change_password(user_id, WRONG_PASSWORD, NEW_PASSWORD)
     with pytest.raises(TooManyRequests) as refused:
