@@ -231,6 +231,16 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: int = Field(
         default=30 * 24 * 3600, ge=300, description="Lifetime of a refresh token (and its family), seconds."
     )
+    refresh_reuse_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description=(
+            "Grace window of a retried refresh, seconds: the refresh token just rotated, presented again this soon"
+            " (a client that lost the answer), gets the same child again instead of revoking the session, while"
+            " that child is unused and the session live. 0 turns it off; any other reuse still revokes the session."
+        ),
+    )
     token_leeway_s: int = Field(
         default=5, ge=0, le=60, description="Clock skew tolerated when checking exp/nbf/iat, seconds."
     )

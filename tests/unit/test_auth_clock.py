@@ -18,6 +18,7 @@ from strata.actors.postgres import Database
 from strata.schemas import InvalidCredentials, InvalidToken, PasswordChanged, RevokedSessions, TooManyRequests
 from strata.schemas.events import decode
 from strata.serve_apps.auth import Authenticator, PasswordHasher
+from strata.serve_apps.auth._tokens import child_refresh_token, new_refresh_token, refresh_child_key
 from tests.unit.conftest import UnitPostgres
 
 PASSWORD = "violet-Harbour-lantern-93"
@@ -32,6 +33,7 @@ CLIENT_FREE_FAILURES = 8
 MAX_BACKOFF_S = 30
 WINDOW_S = 600
 REFRESH_TTL_S = 3600
+GRACE_S = 3
 
 
 class FakeClock:
@@ -67,7 +69,9 @@ async def auth(
     auth_database: Database, unit_postgres: UnitPostgres, cheap_hasher: PasswordHasher, clock: FakeClock
 ) -> AsyncIterator[Authenticator]:
     # Each test starts from empty tables (the signing key stays), so counts and prunes are the test's own.
-    await auth_database.execute("TRUNCATE auth.login_failures, auth.refresh_tokens, auth.accounts, auth.outbox")
+    await auth_database.execute(
+        "TRUNCATE auth.login_failures, auth.refresh_tokens, auth.refresh_families, auth.accounts, auth.outbox"
+    )
     settings = unit_postgres.settings(
         login_free_failures=FREE_FAILURES,
         login_lock_after=LOCK_AFTER,
@@ -77,6 +81,7 @@ async def auth(
         login_max_backoff_s=MAX_BACKOFF_S,
         login_failure_window_s=WINDOW_S,
         refresh_token_ttl_s=REFRESH_TTL_S,
+        refresh_reuse_grace_s=GRACE_S,
     )
     authenticator = Authenticator(auth_database, settings, hasher=cheap_hasher, clock=clock)
     await authenticator.start()
@@ -310,6 +315,7 @@ async def test_refresh_gives_a_new_pair_and_the_old_token_is_refused(auth: Authe
     assert second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
     assert second.refresh_expires_in == REFRESH_TTL_S - 10  # the family's expiry, counted on the clock
+    clock.advance(GRACE_S + 1)
     with pytest.raises(InvalidToken):
         await auth.refresh(first.refresh_token)
 
@@ -392,3 +398,120 @@ async def test_logout_and_logout_all_stamp_revocations_with_the_clock(
         datetime.fromtimestamp(T0 + 60, UTC),
         datetime.fromtimestamp(T0 + 120, UTC),
     ]
+
+
+# --- the grace window of a retried refresh ------------------------------------------------------------------------
+
+
+async def sessions_revoked(db: Database) -> list[Any]:
+    return [e for e in await outbox_events(db) if e.type.endswith(".sessions_revoked.v1")]
+
+
+async def test_a_retry_within_the_grace_window_gets_the_same_child_and_it_works(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    clock.advance(1)
+    child = await auth.refresh(first.refresh_token)  # the answer the client lost
+
+    clock.advance(GRACE_S)  # the window's last instant
+    retried = await auth.refresh(first.refresh_token)
+
+    assert retried.refresh_token == child.refresh_token
+    assert retried.refresh_expires_in == child.refresh_expires_in - GRACE_S
+    assert await auth_database.fetchval("SELECT count(*) FROM auth.refresh_tokens") == 2, "no new token was made"
+    grandchild = await auth.refresh(retried.refresh_token)  # the same child rotates as usual
+    assert grandchild.refresh_token not in {first.refresh_token, child.refresh_token}
+    assert not await sessions_revoked(auth_database)
+
+
+async def test_a_retry_after_the_grace_window_is_reuse_and_revokes_the_family(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    child = await auth.refresh(first.refresh_token)
+
+    clock.advance(GRACE_S + 0.001)
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)
+    with pytest.raises(InvalidToken):
+        await auth.refresh(child.refresh_token)
+    assert [e.data["reason"] for e in await sessions_revoked(auth_database)] == ["refresh_token_reuse"]
+
+
+async def test_within_the_window_only_the_immediate_parent_of_an_unused_child_is_forgiven(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    child = await auth.refresh(first.refresh_token)
+    grandchild = await auth.refresh(child.refresh_token)  # the child is used: its parent is no longer forgiven
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)  # within the window, but two generations back
+    for token in (child.refresh_token, grandchild.refresh_token):
+        with pytest.raises(InvalidToken):
+            await auth.refresh(token)
+    assert [e.data["reason"] for e in await sessions_revoked(auth_database)] == ["refresh_token_reuse"]
+
+
+@pytest.mark.parametrize("revocation", ["logout", "logout_all", "password_change"])
+async def test_no_retry_is_forgiven_once_the_session_is_revoked(
+    auth: Authenticator, auth_database: Database, clock: FakeClock, revocation: str
+) -> None:
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    first = await auth.login(email, PASSWORD, new_client())
+    child = await auth.refresh(first.refresh_token)
+    if revocation == "logout":
+        await auth.logout(child.refresh_token)
+    elif revocation == "logout_all":
+        await auth.logout_all(user_id)
+    else:
+        await auth.change_password(user_id, PASSWORD, NEW_PASSWORD)
+
+    for token in (first.refresh_token, child.refresh_token):  # within the window, and refused
+        with pytest.raises(InvalidToken):
+            await auth.refresh(token)
+
+
+async def test_a_disabled_account_gets_no_child_again(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    await auth.refresh(first.refresh_token)
+    await auth_database.execute("UPDATE auth.accounts SET disabled = true WHERE email = $1", email)
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)
+
+
+async def test_without_a_grace_window_any_retry_is_reuse(
+    auth_database: Database, unit_postgres: UnitPostgres, cheap_hasher: PasswordHasher, clock: FakeClock
+) -> None:
+    strict = Authenticator(
+        auth_database, unit_postgres.settings(refresh_reuse_grace_s=0), hasher=cheap_hasher, clock=clock
+    )
+    await strict.start()
+    email = new_email()
+    await strict.register(email, PASSWORD)
+    first = await strict.login(email, PASSWORD, new_client())
+    child = await strict.refresh(first.refresh_token)
+
+    with pytest.raises(InvalidToken):
+        await strict.refresh(first.refresh_token)  # at the same instant: still reuse
+    with pytest.raises(InvalidToken):
+        await strict.refresh(child.refresh_token)
+
+
+def test_a_child_token_is_derived_from_its_parent_under_the_master_secrets_key() -> None:
+    key = refresh_child_key("one master secret")
+    parent = new_refresh_token()
+    child = child_refresh_token(key, parent)
+    assert child == child_refresh_token(key, parent)
+    assert len(child) == len(parent) == 43 and child != parent
+    assert child != child_refresh_token(refresh_child_key("another master secret"), parent)
+    assert child != child_refresh_token(key, new_refresh_token())
