@@ -23,8 +23,9 @@ A rotation locks it first (``FOR UPDATE``) and checks its ``revoked_at``; a
 revocation updates it first, so it waits for a rotation in flight, and its next
 statement (READ COMMITTED: a new snapshot) sees and revokes the child that
 rotation inserted. Revoking every family of an account also locks the account
-row first, the lock a login takes to start a family. Lock order: account,
-family, token; a rotation takes no account lock, so there is no cycle.
+row first (``FOR NO KEY UPDATE``), which a login's ``FOR UPDATE`` waits for;
+a rotation takes no account lock but the ``FOR KEY SHARE`` of its child's
+foreign key, which that mode lets through. Lock order: account, family, token.
 
 Every function is a unit of work over a connection inside a transaction
 (``Database.run_in_transaction``); plaintext tokens never reach them, only
@@ -227,7 +228,9 @@ async def revoke_all(
     """
     # The account row first (a login takes it to start a family), then every live family in one order (a rotation
     # in flight holds one): the updates after these locks see every family and child committed before them.
-    await conn.execute("SELECT 1 FROM auth.accounts WHERE user_id = $1 FOR UPDATE", user_id)
+    # FOR NO KEY UPDATE, not FOR UPDATE: the child a rotation inserts takes FOR KEY SHARE on the account (its
+    # foreign key) while holding its family's lock, which this waits for; FOR UPDATE would deadlock with it.
+    await conn.execute("SELECT 1 FROM auth.accounts WHERE user_id = $1 FOR NO KEY UPDATE", user_id)
     live = await conn.fetch(
         "SELECT family_id, expires_at > $2 AS live FROM auth.refresh_families"
         " WHERE user_id = $1 AND revoked_at IS NULL ORDER BY family_id FOR UPDATE",

@@ -7,18 +7,25 @@ themselves: a decision still taken with PostgreSQL's ``now()`` would show here a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 
 from strata.actors.postgres import Database
 from strata.schemas import InvalidCredentials, InvalidToken, PasswordChanged, RevokedSessions, TooManyRequests
 from strata.schemas.events import decode
-from strata.serve_apps.auth import Authenticator, PasswordHasher
-from strata.serve_apps.auth._tokens import child_refresh_token, new_refresh_token, refresh_child_key
+from strata.serve_apps.auth import Authenticator, PasswordHasher, _refresh
+from strata.serve_apps.auth._tokens import (
+    child_refresh_token,
+    hash_refresh_token,
+    new_refresh_token,
+    refresh_child_key,
+)
 from tests.unit.conftest import UnitPostgres
 
 PASSWORD = "violet-Harbour-lantern-93"
@@ -515,3 +522,93 @@ def test_a_child_token_is_derived_from_its_parent_under_the_master_secrets_key()
     assert len(child) == len(parent) == 43 and child != parent
     assert child != child_refresh_token(refresh_child_key("another master secret"), parent)
     assert child != child_refresh_token(key, new_refresh_token())
+
+
+# --- a rotation in flight against a revocation (two real transactions, interleaved by hand) -----------------------
+
+
+@pytest.mark.parametrize("revocation", ["revoke_all", "logout"])
+async def test_a_revocation_waits_for_a_rotation_in_flight_and_revokes_the_child_it_inserted(
+    auth: Authenticator, auth_database: Database, unit_postgres: UnitPostgres, clock: FakeClock, revocation: str
+) -> None:
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    first = await auth.login(email, PASSWORD, new_client())
+    child_token = new_refresh_token()
+    rotating = await asyncpg.connect(unit_postgres.admin_dsn)
+    revoking = await asyncpg.connect(unit_postgres.admin_dsn)
+    try:
+        rotation = rotating.transaction()
+        await rotation.start()
+        rotated = await _refresh.rotate_refresh_token(
+            rotating, clock.as_datetime, hash_refresh_token(first.refresh_token), hash_refresh_token(child_token)
+        )
+        assert isinstance(rotated, _refresh.Session)  # the child is inserted, not yet committed
+
+        async def revoke() -> int:
+            async with revoking.transaction():
+                if revocation == "revoke_all":
+                    return await _refresh.revoke_all(revoking, clock.as_datetime, user_id)
+                return await _refresh.revoke_family(
+                    revoking, clock.as_datetime, hash_refresh_token(first.refresh_token)
+                )
+
+        revoked = asyncio.create_task(revoke())
+        await _blocked_by(rotating, revoking)
+        await rotation.commit()
+        assert await revoked == 1
+    finally:
+        await rotating.close()
+        await revoking.close()
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(child_token)
+    live = await auth_database.fetchval("SELECT count(*) FROM auth.refresh_tokens WHERE revoked_at IS NULL")
+    assert live == 0
+
+
+async def _blocked_by(holder: asyncpg.Connection, waiter: asyncpg.Connection) -> None:
+    """Return once ``waiter``'s statement waits for a lock ``holder`` holds (asked on ``holder``'s connection)."""
+    for _ in range(10_000):
+        blockers = await holder.fetchval("SELECT pg_blocking_pids($1)", waiter.get_server_pid())
+        if holder.get_server_pid() in blockers:
+            return
+        await asyncio.sleep(0.01)  # the wait is in another server process: poll it
+    raise AssertionError("the revocation never waited for the rotation's lock")
+
+
+async def test_a_rotation_holding_its_family_finishes_while_revoke_all_holds_the_account(
+    auth: Authenticator, auth_database: Database, unit_postgres: UnitPostgres, clock: FakeClock
+) -> None:
+    """The other interleaving: revoke_all has the account and waits for the family; the rotation that holds the
+    family then inserts its child (a foreign key to the account). Neither may deadlock the other."""
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    first = await auth.login(email, PASSWORD, new_client())
+    family_id = await auth_database.fetchval("SELECT family_id FROM auth.refresh_families WHERE user_id = $1", user_id)
+    child_token = new_refresh_token()
+    rotating = await asyncpg.connect(unit_postgres.admin_dsn)
+    revoking = await asyncpg.connect(unit_postgres.admin_dsn)
+    try:
+        rotation = rotating.transaction()
+        await rotation.start()
+        await rotating.execute("SELECT 1 FROM auth.refresh_families WHERE family_id = $1 FOR UPDATE", family_id)
+
+        async def revoke() -> int:
+            async with revoking.transaction():
+                return await _refresh.revoke_all(revoking, clock.as_datetime, user_id)
+
+        revoked = asyncio.create_task(revoke())
+        await _blocked_by(rotating, revoking)  # holding the account, waiting for the family
+        rotated = await _refresh.rotate_refresh_token(
+            rotating, clock.as_datetime, hash_refresh_token(first.refresh_token), hash_refresh_token(child_token)
+        )
+        assert isinstance(rotated, _refresh.Session)
+        await rotation.commit()
+        assert await revoked == 1
+    finally:
+        await rotating.close()
+        await revoking.close()
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(child_token)
