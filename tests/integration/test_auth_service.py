@@ -158,7 +158,9 @@ async def test_refresh_rotates_and_reusing_a_rotated_token_revokes_the_whole_fam
     assert claims["sid"] == sid and claims["sub"] == account.user_id
 
     with pytest.raises(InvalidToken) as reused:
-        await auth().refresh(second.refresh_token, request_id="req-reuse")  # rotated already: stolen
+        # Rotated already, and so was its child: no lost answer explains it (that grace covers only the newest's
+        # parent), it was stolen.
+        await auth().refresh(first.refresh_token, request_id="req-reuse")
     assert type(reused.value) is InvalidToken and reused.value.extra["error"] == "invalid_token"
     with pytest.raises(InvalidToken):
         await auth().refresh(third.refresh_token, request_id="req-after-reuse")  # the family's newest dies too
