@@ -31,6 +31,7 @@ from strata.schemas._api import (
     TokenPair,
     UserPage,
 )
+from strata.schemas._clients import IPV6_CLIENT_PREFIX, client_key
 from strata.schemas._errors import (
     Conflict,
     DomainError,
@@ -60,6 +61,7 @@ from strata.schemas._registry import (
 from strata.schemas._settings import RateLimitClass, Settings
 
 __all__ = [
+    "IPV6_CLIENT_PREFIX",
     "PLAIN_TEXT",
     "PROBLEM_BASE",
     "PROBLEM_JSON",
@@ -111,6 +113,7 @@ __all__ = [
     "UserNotFound",
     "UserPage",
     "app_names",
+    "client_key",
     "consumer_groups",
     "outbox_owners",
     "problem_body",

@@ -274,6 +274,16 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: int = Field(
         default=30 * 24 * 3600, ge=300, description="Lifetime of a refresh token (and its family), seconds."
     )
+    refresh_reuse_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description=(
+            "Grace window of a retried refresh, seconds: the refresh token just rotated, presented again this soon"
+            " (a client that lost the answer), gets the same child again instead of revoking the session, while"
+            " that child is unused and the session live. 0 turns it off; any other reuse still revokes the session."
+        ),
+    )
     token_leeway_s: int = Field(
         default=5, ge=0, le=60, description="Clock skew tolerated when checking exp/nbf/iat, seconds."
     )
@@ -340,12 +350,50 @@ class Settings(BaseSettings):
         ),
     )
     login_free_failures: int = Field(
-        default=3, ge=1, le=100, description="Failed logins per account or client address before backoff starts."
+        default=3,
+        ge=1,
+        le=100,
+        description="Failed logins of one account from one client (address, IPv6 /64) before that pair backs off.",
     )
     login_lock_after: int = Field(
-        default=10, ge=2, le=1000, description="Failed logins per account or client after which it is locked."
+        default=10,
+        ge=2,
+        le=1000,
+        description=(
+            "Failed logins of one account from one client after which that pair (only) is locked for login_lock_s:"
+            " the account stays open to every other client, the client to every other account."
+        ),
     )
-    login_lock_s: int = Field(default=900, ge=1, description="How long a lock lasts, seconds.")
+    login_lock_s: int = Field(
+        default=900, ge=1, description="How long a locked (account, client) pair stays locked, s."
+    )
+    login_account_free_failures: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "Failed logins of one account, from any client, before its attempts back off (1 s, 2 s, 4 s, ... up to"
+            " login_max_backoff_s; never a lock, so nobody can keep an account locked)."
+        ),
+    )
+    login_client_free_failures: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description=(
+            "Failed logins from one client, on any account, before its attempts on accounts that have failures of"
+            " their own back off (up to login_max_backoff_s); a login to an account nobody failed on is never held."
+        ),
+    )
+    login_max_backoff_s: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description=(
+            "Cap of the login backoff, s: the longest an account's owner, or a client, ever waits for its next"
+            " attempt, however many failures piled up."
+        ),
+    )
     login_failure_window_s: int = Field(
         default=900, ge=1, description="Failures older than this no longer count, seconds."
     )

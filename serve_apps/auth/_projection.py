@@ -58,7 +58,10 @@ async def apply_users_event(conn: asyncpg.Connection, event: CloudEvent[Any]) ->
     elif event.type == USER_ENABLED.type:
         await conn.execute("UPDATE auth.accounts SET disabled = false WHERE user_id = $1", user_id)
     elif event.type == USER_DELETED.type:
-        exists = await conn.fetchval("SELECT true FROM auth.accounts WHERE user_id = $1 FOR UPDATE", user_id)
+        # FOR NO KEY UPDATE, as revoke_all takes it: FOR UPDATE would deadlock with a rotation in flight, whose
+        # child insert takes FOR KEY SHARE on the account while it holds its family. Once revoke_all has every
+        # family, no rotation holds the account, and the DELETE's own FOR UPDATE waits for nobody.
+        exists = await conn.fetchval("SELECT true FROM auth.accounts WHERE user_id = $1 FOR NO KEY UPDATE", user_id)
         if exists:
             revoked = await revoke_all(
                 conn, datetime.now(UTC), user_id, "deleted", event.requestid, actor=event.actor or "system"

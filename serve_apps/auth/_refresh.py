@@ -7,6 +7,26 @@ joins the family, with the same absolute expiry (a session lasts at most
 Presenting a token that was already used means two parties hold it, one of
 them an attacker: the whole family is revoked, the newest token included.
 
+Except within the grace window (``refresh_reuse_grace_s``): a client whose
+refresh response was lost retries with the same token, and that is not a leak.
+The immediate parent of the family's newest token, presented again within the
+window after it was used, answers that same child again, as long as the child
+has not been used itself, the family is not revoked or expired and the account
+not disabled. The child's token is derived from its parent's
+(:func:`~strata.serve_apps.auth._tokens.child_refresh_token`, an HMAC under a
+key from the master secret), so the same child is answered without storing any
+token: its hash is the one already stored. Reuse of any other token, or of
+the parent after the window, revokes the family as before.
+
+Rotation against revocation: every family has a row in ``auth.refresh_families``.
+A rotation locks it first (``FOR UPDATE``) and checks its ``revoked_at``; a
+revocation updates it first, so it waits for a rotation in flight, and its next
+statement (READ COMMITTED: a new snapshot) sees and revokes the child that
+rotation inserted. Revoking every family of an account also locks the account
+row first (``FOR NO KEY UPDATE``), which a login's ``FOR UPDATE`` waits for;
+a rotation takes no account lock but the ``FOR KEY SHARE`` of its child's
+foreign key, which that mode lets through. Lock order: account, family, token.
+
 Every function is a unit of work over a connection inside a transaction
 (``Database.run_in_transaction``); plaintext tokens never reach them, only
 their hashes (:func:`~strata.serve_apps.auth._tokens.hash_refresh_token`).
@@ -21,7 +41,7 @@ writes, never PostgreSQL's ``now()``, so a test can move it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -43,6 +63,8 @@ class Session:
     expires_at: datetime
     roles: tuple[str, ...]
     perm_version: int
+    replayed: bool = False
+    """The same child answered again to a retry within the grace window (no new token)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,50 +79,80 @@ class Refused:
 async def start_family(
     conn: asyncpg.Connection, now: datetime, user_id: str, token_hash: bytes, ttl_s: int
 ) -> tuple[str, datetime]:
-    """Store the first token of a new family for ``user_id``, made at ``now``; return the family id and its expiry."""
+    """Store a new family for ``user_id`` and its first token, made at ``now``; return the family id and its expiry."""
     family_id = str(uuid.uuid4())
     expires_at = await conn.fetchval(
-        "INSERT INTO auth.refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING expires_at",
-        token_hash,
+        "INSERT INTO auth.refresh_families (family_id, user_id, created_at, expires_at)"
+        " VALUES ($1, $2, $3, $4) RETURNING expires_at",
         family_id,
         user_id,
         now,
         now + timedelta(seconds=ttl_s),
     )
+    await conn.execute(
+        "INSERT INTO auth.refresh_tokens (token_hash, family_id, user_id, created_at, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        token_hash,
+        family_id,
+        user_id,
+        now,
+        expires_at,
+    )
     return family_id, expires_at
 
 
 async def rotate_refresh_token(
-    conn: asyncpg.Connection, now: datetime, presented_hash: bytes, new_hash: bytes, request_id: str | None = None
+    conn: asyncpg.Connection,
+    now: datetime,
+    presented_hash: bytes,
+    new_hash: bytes,
+    request_id: str | None = None,
+    *,
+    grace_s: float = 0.0,
 ) -> Session | Refused:
     """Exchange a family's newest token for its child at ``now``, or refuse.
 
-    Valid means: known, not used, not revoked, not expired at ``now``, and its account not
-    disabled. A used token revokes its whole family and records
-    ``strata.auth.account.sessions_revoked.v1`` (reason ``refresh_token_reuse``);
-    the transaction then commits, and the caller raises. The row is locked, so
-    two concurrent refreshes with one token are a reuse, not two sessions.
+    Valid means: known, not used, not revoked (itself or its family), not
+    expired at ``now``, and its account not disabled. ``new_hash`` is the hash
+    of the child's token, derived from the presented one, so a retry within
+    ``grace_s`` seconds of the first use finds that same child (see the module
+    docstring) and answers it with ``replayed`` set. Any other used token
+    revokes its whole family and records ``strata.auth.account.sessions_revoked.v1``
+    (reason ``refresh_token_reuse``); the transaction then commits, and the
+    caller raises. The family row is locked first, so rotations of one family
+    run one after the other and none slips past a revocation.
     """
-    row = await conn.fetchrow(
-        "SELECT t.family_id::text AS family_id, t.user_id::text AS user_id, t.expires_at, t.used_at, t.revoked_at,"
-        " t.expires_at <= $2 AS expired, a.disabled, a.roles, a.perm_version"
-        " FROM auth.refresh_tokens t JOIN auth.accounts a USING (user_id)"
-        " WHERE t.token_hash = $1 FOR UPDATE OF t",
-        presented_hash,
+    family_id = await conn.fetchval(
+        "SELECT family_id::text FROM auth.refresh_tokens WHERE token_hash = $1", presented_hash
+    )
+    if family_id is None:
+        return Refused("unknown")
+    family = await conn.fetchrow(
+        "SELECT f.user_id::text AS user_id, f.expires_at, f.revoked_at, f.expires_at <= $2 AS expired,"
+        " a.disabled, a.roles, a.perm_version"
+        " FROM auth.refresh_families f JOIN auth.accounts a USING (user_id)"
+        " WHERE f.family_id = $1 FOR UPDATE OF f",
+        family_id,
         now,
     )
-    if row is None:
-        return Refused("unknown")
-    user_id, family_id = row["user_id"], row["family_id"]
-    if row["revoked_at"] is not None:
+    # Read after the family lock: a new snapshot, so whatever a revocation or rotation before it committed is seen.
+    token = await conn.fetchrow(
+        "SELECT used_at, revoked_at FROM auth.refresh_tokens WHERE token_hash = $1 FOR UPDATE", presented_hash
+    )
+    if family is None or token is None:
+        return Refused("unknown")  # the account was deleted meanwhile
+    user_id = family["user_id"]
+    if family["revoked_at"] is not None or token["revoked_at"] is not None:
         return Refused("revoked", user_id, family_id)
-    if row["used_at"] is not None:
+    session = Session(user_id, family_id, family["expires_at"], tuple(family["roles"]), int(family["perm_version"]))
+    if token["used_at"] is not None:
+        if await _within_grace(conn, now, presented_hash, new_hash, token["used_at"], grace_s, family):
+            return replace(session, replayed=True)
         await _revoke_families(conn, now, user_id, [family_id], "refresh_token_reuse", request_id, actor="system")
         return Refused("reused", user_id, family_id)
-    if row["expired"]:
+    if family["expired"]:
         return Refused("expired", user_id, family_id)
-    if row["disabled"]:
+    if family["disabled"]:
         return Refused("disabled", user_id, family_id)
     await conn.execute("UPDATE auth.refresh_tokens SET used_at = $2 WHERE token_hash = $1", presented_hash, now)
     await conn.execute(
@@ -111,9 +163,32 @@ async def rotate_refresh_token(
         user_id,
         presented_hash,
         now,
-        row["expires_at"],
+        family["expires_at"],
     )
-    return Session(user_id, family_id, row["expires_at"], tuple(row["roles"]), int(row["perm_version"]))
+    return session
+
+
+async def _within_grace(
+    conn: asyncpg.Connection,
+    now: datetime,
+    presented_hash: bytes,
+    child_hash: bytes,
+    used_at: datetime,
+    grace_s: float,
+    family: asyncpg.Record,
+) -> bool:
+    """Whether a used token presented again may have its child answered again: within ``grace_s`` of its use,
+    the family live and unexpired, the account enabled, and its child (the one derived from it) never used."""
+    if grace_s <= 0 or family["expired"] or family["disabled"]:
+        return False
+    if not timedelta(0) <= now - used_at <= timedelta(seconds=grace_s):
+        return False
+    child = await conn.fetchrow(
+        "SELECT used_at, revoked_at FROM auth.refresh_tokens WHERE token_hash = $1 AND parent_hash = $2",
+        child_hash,
+        presented_hash,
+    )
+    return child is not None and child["used_at"] is None and child["revoked_at"] is None
 
 
 async def revoke_family(
@@ -151,16 +226,22 @@ async def revoke_all(
     cuts them off on this event. Its ``actor`` is ``user_id`` unless given
     (an administrator who disabled or deleted the user).
     """
-    families = [
-        r["family_id"]
-        for r in await conn.fetch(
-            "SELECT DISTINCT family_id::text AS family_id FROM auth.refresh_tokens"
-            " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
-            user_id,
-            now,
-        )
-    ]
+    # The account row first (a login takes it to start a family), then every live family in one order (a rotation
+    # in flight holds one): the updates after these locks see every family and child committed before them.
+    # FOR NO KEY UPDATE, not FOR UPDATE: the child a rotation inserts takes FOR KEY SHARE on the account (its
+    # foreign key) while holding its family's lock, which this waits for; FOR UPDATE would deadlock with it.
+    await conn.execute("SELECT 1 FROM auth.accounts WHERE user_id = $1 FOR NO KEY UPDATE", user_id)
+    live = await conn.fetch(
+        "SELECT family_id, expires_at > $2 AS live FROM auth.refresh_families"
+        " WHERE user_id = $1 AND revoked_at IS NULL ORDER BY family_id FOR UPDATE",
+        user_id,
+        now,
+    )
+    families = [row["family_id"] for row in live if row["live"]]
     # Expired families are closed too (harmless), but only live ones are counted.
+    await conn.execute(
+        "UPDATE auth.refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, now
+    )
     await conn.execute(
         "UPDATE auth.refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, now
     )
@@ -188,13 +269,19 @@ async def _revoke_families(
 ) -> int:
     revoked = 0
     for family_id in family_ids:
+        # The family row first: it waits for a rotation in flight, whose child the next statement then sees.
         status = await conn.execute(
-            "UPDATE auth.refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+            "UPDATE auth.refresh_families SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
             family_id,
             now,
         )
         if status.split()[-1] == "0":
             continue  # revoked before: nothing new to tell
+        await conn.execute(
+            "UPDATE auth.refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+            family_id,
+            now,
+        )
         revoked += 1
         await record_account_event(
             conn,
@@ -209,7 +296,7 @@ async def _revoke_families(
 
 async def prune_expired(conn: asyncpg.Connection, now: datetime, older_than_s: float) -> int:
     """Delete refresh tokens expired more than ``older_than_s`` before ``now``; return how many."""
-    status = await conn.execute(
-        "DELETE FROM auth.refresh_tokens WHERE expires_at < $1", now - timedelta(seconds=older_than_s)
-    )
+    cutoff = now - timedelta(seconds=older_than_s)
+    status = await conn.execute("DELETE FROM auth.refresh_tokens WHERE expires_at < $1", cutoff)
+    await conn.execute("DELETE FROM auth.refresh_families WHERE expires_at < $1", cutoff)
     return int(status.split()[-1])

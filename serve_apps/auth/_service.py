@@ -77,7 +77,13 @@ from strata.serve_apps.auth._passwords import (
 )
 from strata.serve_apps.auth._refresh import Refused, Session
 from strata.serve_apps.auth._throttle import Scope, ThrottlePolicy, retry_after_header, subjects_for
-from strata.serve_apps.auth._tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from strata.serve_apps.auth._tokens import (
+    child_refresh_token,
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    refresh_child_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +312,7 @@ class Authenticator:
         self._policy = ThrottlePolicy.from_settings(settings)
         self._clock = clock
         self._keys = ActiveKeyCache(db, settings.secret_key.get_secret_value(), settings.token_algorithm)
+        self._child_key = refresh_child_key(settings.secret_key.get_secret_value())
 
     async def start(self) -> str:
         """Make sure an active signing key of the configured algorithm exists; return its ``kid``."""
@@ -398,16 +405,23 @@ class Authenticator:
         """A new token pair for the family's newest refresh token; roles and ``pv`` are read afresh.
 
         Presenting a token already rotated revokes its whole family (committed)
-        and answers :class:`InvalidToken`, like any other refusal.
+        and answers :class:`InvalidToken`, like any other refusal; except the
+        family's previous token within ``refresh_reuse_grace_s`` of its rotation,
+        which answers the same child again (a retry after a lost answer).
         """
-        new_token = new_refresh_token()
+        new_token = child_refresh_token(self._child_key, refresh_token)
         result = await self._db.run_in_transaction(
             _refresh.rotate_refresh_token,
             self._now(),
             hash_refresh_token(refresh_token),
             hash_refresh_token(new_token),
             request_id,
+            grace_s=self._settings.refresh_reuse_grace_s,
         )
+        if isinstance(result, Session) and result.replayed:
+            logger.info(
+                "refresh retried within the grace window: session %s answered its child again", result.family_id
+            )
         if isinstance(result, Refused):
             if result.reason == "reused":
                 logger.warning(

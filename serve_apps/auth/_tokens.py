@@ -7,13 +7,19 @@ JWKS. Its claims::
     iss, aud, sub (user id), iat, nbf, exp (iat + access_token_ttl_s), jti (uuid4),
     roles (list of role names), pv (permissions version), sid (session: refresh-token family id)
 
-A refresh token carries nothing: 32 random bytes, base64url. Only its SHA-256
-is stored, so the table alone cannot be used to refresh anything.
+A refresh token carries nothing: 32 random bytes, base64url, at login; each
+child is its parent's HMAC-SHA256 under a key derived from the master secret
+(:func:`child_refresh_token`), so a retried refresh can be answered the same
+child without keeping any token. Only SHA-256 hashes are stored, so the table
+alone cannot be used to refresh anything (nor, without the master secret and a
+token, to work out a child).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -66,3 +72,22 @@ def new_refresh_token() -> str:
 def hash_refresh_token(token: str) -> bytes:
     """What is stored of a refresh token: its SHA-256 (a 256-bit random token needs no salt nor slow hash)."""
     return hashlib.sha256(token.encode()).digest()
+
+
+_CHILD_KEY_LABEL = b"strata refresh-token child v1"
+
+
+def refresh_child_key(secret: str) -> bytes:
+    """The key children of refresh tokens are derived under, from the master secret."""
+    return hmac.new(secret.encode(), _CHILD_KEY_LABEL, hashlib.sha256).digest()
+
+
+def child_refresh_token(key: bytes, parent: str) -> str:
+    """The refresh token that succeeds ``parent`` when it is rotated (43 URL-safe characters, like a fresh one).
+
+    Deterministic, so a client retrying a refresh whose answer it lost can be
+    answered the same child (see :mod:`strata.serve_apps.auth._refresh`); as
+    unpredictable as a random token to anyone without ``key``.
+    """
+    digest = hmac.new(key, parent.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

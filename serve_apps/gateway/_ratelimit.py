@@ -4,7 +4,8 @@ Every route has a rate-limit class in the routing table (``_access.py``):
 ``auth``, ``read``, ``write`` or ``none``. A request of a limited class spends
 one token of the bucket ``<class>:<identity>``, where the identity is the
 verified token's subject (``sub:<user id>``) or, without one, the client address
-(``ip:<address>``). The buckets are shared by every gateway replica (token
+(``ip:<address>``, where every address of an IPv6 /64 is one client:
+:func:`~strata.schemas.client_key`). The buckets are shared by every gateway replica (token
 buckets in the rate-limit actors, spent through small leases:
 :mod:`strata.actors.ratelimit`).
 
@@ -41,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strata.actors import Backoff, keep_running
 from strata.actors.ratelimit import Decision, LeasedLimiter, RatePolicy, ShardedLeases, ensure_rate_limit_shards
-from strata.schemas import RateLimitClass, Settings, TooManyRequests
+from strata.schemas import RateLimitClass, Settings, TooManyRequests, client_key
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ def trusted_client_address(headers: Mapping[str, str], peer: str | None, edge_to
         except ValueError:
             pass
     return peer or "unknown"
+
+
+def rate_limit_identity(subject: str | None, address: str) -> str:
+    """The identity a request is counted under: ``sub:<user id>`` with a verified subject, else ``ip:<client key>``
+    (an IPv4 address, or the /64 of an IPv6 one: :func:`~strata.schemas.client_key`)."""
+    return f"sub:{subject}" if subject else f"ip:{client_key(address)}"
 
 
 def client_address(request: Request) -> str:
@@ -187,8 +194,7 @@ async def enforce_rate_limit(request: Request, limit_class: LimitClass, subject:
     address = client_address(request)
     if limits.is_exempt(address):
         return
-    identity = f"sub:{subject}" if subject else f"ip:{address}"
-    decision = await limits.check(limit_class, identity)
+    decision = await limits.check(limit_class, rate_limit_identity(subject, address))
     request.state.rate_limit = (limit_class, decision)
     if not decision.allowed:
         raise TooManyRequests(

@@ -158,7 +158,9 @@ async def test_refresh_rotates_and_reusing_a_rotated_token_revokes_the_whole_fam
     assert claims["sid"] == sid and claims["sub"] == account.user_id
 
     with pytest.raises(InvalidToken) as reused:
-        await auth().refresh(second.refresh_token, request_id="req-reuse")  # rotated already: stolen
+        # Rotated already, and so was its child: no lost answer explains it (that grace covers only the newest's
+        # parent), it was stolen.
+        await auth().refresh(first.refresh_token, request_id="req-reuse")
     assert type(reused.value) is InvalidToken and reused.value.extra["error"] == "invalid_token"
     with pytest.raises(InvalidToken):
         await auth().refresh(third.refresh_token, request_id="req-after-reuse")  # the family's newest dies too
@@ -251,9 +253,6 @@ async def test_repeated_wrong_passwords_lead_to_too_many_requests_then_pass_afte
     error = caught.value
     assert type(error) is TooManyRequests and error.retry_after is not None and error.retry_after > 0
 
-    with pytest.raises(TooManyRequests):  # the account is throttled from any client
-        await logged_in(account.email, PASSWORD, new_client())
-
     await asyncio.sleep(error.retry_after)
     await logged_in(account.email, PASSWORD, client)
     assert (
@@ -265,18 +264,19 @@ async def test_repeated_wrong_passwords_lead_to_too_many_requests_then_pass_afte
         == 0
     ), "success resets the account's count"
     failed = [e.data for e in await events_of(system, account.user_id) if e.type.endswith("login_failed.v1")]
-    assert [f["reason"] for f in failed] == ["invalid_credentials"] * free + ["locked", "locked"]
+    assert [f["reason"] for f in failed] == ["invalid_credentials"] * free + ["locked"]
     assert all(f["user_id"] == account.user_id for f in failed)
 
 
-async def test_a_client_address_is_throttled_across_emails(system: System, ray_driver: None) -> None:
+async def test_a_client_failing_across_emails_does_not_hold_an_account_nobody_failed_on(
+    system: System, ray_driver: None
+) -> None:
     client = new_client()
-    for _ in range(system.runtime.settings.login_free_failures):
+    for _ in range(system.runtime.settings.login_client_free_failures + 5):
         with pytest.raises(InvalidCredentials):
             await logged_in(new_email(), PASSWORD, client)
     account = await registered()
-    with pytest.raises(TooManyRequests):
-        await logged_in(account.email, PASSWORD, client)
+    await logged_in(account.email, PASSWORD, client)
 
 
 async def test_a_wrong_password_and_an_unknown_email_answer_alike(system: System, ray_driver: None) -> None:

@@ -215,9 +215,10 @@ async def test_the_login_throttle_counts_failures_per_trusted_client_address(sys
     """The auth service's brute-force throttle gets the address the gateway trusts: one client's failures
     slow that client down, not the next one."""
 
+    email = f"nobody-{uuid.uuid4().hex[:10]}@example.com"
+
     async def fail_login(client: httpx.AsyncClient) -> httpx.Response:
-        body = {"email": f"nobody-{uuid.uuid4().hex[:10]}@example.com", "password": "Wrong-Password-123"}
-        return await client.post("/v1/auth/login", json=body)
+        return await client.post("/v1/auth/login", json={"email": email, "password": "Wrong-Password-123"})
 
     free = system.settings.login_free_failures
     async with _client(system, "127.0.0.25") as client:

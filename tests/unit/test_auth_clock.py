@@ -7,17 +7,25 @@ themselves: a decision still taken with PostgreSQL's ``now()`` would show here a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 
 from strata.actors.postgres import Database
 from strata.schemas import InvalidCredentials, InvalidToken, PasswordChanged, RevokedSessions, TooManyRequests
 from strata.schemas.events import decode
-from strata.serve_apps.auth import Authenticator, PasswordHasher
+from strata.serve_apps.auth import Authenticator, PasswordHasher, _refresh
+from strata.serve_apps.auth._tokens import (
+    child_refresh_token,
+    hash_refresh_token,
+    new_refresh_token,
+    refresh_child_key,
+)
 from tests.unit.conftest import UnitPostgres
 
 PASSWORD = "violet-Harbour-lantern-93"
@@ -27,8 +35,12 @@ T0 = 1_900_000_000.0  # 2030-03-17: whole seconds, so waits computed from it are
 FREE_FAILURES = 3
 LOCK_AFTER = 6
 LOCK_S = 300
+ACCOUNT_FREE_FAILURES = 5
+CLIENT_FREE_FAILURES = 8
+MAX_BACKOFF_S = 30
 WINDOW_S = 600
 REFRESH_TTL_S = 3600
+GRACE_S = 3
 
 
 class FakeClock:
@@ -64,13 +76,19 @@ async def auth(
     auth_database: Database, unit_postgres: UnitPostgres, cheap_hasher: PasswordHasher, clock: FakeClock
 ) -> AsyncIterator[Authenticator]:
     # Each test starts from empty tables (the signing key stays), so counts and prunes are the test's own.
-    await auth_database.execute("TRUNCATE auth.login_failures, auth.refresh_tokens, auth.accounts, auth.outbox")
+    await auth_database.execute(
+        "TRUNCATE auth.login_failures, auth.refresh_tokens, auth.refresh_families, auth.accounts, auth.outbox"
+    )
     settings = unit_postgres.settings(
         login_free_failures=FREE_FAILURES,
         login_lock_after=LOCK_AFTER,
         login_lock_s=LOCK_S,
+        login_account_free_failures=ACCOUNT_FREE_FAILURES,
+        login_client_free_failures=CLIENT_FREE_FAILURES,
+        login_max_backoff_s=MAX_BACKOFF_S,
         login_failure_window_s=WINDOW_S,
         refresh_token_ttl_s=REFRESH_TTL_S,
+        refresh_reuse_grace_s=GRACE_S,
     )
     authenticator = Authenticator(auth_database, settings, hasher=cheap_hasher, clock=clock)
     await authenticator.start()
@@ -143,24 +161,82 @@ async def test_free_failures_then_a_backoff_timed_by_the_clock_then_admitted_onc
     assert pair.token_type == "Bearer"
 
 
-async def test_the_account_locks_after_lock_after_failures_and_unlocks_after_lock_s(
+async def test_the_pair_locks_after_lock_after_failures_while_other_clients_only_wait_the_accounts_backoff(
     auth: Authenticator, auth_database: Database, clock: FakeClock
 ) -> None:
-    email, client = await registered(auth), new_client()
+    email, attacker = await registered(auth), new_client()
     for failure in range(LOCK_AFTER):
         # Wait out each backoff (1, 2, 4 s after the free failures), so every attempt is admitted and fails.
         clock.advance(2 ** (failure - FREE_FAILURES) if failure >= FREE_FAILURES else 0)
-        await fail_login(auth, email, client)
+        await fail_login(auth, email, attacker)
     assert await failures(auth_database, "account", email) == LOCK_AFTER
 
-    assert await refused_for(auth, email, client) == LOCK_S  # the lock outlasts the backoff (8 s)
-    assert await refused_for(auth, email, new_client()) == LOCK_S  # locked from any client
-    clock.advance(LOCK_S - 1)
-    assert await refused_for(auth, email, client) == 1
-    clock.advance(1)
-
-    await auth.login(email, PASSWORD, client)
+    assert await refused_for(auth, email, attacker) == LOCK_S  # this client, this account: locked
+    owner = new_client()
+    assert await refused_for(auth, email, owner) == 2  # any other client: the account's backoff, 2 ** (6 - 5) s
+    clock.advance(2)
+    await auth.login(email, PASSWORD, owner)
     assert await failures(auth_database, "account", email) is None
+
+    assert await refused_for(auth, email, attacker) == LOCK_S - 2  # the owner's login did not lift the pair's lock
+    clock.advance(LOCK_S - 3)
+    assert await refused_for(auth, email, attacker) == 1
+    clock.advance(1)
+    await auth.login(email, PASSWORD, attacker)
+    assert await failures(auth_database, "pair", f"{attacker} {email}") is None
+
+
+async def test_an_account_under_attack_from_many_addresses_makes_its_owner_wait_at_most_the_cap(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    """Measured: 200 failures from 200 addresses, each as soon as the throttle allows; after every one, the wait the
+    owner is told. The longest is the cap, and waiting it out logs the owner in."""
+    email, owner = await registered(auth), new_client()
+    owner_waits: list[float] = []
+    for failure in range(1, 201):
+        attacker = f"203.0.113.{failure % 250}"
+        try:
+            await fail_login(auth, email, attacker)
+        except TooManyRequests as refused:  # backing off: the attacker waits, as fast as allowed
+            assert refused.retry_after is not None
+            clock.advance(refused.retry_after)
+            await fail_login(auth, email, attacker)
+        # Below the free failures the owner is not asked: a login would succeed and clear the count.
+        owner_waits.append(await refused_for(auth, email, owner) if failure >= ACCOUNT_FREE_FAILURES else 0)
+    assert max(owner_waits) == MAX_BACKOFF_S
+    assert owner_waits[ACCOUNT_FREE_FAILURES - 1 : ACCOUNT_FREE_FAILURES + 5] == [1, 2, 4, 8, 16, MAX_BACKOFF_S]
+    assert owner_waits[-1] == MAX_BACKOFF_S  # 200 failures in, the wait is still the cap
+
+    clock.advance(owner_waits[-1])
+    pair = await auth.login(email, PASSWORD, owner)
+    assert pair.token_type == "Bearer"
+
+
+async def test_200_failures_from_one_address_against_other_accounts_leave_an_untouched_account_open(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    busy = new_client()
+    for _ in range(200):
+        await fail_login(auth, new_email(), busy)  # never refused: none of those emails had failed before
+    assert await failures(auth_database, "client", busy) == 200
+
+    untouched = await registered(auth)
+    pair = await auth.login(untouched, PASSWORD, busy)
+    assert pair.token_type == "Bearer"
+
+
+async def test_a_busy_address_backs_off_on_an_account_that_has_failures_at_most_the_cap(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    busy = new_client()
+    for _ in range(CLIENT_FREE_FAILURES + 10):
+        await fail_login(auth, new_email(), busy)
+    attacked = await registered(auth)
+    await fail_login(auth, attacked, new_client())  # one failure from elsewhere: the account is under attack
+
+    assert await refused_for(auth, attacked, busy) == MAX_BACKOFF_S  # 2 ** 10 s, capped
+    clock.advance(MAX_BACKOFF_S)
+    await auth.login(attacked, PASSWORD, busy)
 
 
 async def test_failures_outside_the_window_no_longer_count(
@@ -190,7 +266,7 @@ async def test_housekeeping_prunes_failure_counts_only_once_they_left_the_window
     clock.advance(WINDOW_S)
     assert (await auth.housekeeping())["login_failures"] == 0  # at the window's edge it still counts
     clock.advance(1)
-    assert (await auth.housekeeping())["login_failures"] == 2  # the account's and the client's
+    assert (await auth.housekeeping())["login_failures"] == 3  # the account's, the client's and their pair's
     assert await failures(auth_database, "account", email) is None
 
 
@@ -206,6 +282,7 @@ async def test_a_success_clears_the_accounts_count_and_refunds_the_clients_charg
     await auth.login(email, PASSWORD, client)
 
     assert await failures(auth_database, "account", email) is None
+    assert await failures(auth_database, "pair", f"{client} {email}") is None
     assert await failures(auth_database, "client", client) == 2  # charged when admitted, refunded on success
     assert await failures(auth_database, "account", other) == 1  # another account's count is its own
 
@@ -215,7 +292,7 @@ async def test_a_wrong_current_password_is_throttled_like_a_login(
 ) -> None:
     email = await registered(auth)
     user_id = await user_id_of(auth_database, email)
-    for _ in range(FREE_FAILURES):
+    for _ in range(ACCOUNT_FREE_FAILURES):  # no client: the account's scope alone
         with pytest.raises(InvalidCredentials):
             await auth.change_password(user_id, WRONG_PASSWORD, NEW_PASSWORD)
     with pytest.raises(TooManyRequests) as refused:
@@ -245,6 +322,7 @@ async def test_refresh_gives_a_new_pair_and_the_old_token_is_refused(auth: Authe
     assert second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
     assert second.refresh_expires_in == REFRESH_TTL_S - 10  # the family's expiry, counted on the clock
+    clock.advance(GRACE_S + 1)
     with pytest.raises(InvalidToken):
         await auth.refresh(first.refresh_token)
 
@@ -327,3 +405,210 @@ async def test_logout_and_logout_all_stamp_revocations_with_the_clock(
         datetime.fromtimestamp(T0 + 60, UTC),
         datetime.fromtimestamp(T0 + 120, UTC),
     ]
+
+
+# --- the grace window of a retried refresh ------------------------------------------------------------------------
+
+
+async def sessions_revoked(db: Database) -> list[Any]:
+    return [e for e in await outbox_events(db) if e.type.endswith(".sessions_revoked.v1")]
+
+
+async def test_a_retry_within_the_grace_window_gets_the_same_child_and_it_works(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    clock.advance(1)
+    child = await auth.refresh(first.refresh_token)  # the answer the client lost
+
+    clock.advance(GRACE_S)  # the window's last instant
+    retried = await auth.refresh(first.refresh_token)
+
+    assert retried.refresh_token == child.refresh_token
+    assert retried.refresh_expires_in == child.refresh_expires_in - GRACE_S
+    assert await auth_database.fetchval("SELECT count(*) FROM auth.refresh_tokens") == 2, "no new token was made"
+    grandchild = await auth.refresh(retried.refresh_token)  # the same child rotates as usual
+    assert grandchild.refresh_token not in {first.refresh_token, child.refresh_token}
+    assert not await sessions_revoked(auth_database)
+
+
+async def test_a_retry_after_the_grace_window_is_reuse_and_revokes_the_family(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    child = await auth.refresh(first.refresh_token)
+
+    clock.advance(GRACE_S + 0.001)
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)
+    with pytest.raises(InvalidToken):
+        await auth.refresh(child.refresh_token)
+    assert [e.data["reason"] for e in await sessions_revoked(auth_database)] == ["refresh_token_reuse"]
+
+
+async def test_within_the_window_only_the_immediate_parent_of_an_unused_child_is_forgiven(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    child = await auth.refresh(first.refresh_token)
+    grandchild = await auth.refresh(child.refresh_token)  # the child is used: its parent is no longer forgiven
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)  # within the window, but two generations back
+    for token in (child.refresh_token, grandchild.refresh_token):
+        with pytest.raises(InvalidToken):
+            await auth.refresh(token)
+    assert [e.data["reason"] for e in await sessions_revoked(auth_database)] == ["refresh_token_reuse"]
+
+
+@pytest.mark.parametrize("revocation", ["logout", "logout_all", "password_change"])
+async def test_no_retry_is_forgiven_once_the_session_is_revoked(
+    auth: Authenticator, auth_database: Database, clock: FakeClock, revocation: str
+) -> None:
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    first = await auth.login(email, PASSWORD, new_client())
+    child = await auth.refresh(first.refresh_token)
+    if revocation == "logout":
+        await auth.logout(child.refresh_token)
+    elif revocation == "logout_all":
+        await auth.logout_all(user_id)
+    else:
+        await auth.change_password(user_id, PASSWORD, NEW_PASSWORD)
+
+    for token in (first.refresh_token, child.refresh_token):  # within the window, and refused
+        with pytest.raises(InvalidToken):
+            await auth.refresh(token)
+
+
+async def test_a_disabled_account_gets_no_child_again(
+    auth: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(auth)
+    first = await auth.login(email, PASSWORD, new_client())
+    await auth.refresh(first.refresh_token)
+    await auth_database.execute("UPDATE auth.accounts SET disabled = true WHERE email = $1", email)
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(first.refresh_token)
+
+
+async def test_without_a_grace_window_any_retry_is_reuse(
+    auth_database: Database, unit_postgres: UnitPostgres, cheap_hasher: PasswordHasher, clock: FakeClock
+) -> None:
+    strict = Authenticator(
+        auth_database, unit_postgres.settings(refresh_reuse_grace_s=0), hasher=cheap_hasher, clock=clock
+    )
+    await strict.start()
+    email = new_email()
+    await strict.register(email, PASSWORD)
+    first = await strict.login(email, PASSWORD, new_client())
+    child = await strict.refresh(first.refresh_token)
+
+    with pytest.raises(InvalidToken):
+        await strict.refresh(first.refresh_token)  # at the same instant: still reuse
+    with pytest.raises(InvalidToken):
+        await strict.refresh(child.refresh_token)
+
+
+def test_a_child_token_is_derived_from_its_parent_under_the_master_secrets_key() -> None:
+    key = refresh_child_key("one master secret")
+    parent = new_refresh_token()
+    child = child_refresh_token(key, parent)
+    assert child == child_refresh_token(key, parent)
+    assert len(child) == len(parent) == 43 and child != parent
+    assert child != child_refresh_token(refresh_child_key("another master secret"), parent)
+    assert child != child_refresh_token(key, new_refresh_token())
+
+
+# --- a rotation in flight against a revocation (two real transactions, interleaved by hand) -----------------------
+
+
+@pytest.mark.parametrize("revocation", ["revoke_all", "logout"])
+async def test_a_revocation_waits_for_a_rotation_in_flight_and_revokes_the_child_it_inserted(
+    auth: Authenticator, auth_database: Database, unit_postgres: UnitPostgres, clock: FakeClock, revocation: str
+) -> None:
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    first = await auth.login(email, PASSWORD, new_client())
+    child_token = new_refresh_token()
+    rotating = await asyncpg.connect(unit_postgres.admin_dsn)
+    revoking = await asyncpg.connect(unit_postgres.admin_dsn)
+    try:
+        rotation = rotating.transaction()
+        await rotation.start()
+        rotated = await _refresh.rotate_refresh_token(
+            rotating, clock.as_datetime, hash_refresh_token(first.refresh_token), hash_refresh_token(child_token)
+        )
+        assert isinstance(rotated, _refresh.Session)  # the child is inserted, not yet committed
+
+        async def revoke() -> int:
+            async with revoking.transaction():
+                if revocation == "revoke_all":
+                    return await _refresh.revoke_all(revoking, clock.as_datetime, user_id)
+                return await _refresh.revoke_family(
+                    revoking, clock.as_datetime, hash_refresh_token(first.refresh_token)
+                )
+
+        revoked = asyncio.create_task(revoke())
+        await _blocked_by(rotating, revoking)
+        await rotation.commit()
+        assert await revoked == 1
+    finally:
+        await rotating.close()
+        await revoking.close()
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(child_token)
+    live = await auth_database.fetchval("SELECT count(*) FROM auth.refresh_tokens WHERE revoked_at IS NULL")
+    assert live == 0
+
+
+async def _blocked_by(holder: asyncpg.Connection, waiter: asyncpg.Connection) -> None:
+    """Return once ``waiter``'s statement waits for a lock ``holder`` holds (asked on ``holder``'s connection)."""
+    for _ in range(10_000):
+        blockers = await holder.fetchval("SELECT pg_blocking_pids($1)", waiter.get_server_pid())
+        if holder.get_server_pid() in blockers:
+            return
+        await asyncio.sleep(0.01)  # the wait is in another server process: poll it
+    raise AssertionError("the revocation never waited for the rotation's lock")
+
+
+async def test_a_rotation_holding_its_family_finishes_while_revoke_all_holds_the_account(
+    auth: Authenticator, auth_database: Database, unit_postgres: UnitPostgres, clock: FakeClock
+) -> None:
+    """The other interleaving: revoke_all has the account and waits for the family; the rotation that holds the
+    family then inserts its child (a foreign key to the account). Neither may deadlock the other."""
+    email = await registered(auth)
+    user_id = await user_id_of(auth_database, email)
+    first = await auth.login(email, PASSWORD, new_client())
+    family_id = await auth_database.fetchval("SELECT family_id FROM auth.refresh_families WHERE user_id = $1", user_id)
+    child_token = new_refresh_token()
+    rotating = await asyncpg.connect(unit_postgres.admin_dsn)
+    revoking = await asyncpg.connect(unit_postgres.admin_dsn)
+    try:
+        rotation = rotating.transaction()
+        await rotation.start()
+        await rotating.execute("SELECT 1 FROM auth.refresh_families WHERE family_id = $1 FOR UPDATE", family_id)
+
+        async def revoke() -> int:
+            async with revoking.transaction():
+                return await _refresh.revoke_all(revoking, clock.as_datetime, user_id)
+
+        revoked = asyncio.create_task(revoke())
+        await _blocked_by(rotating, revoking)  # holding the account, waiting for the family
+        rotated = await _refresh.rotate_refresh_token(
+            rotating, clock.as_datetime, hash_refresh_token(first.refresh_token), hash_refresh_token(child_token)
+        )
+        assert isinstance(rotated, _refresh.Session)
+        await rotation.commit()
+        assert await revoked == 1
+    finally:
+        await rotating.close()
+        await revoking.close()
+
+    with pytest.raises(InvalidToken):
+        await auth.refresh(child_token)

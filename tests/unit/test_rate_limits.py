@@ -25,6 +25,7 @@ from strata.schemas import Settings
 from strata.serve_apps.gateway._ratelimit import (
     GatewayRateLimits,
     rate_limit_headers,
+    rate_limit_identity,
     trusted_client_address,
 )
 
@@ -282,6 +283,26 @@ def test_x_forwarded_for_counts_only_with_the_edge_token(
     headers: dict[str, str], edge_token: str | None, expected: str
 ) -> None:
     assert trusted_client_address(headers, "192.0.2.1", edge_token) == expected
+
+
+@pytest.mark.parametrize(
+    ("subject", "address", "identity"),
+    [
+        ("u-1", "2001:db8::1", "sub:u-1"),
+        (None, "198.51.100.7", "ip:198.51.100.7"),
+        (None, "2001:db8:5:6:7:8:9:a", "ip:2001:db8:5:6::/64"),
+        (None, "::ffff:198.51.100.7", "ip:198.51.100.7"),
+    ],
+)
+def test_anonymous_callers_share_a_bucket_per_ipv4_address_or_ipv6_slash_64(
+    subject: str | None, address: str, identity: str
+) -> None:
+    assert rate_limit_identity(subject, address) == identity
+
+
+def test_two_addresses_of_one_ipv6_slash_64_spend_one_bucket() -> None:
+    assert rate_limit_identity(None, "2001:db8:5:6::1") == rate_limit_identity(None, "2001:db8:5:6:ffff::2")
+    assert rate_limit_identity(None, "2001:db8:5:6::1") != rate_limit_identity(None, "2001:db8:5:7::1")
 
 
 def test_the_edge_token_is_the_settings_hmac_of_the_master_secret() -> None:
