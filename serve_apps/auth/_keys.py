@@ -210,14 +210,20 @@ def signing_key_from_record(record: dict[str, Any], secret: str) -> SigningKey:
     return SigningKey(record["kid"], algorithm, decrypt_private_key(record["private_key"], secret, record["kid"]))
 
 
-async def jwks(conn: asyncpg.Connection) -> dict[str, Any]:
-    """The JWKS: the active key first, then the most recently retired one. Public material only."""
+async def jwks(conn: asyncpg.Connection, retired_within_s: float = 0.0) -> dict[str, Any]:
+    """The JWKS: the active key first, then the retired keys that may still have live tokens, newest first.
+
+    Those are the most recently retired key, and every key retired less than ``retired_within_s`` ago: an auth
+    replica may go on signing with a key for its cache's lifetime after the key was retired, and what it signs
+    lives one access-token lifetime more, so two rotations within that time must not drop a key whose tokens
+    are still valid. Public material only.
+    """
     rows = await conn.fetch(
-        "(SELECT public_jwk::text AS jwk, 0 AS rank FROM auth.signing_keys WHERE retired_at IS NULL)"
-        " UNION ALL"
-        " (SELECT public_jwk::text, 1 FROM auth.signing_keys WHERE retired_at IS NOT NULL"
-        "  ORDER BY retired_at DESC LIMIT 1)"
-        " ORDER BY rank"
+        "SELECT public_jwk::text AS jwk FROM auth.signing_keys"
+        " WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1)"
+        "    OR kid = (SELECT kid FROM auth.signing_keys WHERE retired_at IS NOT NULL ORDER BY retired_at DESC LIMIT 1)"
+        " ORDER BY retired_at DESC NULLS FIRST",
+        float(retired_within_s),
     )
     return {"keys": [_public_only(orjson.loads(row["jwk"])) for row in rows]}
 

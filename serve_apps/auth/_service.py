@@ -497,8 +497,10 @@ class Authenticator:
     # keys ---------------------------------------------------------------------------------------------------
 
     async def jwks(self) -> Jwks:
-        """The JWKS document: ``{"keys": [active, previous]}``, public members only."""
-        return Jwks.model_validate(await self._db.run_in_transaction(_keys.jwks))
+        """The JWKS document: the active key, then every retired key whose tokens may still be live (see
+        :func:`~strata.serve_apps.auth._keys.jwks`); public members only."""
+        window = _keys.KEY_CACHE_TTL_S + self._settings.access_token_ttl_s + self._settings.token_leeway_s
+        return Jwks.model_validate(await self._db.run_in_transaction(_keys.jwks, retired_within_s=window))
 
     async def signing_keys(self) -> SigningKeys:
         """Every stored signing key without its material, newest first."""
