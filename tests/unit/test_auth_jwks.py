@@ -34,7 +34,9 @@ async def test_two_rotations_in_a_row_keep_both_retired_keys_in_the_jwks(
     conn = await asyncpg.connect(unit_postgres.admin_dsn)
     try:  # long retired: its tokens have all expired
         for kid, age in ((first, timedelta(hours=2)), (second, timedelta(hours=1))):
-            await conn.execute("UPDATE auth.signing_keys SET retired_at = now() - $2::interval WHERE kid = $1", kid, age)
+            await conn.execute(
+                "UPDATE auth.signing_keys SET retired_at = now() - $2::interval WHERE kid = $1", kid, age
+            )
     finally:
         await conn.close()
     assert await _kids(auth_database, 360.0) == [third, second]  # the last retired one always stays
