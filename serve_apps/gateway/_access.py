@@ -9,9 +9,9 @@ the permission it requires and its rate-limit class:
   grant; ``"<permission> or self"`` also lets a caller reach their own
   ``{user_id}``. Roles map to permissions in the users service's data; each
   gateway replica caches that map (refreshed every ``_PERMISSIONS_TTL_S``), so a
-  request costs no call. A failed refresh is backed off (doubling, up to
-  ``_MAX_FAILURE_BACKOFF_S``) and the map fetched last serves on; only a
-  replica that never had one answers 503.
+  request costs no call. A failed refresh is backed off (doubling, up to 30 s:
+  :class:`~strata.serve_apps.gateway._fetch.BackedOffFetch`) and the map
+  fetched last serves on; only a replica that never had one answers 503.
 - rate-limit class: ``auth`` (register, login, refresh, password change: the
   strictest), ``read`` (GET), ``write`` (other changes) or ``none`` (probes and
   documents that cost nothing); the quotas are the ``rate_limit_*`` settings
@@ -34,8 +34,8 @@ from typing import Literal
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from strata.actors import Backoff
 from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions, ServiceUnavailable
+from strata.serve_apps.gateway._fetch import BackedOffFetch
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
 from strata.serve_apps.gateway._revocations import FeedProgress, Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
@@ -94,8 +94,6 @@ ROUTE_TABLE: dict[tuple[str, str], Route] = {(route.method, route.path): route f
 logger = logging.getLogger(__name__)
 
 _PERMISSIONS_TTL_S = 30.0
-_FIRST_FAILURE_BACKOFF_S = 1.0
-_MAX_FAILURE_BACKOFF_S = 30.0
 
 RolePermissionsSource = Callable[[], Awaitable[RolePermissions]]
 """Where the map comes from: the users service's ``role_permissions`` (``UsersClient.role_permissions``)."""
@@ -111,37 +109,29 @@ class PermissionCache:
     """Role -> permissions, from the users service, refreshed when older than a TTL."""
 
     def __init__(self, source: RolePermissionsSource, clock: Callable[[], float] = time.monotonic) -> None:
-        self._source = source
         self._clock = clock
         self._map: RolePermissions | None = None
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
-        self._backoff = Backoff(first=_FIRST_FAILURE_BACKOFF_S, cap=_MAX_FAILURE_BACKOFF_S)
-        self._retry_at = -float("inf")
+        self._fetch = BackedOffFetch(source, "the role permissions", clock)
 
     async def permissions(self, roles: tuple[str, ...]) -> frozenset[str]:
         """What ``roles`` grant; raises :class:`~strata.schemas.ServiceUnavailable` if no map was ever had."""
-        if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S and self._clock() >= self._retry_at:
+        if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S and not self._fetch.waiting:
             async with self._lock:
-                if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S and self._clock() >= self._retry_at:
+                if self._clock() - self._fetched_at >= _PERMISSIONS_TTL_S and not self._fetch.waiting:
                     await self._refresh()
         if self._map is None:
             raise ServiceUnavailable(
-                "the role permissions cannot be fetched now", retry_after=max(1.0, self._retry_at - self._clock())
+                "the role permissions cannot be fetched now", retry_after=self._fetch.retry_after()
             )
         return self._map.granted(roles)
 
     async def _refresh(self) -> None:
-        try:
-            fetched = await self._source()
-        except Exception as exc:  # noqa: BLE001 - any failure of the users service: back off, keep the map
-            pause = self._backoff.failed()
-            self._retry_at = self._clock() + pause
-            logger.warning("fetching the role permissions failed (%s); next try in %.0fs", type(exc).__name__, pause)
-            return
-        self._backoff.succeeded()
-        self._map = fetched
-        self._fetched_at = self._clock()
+        fetched = await self._fetch()
+        if fetched is not None:  # else the users service failed: keep the map, back off
+            self._map = fetched
+            self._fetched_at = self._clock()
 
 
 def route_for(method: str, path: str) -> Route | None:

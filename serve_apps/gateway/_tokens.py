@@ -7,7 +7,7 @@ locally: signature with the key named by ``kid``, algorithm on an allow-list
 ``exp``/``nbf``/``iat`` with a small leeway, and the claims strata needs. An
 unknown ``kid`` refreshes the cache once (a rotation happened), at most every
 few seconds, so a flood of forged kids cannot turn into a flood of fetches. A
-failed fetch is backed off too (doubling up to ``_MAX_FAILURE_BACKOFF_S``), and
+failed fetch is backed off too (:class:`~strata.serve_apps.gateway._fetch.BackedOffFetch`), and
 the keys fetched last keep serving while the auth service is down: a known
 ``kid`` still verifies; an unknown one is answered 503 (the keys cannot be
 checked), not 401.
@@ -38,8 +38,8 @@ from typing import Any
 
 import jwt
 
-from strata.actors import Backoff
 from strata.schemas import InvalidToken, ServiceUnavailable, Settings
+from strata.serve_apps.gateway._fetch import BackedOffFetch
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]
 _MIN_REFRESH_INTERVAL_S = 5.0
 _MAX_AGE_S = 300.0
-_FIRST_FAILURE_BACKOFF_S = 1.0
-_MAX_FAILURE_BACKOFF_S = 30.0
 _MAX_TOKEN_CHARS = 8192
 """Longer than any token strata issues (about 600 characters): refused before any decoding."""
 _REFUSED_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "crit", "b64"})
@@ -105,14 +103,11 @@ class JwksCache:
     """Public keys by ``kid``, fetched from ``source`` when unknown or stale."""
 
     def __init__(self, source: JwksSource, clock: Callable[[], float] = time.monotonic) -> None:
-        self._source = source
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
-        self._backoff = Backoff(first=_FIRST_FAILURE_BACKOFF_S, cap=_MAX_FAILURE_BACKOFF_S)
-        self._retry_at = -float("inf")
-        """No fetch before this time (set by a failed fetch)."""
+        self._fetch = BackedOffFetch(source, "the JWKS", clock)
 
     def knows(self, kid: str) -> bool:
         """Whether ``kid`` is among the keys fetched last (no fetch)."""
@@ -131,26 +126,20 @@ class JwksCache:
             return self._keys[kid]  # possibly older than _MAX_AGE_S: the auth service is down, known keys serve on
         if not fetched:
             raise SigningKeysUnavailable(
-                "the signing keys cannot be fetched now", retry_after=max(1.0, self._retry_at - self._clock())
+                "the signing keys cannot be fetched now", retry_after=self._fetch.retry_after()
             )
         return None
 
     async def _refresh(self) -> bool:
         """Fetch the JWKS unless one was fetched moments ago; ``False`` if it cannot be had now."""
         async with self._lock:
-            now = self._clock()
-            if now < self._retry_at:
+            if self._fetch.waiting:
                 return False
-            if now - self._fetched_at < _MIN_REFRESH_INTERVAL_S:
+            if self._clock() - self._fetched_at < _MIN_REFRESH_INTERVAL_S:
                 return True
-            try:
-                document = await self._source()
-            except Exception as exc:  # noqa: BLE001 - any failure of the auth service: back off, keep the keys
-                pause = self._backoff.failed()
-                self._retry_at = self._clock() + pause
-                logger.warning("fetching the JWKS failed (%s); next try in %.0fs", type(exc).__name__, pause)
+            document = await self._fetch()
+            if document is None:  # the auth service failed: keep the keys, back off
                 return False
-            self._backoff.succeeded()
             keys: dict[str, jwt.PyJWK] = {}
             for jwk in document.get("keys", []):
                 if jwk.get("alg") in ALLOWED_ALGORITHMS and jwk.get("kid") and jwk.get("use", "sig") == "sig":
