@@ -37,7 +37,7 @@ from fastapi.routing import APIRoute
 from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions, ServiceUnavailable
 from strata.serve_apps.gateway._fetch import BackedOffFetch
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
-from strata.serve_apps.gateway._revocations import FeedProgress, Revocations
+from strata.serve_apps.gateway._revocations import CATCH_UP_WAIT_S, FeedProgress, FeedState, Revocations
 from strata.serve_apps.gateway._tokens import AccessClaims, TokenVerifier
 
 PUBLIC = "public"
@@ -182,6 +182,8 @@ async def _verified_caller(request: Request) -> AccessClaims:
     # Fail closed: a replica that has not read every revocation (catching up at start, or cut off from Kafka)
     # cannot vouch for a valid-looking token, so it answers 503 with Retry-After (another replica, or later).
     progress: FeedProgress = request.app.state.revocation_progress
+    if progress.state is FeedState.CATCHING_UP:
+        await progress.wait_caught_up(CATCH_UP_WAIT_S)
     progress.check_current()
     revocations: Revocations = request.app.state.revocations
     refusal = revocations.refusal(caller)

@@ -98,7 +98,9 @@ async def _fetch_jwks() -> dict[str, Any]:
 )
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
-    return await readyz_response(request, state.readiness, state.readyz_networks, state.replica_id)
+    return await readyz_response(
+        request, state.readiness, state.readyz_networks, state.replica_id, state.revocation_progress
+    )
 
 
 api.include_router(auth_router)

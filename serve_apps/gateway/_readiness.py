@@ -39,7 +39,7 @@ from strata.schemas import DatabaseCheck, InvalidToken, ServiceReadiness, Settin
 from strata.serve_apps._client import ServiceClient
 from strata.serve_apps.gateway._access import PermissionCache
 from strata.serve_apps.gateway._ratelimit import client_address
-from strata.serve_apps.gateway._revocations import Revocations
+from strata.serve_apps.gateway._revocations import FeedProgress, FeedState, Revocations
 from strata.serve_apps.gateway._tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -261,10 +261,20 @@ async def readyz_response(
     cache: ReadinessCache,
     networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
     replica: str,
+    feed: FeedProgress,
 ) -> JSONResponse:
-    """``/readyz``: 200 or 503, with the status alone or (operators) the details and the ``check`` counters."""
+    """``/readyz``: 200 or 503, with the status alone or (operators) the details and the ``check`` counters.
+
+    The answering replica is ready only once its revocation feed is current: until then it refuses
+    authenticated requests, so `strata up`, which waits for ``/readyz``, waits for that too.
+    """
     detailed = await may_read_details(request, networks)
     ready, body = await cache.answer()
+    feed_state = feed.state
+    if feed_state is not FeedState.CURRENT:
+        ready, body = False, {**body, "status": "unready"}
+    components = {**body.get("components", {}), "revocation_feed": {"status": feed_state.value, "replica": replica}}
+    body = {**body, "components": components}
     status = 200 if ready else 503
     headers = {"Cache-Control": "no-store"}
     if not detailed:

@@ -69,6 +69,8 @@ _MAX_BACKOFF_S = 5.0
 _RETRY_AFTER_S = 5.0
 """``Retry-After`` of a request refused while the feed is catching up or stale."""
 _RELIST_EVERY_S = 30.0
+CATCH_UP_WAIT_S = 2.0
+"""How long an authenticated request to a replica still catching up waits for it before the 503."""
 
 
 class Revocations:
@@ -169,6 +171,7 @@ class FeedProgress:
         self._targets: dict[TopicPartition, int] | None = None
         self._caught_up = False
         self._last_contact: float | None = None
+        self._caught_up_event: asyncio.Event | None = None
 
     @property
     def aimed(self) -> bool:
@@ -189,6 +192,21 @@ class FeedProgress:
         self._last_contact = self._clock()
         if not self._caught_up and self._targets is not None:
             self._caught_up = all(positions.get(tp, -1) >= end for tp, end in self._targets.items())
+            if self._caught_up and self._caught_up_event is not None:
+                self._caught_up_event.set()
+
+    async def wait_caught_up(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the catch-up to end; whether it has.
+
+        A new replica's first requests wait for its feed (usually well under a second) instead of being refused.
+        """
+        if self._caught_up:
+            return True
+        if self._caught_up_event is None:
+            self._caught_up_event = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._caught_up_event.wait(), timeout_s)
+        return self._caught_up
 
     def silence_s(self) -> float | None:
         """Seconds since the broker last answered, or ``None`` if it never has."""

@@ -54,4 +54,5 @@ def test_a_user_registers_and_reads_their_profile_through_it(python_ingress: tup
         login = client.post("/v1/auth/login", json=credentials)
         assert login.status_code == 200
         me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
-        assert me.status_code == 200 and me.json()["email"] == credentials["email"]
+        assert me.status_code == 200, me.text
+        assert me.json()["email"] == credentials["email"]

@@ -51,6 +51,7 @@ async def test_readyz_names_postgres_kafka_and_every_app_to_an_operator(system: 
     assert body["status"] == "ready"
     assert body["components"]["postgres"]["status"] == "up"
     assert body["components"]["kafka"]["status"] == "up"
+    assert body["components"]["revocation_feed"]["status"] == "current"  # the answering replica's
     assert set(body["components"]["apps"]) == {"gateway", "auth", "users", "data", "audit"}
     assert all(app["status"] == "RUNNING" for app in body["components"]["apps"].values())
     outbox = body["components"]["outbox"]

@@ -53,6 +53,20 @@ def test_a_new_feed_is_catching_up_and_refuses_until_it_reaches_the_end_offsets_
     progress.check_current()
 
 
+async def test_a_request_waits_for_a_catch_up_in_progress_and_gives_up_at_its_bound() -> None:
+    progress = FeedProgress(STALE_AFTER_S, Clock())
+    progress.aim_at({TP: 3})
+    assert await progress.wait_caught_up(0.01) is False  # nothing read yet: the wait ends at its bound
+    waiter = asyncio.create_task(progress.wait_caught_up(30.0))
+    await asyncio.sleep(0)
+    progress.heard({TP: 2})
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    progress.heard({TP: 3})
+    assert await waiter is True  # woken by the catch-up itself, long before its bound
+    assert await progress.wait_caught_up(0.0) is True
+
+
 def test_a_feed_that_stops_hearing_from_kafka_goes_stale_refuses_and_fails_the_health_check() -> None:
     clock = Clock()
     progress = FeedProgress(STALE_AFTER_S, clock)
