@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,80 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
     assert removed.returncode == 0, removed.stderr
     with pytest.raises((KafkaError, TimeoutError)):
         await _read_one(reader, "strata.data.item.v1")
+
+
+def _librdkafka_read(config: dict[str, str], topic: str) -> tuple[list[bytes], str | None]:
+    """Up to the first message of every partition of ``topic`` with librdkafka (confluent-kafka), bounded in time:
+    ``(values, the first error)``."""
+    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka import KafkaError as RdKafkaError
+    from confluent_kafka import TopicPartition as RdPartition
+
+    errors: list[str] = []
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": config.get("group.id", "unused"),
+            "enable.auto.commit": False,
+            "error_cb": lambda err: errors.append(err.str()),
+        }
+    )
+    values: list[bytes] = []
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            return [], str(exc)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            return [], str(found.error if found is not None else "no such topic in the metadata")
+        partitions = found.partitions
+        consumer.assign([RdPartition(topic, p, -2) for p in partitions])  # -2: the beginning
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not values and not errors:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() != RdKafkaError._PARTITION_EOF:
+                    errors.append(message.error().str())
+                continue
+            values.append(message.value())
+    finally:
+        consumer.close()
+    return values, (errors[0] if errors else None)
+
+
+async def test_another_kafka_client_reads_as_a_kafka_user_and_nothing_without_credentials(system: System) -> None:
+    """librdkafka (through confluent-kafka), not aiokafka: the same principal works, and no credential gets in."""
+    name = f"rdkafka-{uuid.uuid4().hex[:6]}"
+    made = await asyncio.to_thread(_strata, system, "kafka-user", "add", name, "--read", USERS_TOPIC, "--json")
+    assert made.returncode == 0, made.stderr
+    password = system.remember_secret(json.loads(made.stdout)["password"])
+    broker = {"bootstrap.servers": system.runtime.settings.kafka_bootstrap_servers}
+    reader = {
+        **broker,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": name,
+        "sasl.password": password,
+        "group.id": f"{name}.look",  # a group named after it: its ACL allows that
+    }
+
+    async def any_event() -> bool:
+        return bool(await read_topic(system, USERS_TOPIC))
+
+    await eventually(any_event, what="an event on the users topic")
+    values, error = await asyncio.to_thread(_librdkafka_read, reader, USERS_TOPIC)
+    assert error is None and values, error
+    assert json.loads(values[0])["type"].startswith("strata.users.user.")  # an event of the topic, read back
+    values, error = await asyncio.to_thread(_librdkafka_read, broker, USERS_TOPIC)
+    assert values == [] and error is not None
+    try:
+        values, error = await asyncio.to_thread(_librdkafka_read, reader, AUTH_TOPIC)
+        assert values == [] and error is not None and "authoriz" in error.lower()
+    finally:
+        await asyncio.to_thread(_strata, system, "kafka-user", "remove", name)
 
 
 @pytest.mark.parametrize("name", ["strata-users", "x", "Upper"])
