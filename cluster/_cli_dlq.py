@@ -9,16 +9,9 @@ from typing import Annotated
 import typer
 
 from strata.actors.kafka import list_dead_letters, replay_dead_letters
-from strata.cluster._runtime import resolve
-from strata.cluster._state import State
-from strata.schemas import Settings
+from strata.cluster._cli_services import running_strata
 
 dlq_app = typer.Typer(help="Dead letters of a consumer group: list them, replay them once fixed.", no_args_is_help=True)
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    return resolve(settings, State.load(settings.data_dir.resolve()), create=False).settings
 
 
 @dlq_app.command("list")
@@ -28,7 +21,7 @@ def list_letters(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per letter.")] = False,
 ) -> None:
     """Show the dead letters of GROUP not replayed yet (or all): origin, error, attempts."""
-    letters = asyncio.run(list_dead_letters(_settings(), group, pending_only=not show_all))
+    letters = asyncio.run(list_dead_letters(running_strata().settings, group, pending_only=not show_all))
     if as_json:
         for letter in letters:
             typer.echo(json.dumps(letter.as_dict()))
@@ -47,5 +40,5 @@ def list_letters(
 @dlq_app.command("replay")
 def replay(group: Annotated[str, typer.Argument(help="Consumer group, e.g. audit.")]) -> None:
     """Send GROUP's pending dead letters back to their original topics (after fixing their cause)."""
-    letters = asyncio.run(replay_dead_letters(_settings(), group))
+    letters = asyncio.run(replay_dead_letters(running_strata().settings, group))
     typer.echo(f"replayed {len(letters)} dead letter(s) of group {group!r}")

@@ -18,11 +18,9 @@ from typing import Annotated
 import typer
 
 from strata.actors.kafka import PRINCIPAL_PREFIX, Acl, KafkaAdmin, reader_acls
+from strata.cluster._cli_services import running_strata
 from strata.cluster._components import event_topics
 from strata.cluster._errors import ClusterError
-from strata.cluster._runtime import resolve
-from strata.cluster._state import State
-from strata.schemas import Settings
 
 kafka_users_app = typer.Typer(
     help="Read-only Kafka principals for external consumers: add, remove, list.", no_args_is_help=True
@@ -35,12 +33,17 @@ class BadKafkaUser(ClusterError):
     """A principal name or topic that `strata kafka-user` refuses."""
 
 
-def reader_policy(name: str, topics: list[str], known: list[str]) -> set[Acl]:
-    """The ACLs of a read-only principal ``name`` over ``topics``; :class:`BadKafkaUser` for what it may not have."""
+def _check_name(name: str) -> None:
+    """A principal name `strata kafka-user` may make or remove (never one of strata's own components)."""
     if not _NAME.fullmatch(name):
         raise BadKafkaUser(f"principal name {name!r}: 3-64 of a-z, 0-9, '.', '_', '-', starting with a letter")
     if name.startswith(PRINCIPAL_PREFIX):
         raise BadKafkaUser(f"names starting with {PRINCIPAL_PREFIX!r} belong to strata's own components")
+
+
+def reader_policy(name: str, topics: list[str], known: list[str]) -> set[Acl]:
+    """The ACLs of a read-only principal ``name`` over ``topics``; :class:`BadKafkaUser` for what it may not have."""
+    _check_name(name)
     if not topics:
         raise BadKafkaUser("give at least one --read TOPIC (a name, or a prefix ending in '*')")
     for topic in topics:
@@ -51,11 +54,6 @@ def reader_policy(name: str, topics: list[str], known: list[str]) -> set[Acl]:
         if not prefix.startswith("strata.") or not matches:
             raise BadKafkaUser(f"{topic!r} names no strata topic; the topics are: {', '.join(known)}")
     return reader_acls(name, topics)
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    return resolve(settings, State.load(settings.data_dir.resolve()), create=False).settings
 
 
 @kafka_users_app.command("add")
@@ -71,13 +69,11 @@ def add(
     Prints its password once. Running it again for the same NAME gives it a new password and these topics."""
     acls = reader_policy(name, read, event_topics())
     password = secrets.token_urlsafe(24)
-    settings = _settings()
+    settings = running_strata().settings
 
     async def work() -> None:
         async with KafkaAdmin(settings) as admin:
-            await admin.upsert_user(name, password)
-            await admin.create_acls(acls)
-            await admin.delete_acls(await admin.acls_of(name) - acls)
+            await admin.converge(name, password, acls)
 
     asyncio.run(work())
     topics = sorted(acl.name + ("*" if acl.pattern == "prefixed" else "") for acl in acls if acl.resource == "topic")
@@ -102,9 +98,8 @@ def add(
 def remove(name: Annotated[str, typer.Argument(help="Username of the principal.")]) -> None:
     """Remove principal NAME: its credential and every ACL that names it. A connection it still has open is
     refused every request from then on (the broker authorizes each one), and it cannot log in again."""
-    if name.startswith(PRINCIPAL_PREFIX):
-        raise BadKafkaUser(f"names starting with {PRINCIPAL_PREFIX!r} belong to strata's own components")
-    settings = _settings()
+    _check_name(name)
+    settings = running_strata().settings
 
     async def work() -> bool:
         async with KafkaAdmin(settings) as admin:
@@ -120,7 +115,7 @@ def list_users(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per principal.")] = False,
 ) -> None:
     """Every principal with ACLs, and what it may read or write (strata's components included)."""
-    settings = _settings()
+    settings = running_strata().settings
 
     async def work() -> dict[str, list[str]]:
         async with KafkaAdmin(settings) as admin:

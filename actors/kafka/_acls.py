@@ -251,6 +251,12 @@ class KafkaAdmin:
             if code != 0:
                 raise KafkaAdminError(f"Kafka refused to delete an ACL (error {code}): {message}")
 
+    async def converge(self, username: str, password: str, wanted: set[Acl]) -> None:
+        """Make ``username`` authenticate with ``password`` and hold exactly the ACLs ``wanted`` (idempotent)."""
+        await self.upsert_user(username, password)
+        await self.create_acls(wanted)
+        await self.delete_acls(await self.acls_of(username) - wanted)
+
     async def delete_all_acls_of(self, username: str) -> None:
         """Every ACL that names ``username``, on any resource."""
         request = _Prepared(DeleteAclsRequest_v1, [(_ANY, None, _ANY, f"User:{username}", None, _ANY, _ANY)])
@@ -265,8 +271,4 @@ async def provision(settings: Settings, registry: tuple[ServiceSpec, ...] = REGI
     derived password), the ACLs of :func:`spec_acls`, and none other of a component principal. Idempotent."""
     async with KafkaAdmin(settings) as admin:
         for spec in registry:
-            username, password = credentials(settings, spec.name)
-            await admin.upsert_user(username, password)
-            wanted = spec_acls(spec)
-            await admin.create_acls(wanted)
-            await admin.delete_acls(await admin.acls_of(username) - wanted)
+            await admin.converge(*credentials(settings, spec.name), spec_acls(spec))

@@ -87,6 +87,10 @@ def encode(event: CloudEvent[Any]) -> bytes:
     return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
 
 
+_CATALOGUE_TOPICS = frozenset(topics())
+"""The topics of the catalogue's event types (consumers check each event against them: once, not per event)."""
+
+
 class ForeignEvent(ValueError):
     """An event on a topic its type does not belong to, or whose ``source`` is not the service owning that topic."""
 
@@ -100,7 +104,7 @@ def check_provenance(topic: str, event: CloudEvent[Any]) -> None:
     """
     kind = event_type(event.type)
     owner = topic.split(".")[1] if topic.startswith("strata.") and topic.count(".") >= 2 else None
-    if owner != kind.service or (topic in topics() and kind.topic != topic):
+    if owner != kind.service or (topic in _CATALOGUE_TOPICS and kind.topic != topic):
         raise ForeignEvent(f"{event.type} belongs on {kind.topic}, not on {topic}")
     if event.source != f"strata/{kind.service}":
         raise ForeignEvent(f"{event.type} on {topic} claims source {event.source!r}, not 'strata/{kind.service}'")
