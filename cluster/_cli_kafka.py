@@ -1,8 +1,8 @@
 """`strata kafka-user ...`: read-only Kafka principals for external consumers of strata's events.
 
 A principal made here authenticates with SCRAM-SHA-512 and may read only the
-topics it was given (exact names, or ``prefix*``), with consumer groups whose
-names start with its own name. It can write nothing, create nothing and see
+topics it was given (exact names, or ``prefix*``), with consumer groups named
+``<its name>.<anything>``. It can write nothing, create nothing and see
 no other topic. Its password is generated here and printed once; Kafka keeps
 only a salted hash of it.
 """
@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from strata.actors.kafka import PRINCIPAL_PREFIX, Acl, KafkaAdmin, reader_acls
+from strata.actors.kafka import PRINCIPAL_PREFIX, Acl, KafkaAdmin, group_prefix, reader_acls
 from strata.cluster._cli_services import running_strata
 from strata.cluster._components import event_topics
 from strata.cluster._errors import ClusterError
@@ -26,6 +26,7 @@ kafka_users_app = typer.Typer(
     help="Read-only Kafka principals for external consumers: add, remove, list.", no_args_is_help=True
 )
 
+_RESERVED = PRINCIPAL_PREFIX.rstrip("-")  # strata-<component> principals, strata.dlq-replay.<group> groups
 _NAME = re.compile(r"[a-z][a-z0-9._-]{2,63}")
 
 
@@ -37,8 +38,8 @@ def _check_name(name: str) -> None:
     """A principal name `strata kafka-user` may make or remove (never one of strata's own components)."""
     if not _NAME.fullmatch(name):
         raise BadKafkaUser(f"principal name {name!r}: 3-64 of a-z, 0-9, '.', '_', '-', starting with a letter")
-    if name.startswith(PRINCIPAL_PREFIX):
-        raise BadKafkaUser(f"names starting with {PRINCIPAL_PREFIX!r} belong to strata's own components")
+    if name.startswith(_RESERVED):
+        raise BadKafkaUser(f"names starting with {_RESERVED!r} belong to strata's own principals and groups")
 
 
 def reader_policy(name: str, topics: list[str], known: list[str]) -> set[Acl]:
@@ -64,7 +65,7 @@ def add(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the credentials as one JSON object.")] = False,
 ) -> None:
-    """Create principal NAME that may read the given topics (and use consumer groups named NAME...).
+    """Create principal NAME that may read the given topics (and use consumer groups named NAME.<anything>).
 
     Prints its password once. Running it again for the same NAME gives it a new password and these topics."""
     acls = reader_policy(name, read, event_topics())
@@ -84,7 +85,7 @@ def add(
         "security_protocol": settings.kafka_security_protocol,
         "sasl_mechanism": "SCRAM-SHA-512",
         "topics": topics,
-        "group_prefix": name,
+        "group_prefix": group_prefix(name),
     }
     if as_json:
         typer.echo(json.dumps(answer))

@@ -16,7 +16,7 @@ on stderr, and a summary on stderr; it stops after ``--max-messages`` messages
 or ``--timeout-s`` seconds, whichever comes first, and exits 0.
 
 Example (the bootstrap address is the ``kafka`` row of ``strata status``; the principal and its password come
-from ``strata kafka-user add my-reader --read 'strata.*'``, and its groups' names start with its name)::
+from ``strata kafka-user add my-reader --read 'strata.*'``, and its groups are named ``<its name>.<anything>``)::
 
     KAFKA_PASSWORD=... python examples/consume_events.py --bootstrap 127.0.0.1:9092 \
         --username my-reader --group my-reader.audit --max-messages 100

@@ -91,9 +91,18 @@ def component_acls(registry: tuple[ServiceSpec, ...] = REGISTRY) -> set[Acl]:
     return set().union(*(spec_acls(spec) for spec in registry))
 
 
+def group_prefix(username: str) -> str:
+    """What the consumer groups of an external reader start with: its name and a dot."""
+    return f"{username}."
+
+
 def reader_acls(username: str, topics: list[str]) -> set[Acl]:
-    """An external read-only principal: read ``topics`` (``prefix*`` for a prefix) with groups named ``<username>*``."""
-    acls = {Acl(username, "group", username, "read", "prefixed")}
+    """An external read-only principal: read ``topics`` (``prefix*`` for a prefix) with groups named ``<username>.*``.
+
+    The dot matters: a bare ``<username>`` prefix would let a reader named ``audi`` join strata's own group
+    ``audit``, take some of its partitions and commit past events the audit log never recorded.
+    """
+    acls = {Acl(username, "group", group_prefix(username), "read", "prefixed")}
     for topic in topics:
         if topic.endswith("*"):
             acls.add(Acl(username, "topic", topic[:-1], "read", "prefixed"))

@@ -157,7 +157,7 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
     assert made.returncode == 0, made.stderr
     answer = json.loads(made.stdout)
     reader = _as(system, name, system.remember_secret(answer["password"]))
-    assert answer["topics"] == ["strata.data.*"] and answer["group_prefix"] == name
+    assert answer["topics"] == ["strata.data.*"] and answer["group_prefix"] == f"{name}."
 
     await _read_one(reader, "strata.data.item.v1")
     with pytest.raises(TopicAuthorizationFailedError):
@@ -165,7 +165,7 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
     with pytest.raises((TopicAuthorizationFailedError, KafkaError)):
         await _send(reader, "strata.data.item.v1", b"{}")
 
-    for group, allowed in ((f"{name}.billing", True), ("audit", False), (f"x{name}", False)):
+    for group, allowed in ((f"{name}.billing", True), ("audit", False), (f"x{name}", False), (name, False)):
         consumer = AIOKafkaConsumer(
             "strata.data.item.v1", **reader, group_id=group, enable_auto_commit=False, request_timeout_ms=5000
         )
@@ -181,7 +181,7 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
 
     listed = await asyncio.to_thread(_strata, system, "kafka-user", "list", "--json")
     grants = {json.loads(line)["principal"]: json.loads(line)["grants"] for line in listed.stdout.splitlines()}
-    assert grants[name] == [f"read group {name}*", "read topic strata.data.*"]
+    assert grants[name] == [f"read group {name}.*", "read topic strata.data.*"]
 
     removed = await asyncio.to_thread(_strata, system, "kafka-user", "remove", name)
     assert removed.returncode == 0, removed.stderr
@@ -244,7 +244,7 @@ async def test_another_kafka_client_reads_as_a_kafka_user_and_nothing_without_cr
         "sasl.mechanisms": "SCRAM-SHA-512",
         "sasl.username": name,
         "sasl.password": password,
-        "group.id": f"{name}.look",  # a group named after it: its ACL allows that
+        "group.id": f"{name}.look",  # a group <its name>.<anything>: its ACL allows that
     }
 
     async def any_event() -> bool:

@@ -15,11 +15,12 @@ from strata.actors.kafka import (
     component_acls,
     dlq_topic,
     principal_password,
+    replay_group,
     spec_acls,
 )
 from strata.cluster._cli_kafka import BadKafkaUser, reader_policy
 from strata.cluster._components import event_topics
-from strata.schemas import REGISTRY, Settings, service_spec
+from strata.schemas import REGISTRY, Settings, consumer_groups, service_spec
 from strata.schemas.events import (
     ITEM_CREATED,
     USER_ROLES_CHANGED,
@@ -77,7 +78,7 @@ def test_the_gateway_reads_its_feed_and_writes_nothing() -> None:
 def test_a_reader_gets_read_on_its_topics_and_groups_named_after_it() -> None:
     acls = reader_policy("billing", ["strata.data.*", "strata.users.user.v1"], event_topics())
     assert acls == {
-        Acl("billing", "group", "billing", "read", "prefixed"),
+        Acl("billing", "group", "billing.", "read", "prefixed"),
         Acl("billing", "topic", "strata.data.", "read", "prefixed"),
         Acl("billing", "topic", "strata.users.user.v1", "read"),
     }
@@ -87,6 +88,7 @@ def test_a_reader_gets_read_on_its_topics_and_groups_named_after_it() -> None:
     ("name", "topics", "fragment"),
     [
         ("strata-users", ["strata.data.*"], "belong to strata"),
+        ("strata.dlq-replay", ["strata.data.*"], "belong to strata"),
         ("ab", ["strata.data.*"], "3-64"),
         ("Billing", ["strata.data.*"], "3-64"),
         ("billing", [], "at least one"),
@@ -181,3 +183,11 @@ def test_an_event_belongs_on_its_own_services_topics() -> None:
     check_provenance("strata.data.private-test.v1", item)  # a topic outside the catalogue: the service decides
     with pytest.raises(ForeignEvent):
         check_provenance("strata.users.user.v1", item)
+
+
+@pytest.mark.parametrize("name", ["audi", "aut", "use", "users"])
+def test_a_readers_groups_never_include_strata_s_own(name: str) -> None:
+    """Groups are ``<name>.*``, not ``<name>*``: a reader named ``audi`` must not join (and starve) group ``audit``."""
+    [group] = [acl for acl in reader_policy(name, ["strata.data.*"], event_topics()) if acl.resource == "group"]
+    ours = [g.group for _, g in consumer_groups()] + [replay_group(g.group) for _, g in consumer_groups()]
+    assert [g for g in ours if g.startswith(group.name)] == []
