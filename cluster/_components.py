@@ -54,9 +54,12 @@ async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, lis
     applied: dict[str, list[str]] = {}
     conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
     try:
-        for service in (spec.name for spec in schema_owners()):
+        for spec in schema_owners():
+            service = spec.name
             await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
-            applied[service] = await apply_migrations(conn, service, load_migrations(service_migrations_dir(service)))
+            params = {name: str(getattr(settings, name)) for name in spec.migration_settings}
+            migrations = load_migrations(service_migrations_dir(service))
+            applied[service] = await apply_migrations(conn, service, migrations, params)
             for name in applied[service]:
                 echo(f"  applied {service}/{name}")
     finally:

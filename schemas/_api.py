@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 Password = Annotated[str, Field(min_length=1, max_length=1024, description="The password, as typed.")]
 
@@ -196,18 +196,6 @@ class RolePermissions(BaseModel):
     def granted(self, roles: tuple[str, ...] | list[str]) -> frozenset[str]:
         """What ``roles`` allow together (roles the map does not know grant nothing)."""
         return frozenset(permission for role in roles for permission in self.roles.get(role, ()))
-
-
-class Item(BaseModel):
-    """A data item: a JSON document of some ``kind`` owned by a user, as the data service keeps it."""
-
-    id: str
-    owner_id: str
-    kind: str
-    body: JsonValue
-    version: int = Field(description="1 when created, bumped on every change.")
-    created_at: str = Field(json_schema_extra=DATE_TIME)
-    updated_at: str = Field(json_schema_extra=DATE_TIME)
 
 
 # --- readiness: what every service answers the gateway's /readyz ----------------------------------------------------

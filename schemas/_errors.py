@@ -7,11 +7,15 @@
     │   ├── InvalidCredentials     wrong email or password (one answer for both)
     │   └── InvalidToken           a bad access or refresh token; ``error`` goes to WWW-Authenticate
     ├── Forbidden                  403: authenticated, but the route's permission is missing
+    ├── InvalidCursor              400: a page cursor strata did not make for this listing (tampered, stale)
     ├── ResourceNotFound           404
     │   ├── UserNotFound           no such user (or the id is no UUID), at the users service
-    │   └── ItemNotFound           no such data item (or the id is no UUID), at the data service
-    ├── Conflict                   409: e.g. the email is taken
+    │   ├── CollectionNotFound     no such collection, or one the caller may not see, at the data service
+    │   └── ItemNotFound           no such item in that collection, at the data service
+    ├── Conflict                   409: e.g. the email is taken, or an Idempotency-Key's first request still runs
+    ├── PreconditionFailed         412: If-Match names a version that is no longer the current one
     ├── Unprocessable              422: valid JSON, refused by a rule (e.g. the password policy)
+    ├── PreconditionRequired       428: a change that must say which version it read (If-Match) did not
     ├── TooManyRequests            429: ``retry_after`` seconds before trying again
     └── ServiceUnavailable         503: a service is at capacity or down; ``retry_after`` seconds
 
@@ -79,14 +83,41 @@ class UserNotFound(ResourceNotFound):
     """No profile with that id; the users service's own "not found" (an id that is no UUID names no user either)."""
 
 
+class CollectionNotFound(ResourceNotFound):
+    """No collection with that id, or one the caller may not see (a stranger cannot tell the two apart)."""
+
+
 class ItemNotFound(ResourceNotFound):
-    """No data item with that id; the data service's own "not found" (an id that is no UUID names no item either)."""
+    """No item with that id in that collection (an id that is no UUID names no item either)."""
+
+
+class InvalidCursor(DomainError):
+    """A page cursor strata did not make for this listing: garbage, tampered with, or from another query."""
+
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
 
 
 class Conflict(DomainError):
     status = 409
     slug = "conflict"
     title = "Conflict"
+
+
+class PreconditionFailed(DomainError):
+    """``If-Match`` names no current version of the resource: someone changed it since the caller read it."""
+
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition Failed"
+
+
+class PreconditionRequired(DomainError):
+    """A change that must be conditional (``If-Match``) was sent without its condition."""
+
+    status = 428
+    slug = "precondition-required"
+    title = "Precondition Required"
 
 
 class Unprocessable(DomainError):

@@ -60,6 +60,8 @@ class ServiceSpec:
     """Topics it reads without a consumer group (the gateway's revocation feed); its Kafka ACLs allow just these."""
     db_backend: DatabaseBackend = "replica"
     """Default database backend (``STRATA_DB_BACKENDS`` overrides it per service)."""
+    migration_settings: tuple[str, ...] = ()
+    """Settings its migrations read, each as the PostgreSQL setting ``strata.<name>`` (``current_setting()``)."""
 
     @property
     def import_path(self) -> str:
@@ -119,9 +121,11 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         name="data",
         deployment="DataService",
         package="strata.serve_apps.data",
-        description="data items and their events",
+        description="collections, their members and their items (hash-partitioned), and their events",
         outbox=True,
         publishes=_topics_of("data"),
+        consumer_groups=(ConsumerGroupSpec("data", (USERS_USER_TOPIC,), "strata.serve_apps.data:apply_users_event"),),
+        migration_settings=("data_item_partitions",),
     ),
     ServiceSpec(
         name="audit",

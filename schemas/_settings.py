@@ -397,6 +397,45 @@ class Settings(BaseSettings):
     login_failure_window_s: int = Field(
         default=900, ge=1, description="Failures older than this no longer count, seconds."
     )
+    data_item_partitions: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description=(
+            "Hash partitions of the data service's items table. Read once, when the data migration that creates"
+            " the table first runs; changing it later changes nothing (docs/data.md says how to repartition)."
+        ),
+    )
+    data_max_attributes_bytes: int = Field(
+        default=16 * 1024, ge=256, le=1024 * 1024, description="Largest item `attributes` object, bytes of JSON."
+    )
+    data_max_json_depth: int = Field(
+        default=16, ge=2, le=64, description="Deepest nesting of an item's `attributes` and of an item schema."
+    )
+    data_max_schema_bytes: int = Field(
+        default=16 * 1024, ge=256, le=256 * 1024, description="Largest collection `item_schema`, bytes of JSON."
+    )
+    data_max_batch_items: int = Field(
+        default=100, ge=1, le=1000, description="Most items one batch create may hold (all are created or none)."
+    )
+    data_max_page_size: int = Field(
+        default=200, ge=1, le=1000, description="Most rows one page of collections, members or items may hold."
+    )
+    idempotency_key_ttl_s: int = Field(
+        default=24 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="How long a POST's Idempotency-Key is remembered (its first answer replayed), seconds.",
+    )
+    idempotency_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long a retry waits for the first request with its Idempotency-Key to finish before answering 409,"
+            " seconds."
+        ),
+    )
     fault_injection: bool = Field(
         default=False,
         description=(
@@ -480,6 +519,12 @@ class Settings(BaseSettings):
     @property
     def local_ray(self) -> bool:
         return not self.ray_address
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (e.g. ``"data-cursor"``), derived from the master secret (resolved settings)."""
+        if self.secret_key is None:
+            raise ValueError("derived_key needs the master secret (resolved settings)")
+        return hmac.new(self.secret_key.get_secret_value().encode(), f"key:{purpose}".encode(), hashlib.sha256).digest()
 
     def edge_token(self) -> str:
         """The token strata's TLS front adds to every request it forwards (``X-Strata-Edge``), derived from the

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import re
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
@@ -75,8 +76,14 @@ def _lock_key(service: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def apply_migrations(conn: asyncpg.Connection, service: str, migrations: list[Migration]) -> list[str]:
+async def apply_migrations(
+    conn: asyncpg.Connection, service: str, migrations: list[Migration], params: Mapping[str, str] | None = None
+) -> list[str]:
     """Apply what is pending of ``migrations`` to ``service``'s schema; return the names applied.
+
+    ``params`` are set for each file's transaction as PostgreSQL settings ``strata.<name>``, which its SQL reads with
+    ``current_setting('strata.<name>')`` (the registry's ``migration_settings``: e.g. the data service's partition
+    count). They matter only to a file applied now: an applied file never runs again.
 
     ``conn`` is an admin connection and the service's role and schema exist
     (:func:`~strata.actors.postgres.ensure_service_role`). Concurrent callers
@@ -126,6 +133,8 @@ async def apply_migrations(conn: asyncpg.Connection, service: str, migrations: l
                     async with conn.transaction():
                         await conn.execute(set_role)
                         await conn.execute(set_path)
+                        for name, value in (params or {}).items():
+                            await conn.execute("SELECT set_config($1, $2, true)", f"strata.{name}", value)
                         await conn.execute(migration.sql)
                         await conn.execute(insert_applied, migration.version, migration.name, migration.checksum)
                 except asyncpg.exceptions.PostgresError as exc:

@@ -17,9 +17,15 @@ from strata.schemas.events._payloads import (
     AccountLoginFailed,
     AccountPasswordChanged,
     AccountRegistered,
+    CollectionCreated,
+    CollectionDeleted,
+    CollectionUpdated,
     ItemCreated,
     ItemDeleted,
     ItemUpdated,
+    MemberAdded,
+    MemberChanged,
+    MemberRemoved,
     SessionsRevoked,
     UserDeleted,
     UserDisabled,
@@ -56,9 +62,17 @@ def topic_name(service: str, entity: str, version: int = 1) -> str:
     return f"strata.{service}.{entity}.v{version}"
 
 
-ITEM_CREATED = EventType("data", "item", "created", ItemCreated)
-ITEM_UPDATED = EventType("data", "item", "updated", ItemUpdated)
-ITEM_DELETED = EventType("data", "item", "deleted", ItemDeleted)
+# Everything that happens to a collection (itself, its members, its items) travels on one topic, keyed by the
+# collection's id: a consumer sees one collection's events in the order they were committed.
+COLLECTION_CREATED = EventType("data", "collection", "created", CollectionCreated)
+COLLECTION_UPDATED = EventType("data", "collection", "updated", CollectionUpdated)
+COLLECTION_DELETED = EventType("data", "collection", "deleted", CollectionDeleted)
+MEMBER_ADDED = EventType("data", "collection", "member_added", MemberAdded)
+MEMBER_CHANGED = EventType("data", "collection", "member_changed", MemberChanged)
+MEMBER_REMOVED = EventType("data", "collection", "member_removed", MemberRemoved)
+ITEM_CREATED = EventType("data", "collection", "item_created", ItemCreated)
+ITEM_UPDATED = EventType("data", "collection", "item_updated", ItemUpdated)
+ITEM_DELETED = EventType("data", "collection", "item_deleted", ItemDeleted)
 
 ACCOUNT_REGISTERED = EventType("auth", "account", "registered", AccountRegistered)
 ACCOUNT_LOGGED_IN = EventType("auth", "account", "logged_in", AccountLoggedIn)
@@ -75,6 +89,12 @@ USER_DELETED = EventType("users", "user", "deleted", UserDeleted)
 EVENT_TYPES: dict[str, EventType] = {
     e.type: e
     for e in (
+        COLLECTION_CREATED,
+        COLLECTION_UPDATED,
+        COLLECTION_DELETED,
+        MEMBER_ADDED,
+        MEMBER_CHANGED,
+        MEMBER_REMOVED,
         ITEM_CREATED,
         ITEM_UPDATED,
         ITEM_DELETED,

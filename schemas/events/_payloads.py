@@ -13,36 +13,93 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-ItemId = Annotated[str, Field(min_length=1, max_length=64, description="Id of the data item.")]
-OwnerId = Annotated[str, Field(min_length=1, max_length=256, description="Who owns the item.")]
-Kind = Annotated[
-    str, Field(min_length=1, max_length=64, description="The item's kind (free-form, chosen by its owner).")
-]
+CollectionId = Annotated[str, Field(min_length=36, max_length=36, description="Id of the collection (a UUID).")]
+ItemId = Annotated[str, Field(min_length=36, max_length=36, description="Id of the item (a UUID).")]
+PersonId = Annotated[str, Field(min_length=1, max_length=64, description="Id of a user (the `sub` of their tokens).")]
+MemberRoleName = Literal["viewer", "editor"]
+
+
+class CollectionCreated(_Payload):
+    """A collection was created."""
+
+    collection_id: CollectionId
+    owner_id: PersonId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    version: Annotated[int, Field(ge=1, description="The collection's version after the change.")]
+
+
+class CollectionUpdated(_Payload):
+    """A collection's name, description or item schema changed."""
+
+    collection_id: CollectionId
+    owner_id: PersonId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    version: Annotated[int, Field(ge=2, description="The collection's version after the change.")]
+    schema_changed: bool = Field(default=False, description="Whether its `item_schema` changed.")
+
+
+class CollectionDeleted(_Payload):
+    """A collection was deleted, and every item and membership of it with it (no event is sent for each)."""
+
+    collection_id: CollectionId
+    owner_id: PersonId
+    version: Annotated[int, Field(ge=1, description="The collection's last version.")]
+    items: Annotated[int, Field(ge=0, description="How many items were deleted with it.")]
+    reason: Literal["deleted", "owner_deleted"] = Field(
+        default="deleted",
+        description="deleted: by a request; owner_deleted: its owner's user was deleted.",
+    )
+
+
+class MemberAdded(_Payload):
+    """A collection was shared with a user."""
+
+    collection_id: CollectionId
+    user_id: PersonId
+    role: MemberRoleName
+
+
+class MemberChanged(_Payload):
+    """A member's role in a collection changed."""
+
+    collection_id: CollectionId
+    user_id: PersonId
+    role: MemberRoleName
+    previous_role: MemberRoleName
+
+
+class MemberRemoved(_Payload):
+    """A user lost their membership of a collection."""
+
+    collection_id: CollectionId
+    user_id: PersonId
+    role: MemberRoleName = Field(description="The role they had.")
+    reason: Literal["removed", "left", "user_deleted"] = Field(
+        description="removed: by the owner; left: by the member themself; user_deleted: their user was deleted."
+    )
 
 
 class ItemCreated(_Payload):
-    """A data item was stored."""
+    """An item was created in a collection."""
 
+    collection_id: CollectionId
     item_id: ItemId
-    owner_id: OwnerId
-    kind: Kind
     version: Annotated[int, Field(ge=1, description="The item's version after the change.")]
 
 
 class ItemUpdated(_Payload):
-    """A data item's body changed."""
+    """An item was replaced or patched."""
 
+    collection_id: CollectionId
     item_id: ItemId
-    owner_id: OwnerId
-    kind: Kind
     version: Annotated[int, Field(ge=2, description="The item's version after the change.")]
 
 
 class ItemDeleted(_Payload):
-    """A data item was deleted."""
+    """An item was deleted."""
 
+    collection_id: CollectionId
     item_id: ItemId
-    owner_id: OwnerId
     version: Annotated[int, Field(ge=1, description="The item's last version.")]
 
 
