@@ -1,3 +1,3 @@
--- `data:admin` lets its holders read every collection and its items (never write them): the data service reads it
--- from the caller the gateway builds (DataCaller.admin). Admins have it; no other seeded role does.
+-- Administrators read every collection of the data service (`data:admin`: read only; they write what they own or
+-- edit, like anyone).
 INSERT INTO role_permissions (role, permission) VALUES ('admin', 'data:admin');
