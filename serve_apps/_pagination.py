@@ -7,7 +7,8 @@ base64 without padding of the JSON array ``[moment in ISO 8601 with its zone, id
 
 Anything that is not a cursor made by :func:`encode_cursor` (garbage, a tampered array, a moment without a zone, an
 id that is no UUID) is refused with :class:`~strata.schemas.InvalidCursor` (a 400 at the gateway, as the data
-service's own cursors are) before any SQL runs: a zone-less moment would be read in the server's zone and silently move the page.
+service's own cursors are) before any SQL runs: a zone-less moment would be read in the server's zone and silently
+move the page.
 """
 
 from __future__ import annotations

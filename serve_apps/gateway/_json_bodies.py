@@ -38,7 +38,7 @@ CONTENT_TYPES_KEY = "x-strata-content-types"
 MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"
 
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
@@ -59,6 +59,8 @@ def json_depth_within(raw: bytes, limit: int) -> bool:
     it joined), so the text is empty after ``limit`` passes exactly when the depth is at most ``limit``. Cost: a
     regex pass and ``limit`` shrinking byte scans, all in C.
     """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # most small bodies: no scan at all
+        return True
     brackets = _STRINGS.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
     for _ in range(limit):
         if not brackets:
@@ -72,6 +74,8 @@ def parse_json_body(raw: bytes, max_depth: int) -> Any:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if not json_depth_within(raw, max_depth):  # orjson stops at 1,024 levels: say why, not just "invalid"
+            raise Unprocessable(f"the body nests deeper than {max_depth} levels", code="too-deep") from None
         raise Unprocessable(f"the body is not valid JSON: {exc}", code="invalid-json") from None
     if isinstance(value, dict | list) and not json_depth_within(raw, max_depth):
         raise Unprocessable(f"the body nests deeper than {max_depth} levels", code="too-deep")
