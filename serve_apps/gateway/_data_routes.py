@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from strata.schemas import (
     Collection,
@@ -47,7 +47,6 @@ from strata.schemas import (
     SortOrder,
     Unprocessable,
 )
-from strata.schemas._data import Description, ItemSchema, Name, Tag, Tags, Title
 from strata.serve_apps.gateway._access import PermissionCache, caller_of
 from strata.serve_apps.gateway._deps import DataDep
 from strata.serve_apps.gateway._hygiene import EdgePolicy
@@ -136,9 +135,11 @@ class CollectionMergePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
-    description: Description | None = None
-    item_schema: ItemSchema | None = None
+    name: str | None = Field(default=None, description="As in `CollectionCreate`.")
+    description: str | None = Field(default=None, description="As in `CollectionCreate`.")
+    item_schema: dict[str, JsonValue] | None = Field(
+        default=None, description="As in `CollectionCreate`; null removes it."
+    )
 
 
 class ItemMergePatch(BaseModel):
@@ -147,9 +148,9 @@ class ItemMergePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title | None = None
-    attributes: dict[str, JsonValue] | None = None
-    tags: Tags | None = None
+    title: str | None = Field(default=None, description="As in `ItemCreate`.")
+    attributes: dict[str, JsonValue] | None = Field(default=None, description="Merged into the item's attributes.")
+    tags: list[str] | None = Field(default=None, description="As in `ItemCreate`: replaces the tags.")
 
 
 MERGE_PATCH_MODELS: tuple[type[BaseModel], ...] = (CollectionMergePatch, ItemMergePatch)
@@ -520,7 +521,10 @@ async def list_items(
     limit: Limit = 50,
     sort: Annotated[ItemSort, Query(description="Order by creation or last change.")] = "created",
     order: Annotated[SortOrder, Query(description="Ascending or descending.")] = "asc",
-    tag: Annotated[list[Tag], Query(max_length=32, description="Items carrying every one of these tags.")] = [],  # noqa: B006 - FastAPI copies defaults
+    tag: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        Query(max_length=32, description="Items carrying every one of these tags."),
+    ] = [],  # noqa: B006 - FastAPI copies defaults
     attributes: Annotated[
         str | None,
         Query(max_length=2048, description='Items whose attributes contain this JSON object, e.g. `{"color":"red"}`.'),

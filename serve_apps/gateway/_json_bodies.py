@@ -116,7 +116,7 @@ class JsonBodyRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         accepted = tuple((self.openapi_extra or {}).get(CONTENT_TYPES_KEY, ()))
-        method_is_patch = "PATCH" in self.methods
+        method_is_patch = "PATCH" in (self.methods or set())
 
         async def bounded_json_handler(request: Request) -> Response:
             if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
