@@ -242,7 +242,7 @@ async def test_the_audit_log_is_readable_by_admins_with_filters_and_pages(system
         await data.create_item(caller, collection.id, ItemCreate(title=f"note {n}"))
 
     def page(cursor: str | None = None) -> httpx.Response:
-        params: dict[str, Any] = {"actor": owner, "type": ITEM_CREATED, "limit": 2}
+        params: dict[str, Any] = {"actor": owner, "type": ITEM_CREATED.type, "limit": 2}
         if cursor:
             params["cursor"] = cursor
         return httpx.get(
@@ -260,7 +260,7 @@ async def test_the_audit_log_is_readable_by_admins_with_filters_and_pages(system
     second = await asyncio.to_thread(page, first.json()["next_cursor"])
     rows = first.json()["items"] + second.json()["items"]
     assert len(rows) == 3 and len({r["event_id"] for r in rows}) == 3
-    assert all(r["actor"] == owner and r["type"] == ITEM_CREATED for r in rows)
+    assert all(r["actor"] == owner and r["type"] == ITEM_CREATED.type for r in rows)
     assert second.json()["next_cursor"] is None
     bad = await asyncio.to_thread(
         httpx.get,

@@ -125,7 +125,7 @@ async def test_the_same_post_with_the_same_idempotency_key_makes_one_item_and_on
                 system,
                 "SELECT count(*) FROM data.outbox WHERE key = $1 AND position($2::bytea IN payload) > 0",
                 collection["id"],
-                ITEM_CREATED.encode(),
+                ITEM_CREATED.type.encode(),
             )
             assert events == 1
 
