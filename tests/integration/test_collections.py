@@ -417,8 +417,14 @@ async def test_paging_while_items_are_inserted_lists_every_earlier_item_once_in_
         )
     earlier = [i.id for i in (await data().list_items(owner, cid, ItemQuery(limit=200))).items]
 
+    gate = asyncio.Semaphore(16)  # 200 inserts, 16 in flight at a time: within the service's queue
+
+    async def insert_one(i: int) -> None:
+        async with gate:
+            await data().create_item(owner, cid, ItemCreate(title=f"new{i}"))
+
     async def insert() -> None:
-        await asyncio.gather(*(data().create_item(owner, cid, ItemCreate(title=f"new{i}")) for i in range(200)))
+        await asyncio.gather(*(insert_one(i) for i in range(200)))
 
     async def page_through() -> list[str]:
         seen: list[str] = []
