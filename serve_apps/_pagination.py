@@ -6,8 +6,9 @@ through are neither repeated nor skipped among those already listed. The cursor 
 base64 without padding of the JSON array ``[moment in ISO 8601 with its zone, id]``.
 
 Anything that is not a cursor made by :func:`encode_cursor` (garbage, a tampered array, a moment without a zone, an
-id that is no UUID) is refused with :class:`~strata.schemas.Unprocessable` code ``invalid-cursor`` (a 422 at the
-gateway) before any SQL runs: a zone-less moment would be read in the server's zone and silently move the page.
+id that is no UUID) is refused with :class:`~strata.schemas.InvalidCursor` (a 400 at the gateway, as the data
+service's own cursors are) before any SQL runs: a zone-less moment would be read in the server's zone and silently
+move the page.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from strata.schemas import Unprocessable
+from strata.schemas import InvalidCursor, Unprocessable
 
 MAX_PAGE_LIMIT = 200
 """The most rows one page may hold."""
@@ -42,7 +43,7 @@ def encode_cursor(moment: datetime, row_id: str | uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> KeysetPosition:
-    """The position a cursor of :func:`encode_cursor` holds; :class:`Unprocessable` (``invalid-cursor``) otherwise."""
+    """The position a cursor of :func:`encode_cursor` holds; :class:`~strata.schemas.InvalidCursor` otherwise."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         fields = orjson.loads(raw)
@@ -54,7 +55,7 @@ def decode_cursor(cursor: str) -> KeysetPosition:
             raise ValueError("a cursor's moment needs a time zone")
         return KeysetPosition(moment, str(uuid.UUID(row_id)))
     except (binascii.Error, ValueError, TypeError, AttributeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        raise Unprocessable("malformed cursor", code="invalid-cursor") from exc
+        raise InvalidCursor("malformed cursor") from exc
 
 
 def next_page_cursor(rows: Sequence[Mapping[str, Any]], limit: int, *, moment: str, row_id: str) -> str | None:

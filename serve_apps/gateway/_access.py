@@ -1,7 +1,7 @@
 """The one routing table of the gateway: where each route goes, who may call it, how it is rate-limited.
 
 Each :class:`Route` of ``ROUTES`` names a path template and method, the Serve
-application it is served by (``gateway`` itself, ``auth``, ``users``, ``audit``),
+application it is served by (``gateway`` itself, ``auth``, ``users``, ``audit``, ``data``),
 the permission it requires and its rate-limit class:
 
 - permission: ``PUBLIC`` (no token), ``AUTHENTICATED`` (any valid access token)
@@ -86,6 +86,23 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/users/{user_id}/enable", "users", "users:write", "write"),
     Route("DELETE", "/v1/users/{user_id}", "users", "users:write", "write"),
     Route("GET", "/v1/audit", "audit", "audit:read", "read"),
+    # The data service checks the caller's role in the collection itself, in the query that reads or writes.
+    Route("POST", "/v1/collections", "data", "data:write", "write"),
+    Route("GET", "/v1/collections", "data", "data:read", "read"),
+    Route("GET", "/v1/collections/{collection_id}", "data", "data:read", "read"),
+    Route("PATCH", "/v1/collections/{collection_id}", "data", "data:write", "write"),
+    Route("DELETE", "/v1/collections/{collection_id}", "data", "data:write", "write"),
+    Route("GET", "/v1/collections/{collection_id}/members", "data", "data:read", "read"),
+    Route("GET", "/v1/collections/{collection_id}/members/{user_id}", "data", "data:read", "read"),
+    Route("PUT", "/v1/collections/{collection_id}/members/{user_id}", "data", "data:write", "write"),
+    Route("DELETE", "/v1/collections/{collection_id}/members/{user_id}", "data", "data:write", "write"),
+    Route("POST", "/v1/collections/{collection_id}/items", "data", "data:write", "write"),
+    Route("GET", "/v1/collections/{collection_id}/items", "data", "data:read", "read"),
+    Route("POST", "/v1/collections/{collection_id}/items/batch", "data", "data:write", "write"),
+    Route("GET", "/v1/collections/{collection_id}/items/{item_id}", "data", "data:read", "read"),
+    Route("PUT", "/v1/collections/{collection_id}/items/{item_id}", "data", "data:write", "write"),
+    Route("PATCH", "/v1/collections/{collection_id}/items/{item_id}", "data", "data:write", "write"),
+    Route("DELETE", "/v1/collections/{collection_id}/items/{item_id}", "data", "data:write", "write"),
 )
 
 ROUTE_TABLE: dict[tuple[str, str], Route] = {(route.method, route.path): route for route in ROUTES}

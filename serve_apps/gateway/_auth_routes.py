@@ -23,6 +23,7 @@ from strata.schemas import (
 )
 from strata.serve_apps.gateway._access import caller_of
 from strata.serve_apps.gateway._deps import AuthDep
+from strata.serve_apps.gateway._json_bodies import JsonBodyRoute
 from strata.serve_apps.gateway._problems import problem_responses
 from strata.serve_apps.gateway._ratelimit import client_address
 from strata.serve_apps.gateway._tokens import AccessClaims
@@ -41,7 +42,7 @@ def _client(request: Request) -> str:
 
 # Errors every route may give (401/403 by permission, 413/422/429/503/504) are added to the OpenAPI document
 # from the routing table (_openapi.py); `responses=` below lists what only the auth service answers.
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=JsonBodyRoute)  # bodies parsed once, nesting bounded
 
 
 @router.post(

@@ -24,6 +24,8 @@ from strata.serve_apps._replica import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
+from strata.serve_apps.gateway._data_routes import MERGE_PATCH_MODELS
+from strata.serve_apps.gateway._data_routes import router as data_router
 from strata.serve_apps.gateway._deps import service_clients
 from strata.serve_apps.gateway._hygiene import EdgePolicy, RequestHygiene
 from strata.serve_apps.gateway._metrics import RequestMetrics
@@ -78,6 +80,10 @@ async def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
         response.headers["WWW-Authenticate"] = challenge
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    headers = exc.extra.get("headers")
+    if isinstance(headers, dict):  # e.g. Accept-Patch on a 415 (never in the body: not a scalar)
+        for name, value in headers.items():
+            response.headers[str(name)] = str(value)
     return response
 
 
@@ -106,7 +112,8 @@ async def readyz(request: Request) -> JSONResponse:
 api.include_router(auth_router)
 api.include_router(users_router)
 api.include_router(audit_router)
-install_openapi(api)  # /openapi.json completed from the routing table, and /docs
+api.include_router(data_router)
+install_openapi(api, extra_models=MERGE_PATCH_MODELS)  # /openapi.json completed from the routing table, and /docs
 
 
 @serve.deployment  # its options are in cluster/serve.yaml, the one place for them
@@ -118,6 +125,8 @@ class Gateway(FaultInjectable):
         route_strata_logs_to_serve()
         self._settings = Settings()
         api.state.edge_policy = EdgePolicy.from_settings(self._settings)
+        api.state.settings = self._settings  # the limits the OpenAPI document states
+        api.state.data_max_page_size = self._settings.data_max_page_size
         api.state.request_recorder = RequestMetrics()
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))

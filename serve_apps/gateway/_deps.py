@@ -49,6 +49,11 @@ def users_client(request: Request) -> UsersClient:
     return service_clients(request.app.state).users
 
 
+def data_client(request: Request) -> DataClient:
+    """This replica's client of the data service."""
+    return service_clients(request.app.state).data
+
+
 def audit_client(request: Request) -> AuditClient:
     """This replica's client of the audit log."""
     return service_clients(request.app.state).audit
@@ -56,4 +61,5 @@ def audit_client(request: Request) -> AuditClient:
 
 AuthDep = Annotated[AuthClient, Depends(auth_client)]
 UsersDep = Annotated[UsersClient, Depends(users_client)]
+DataDep = Annotated[DataClient, Depends(data_client)]
 AuditDep = Annotated[AuditClient, Depends(audit_client)]

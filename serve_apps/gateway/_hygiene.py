@@ -69,9 +69,31 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("content-security-policy", "frame-ancestors 'none'"),
     ("strict-transport-security", "max-age=63072000"),
 )
-CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "Request-Timeout", "X-Request-Timeout")
-CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy", "WWW-Authenticate")
+CORS_ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "X-Request-ID",
+    "Request-Timeout",
+    "X-Request-Timeout",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+)
+CORS_EXPOSE_HEADERS = (
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "WWW-Authenticate",
+    "ETag",
+    "Location",
+    "Idempotent-Replayed",
+    "Accept-Patch",
+)
 CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+JSON_ENVELOPE_DEPTH = 4
+"""Levels a body may add around the deepest value a service bounds: ``{"items": [{"attributes": {...}}]}``, and one
+to spare so that the service, not the edge, answers a depth just past its limit (its problem says where)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +103,8 @@ class EdgePolicy:
     max_body_bytes: int = 64 * 1024
     deadline_s: float = 10.0
     cors_allow_origins: tuple[str, ...] = ()
+    max_json_depth: int = 16 + JSON_ENVELOPE_DEPTH
+    """Deepest JSON body any route takes (see ``_json_bodies.py``): an item's attributes inside a batch."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgePolicy:
@@ -88,6 +112,7 @@ class EdgePolicy:
             max_body_bytes=settings.max_body_bytes,
             deadline_s=settings.request_deadline_s,
             cors_allow_origins=tuple(settings.cors_allow_origins),
+            max_json_depth=settings.data_max_json_depth + JSON_ENVELOPE_DEPTH,
         )
 
 

@@ -14,7 +14,8 @@ what the edge enforces:
   strata answers validation errors as problems too.
 
 Route modules declare the errors only their service knows (404, 409, ...)
-with :func:`~._problems.problem_responses`. The document is built once per
+with :func:`~._problems.problem_responses`. The data routes' headers, 304s,
+links and limits are added by :mod:`._data_document`. The document is built once per
 replica, on first request.
 
 ``/docs`` is Swagger UI with its assets served by the gateway itself, from the
@@ -26,6 +27,7 @@ origin.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -33,10 +35,13 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
-from strata.schemas import Problem
+from strata.schemas import Problem, Settings
 from strata.serve_apps.gateway import _access
+from strata.serve_apps.gateway._data_document import complete_data_operation, data_limits_text
 from strata.serve_apps.gateway._problems import problem_response_object
 
 DOCS_ASSETS = "/docs/assets"
@@ -65,19 +70,25 @@ strata's HTTP API. Every route is versioned under `/v1` except probes and docume
 """
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """The completed OpenAPI document of ``app`` (cached on it)."""
+def build_openapi(app: FastAPI, extra_models: Sequence[type[BaseModel]] = ()) -> dict[str, Any]:
+    """The completed OpenAPI document of ``app`` (cached on it).
+
+    ``extra_models`` are documented in ``components/schemas`` though no route validates them (the PATCH bodies,
+    read raw as JSON Merge Patches). The limits stated are those of ``app.state.settings`` (the replica's).
+    """
     if app.openapi_schema:
         return app.openapi_schema
+    settings: Settings = getattr(app.state, "settings", None) or Settings()
     schema = get_openapi(
         title=app.title,
         version=app.version,
-        description=_DESCRIPTION,
+        description=_DESCRIPTION + data_limits_text(settings),
         routes=app.routes,
         tags=[
             {"name": "auth", "description": "Accounts, tokens and sessions (the auth service)."},
             {"name": "users", "description": "Profiles and user administration (the users service)."},
             {"name": "audit", "description": "The audit log of every event (admins)."},
+            {"name": "data", "description": "Collections, their members and items (the data service)."},
             {"name": "operations", "description": "Probes and documents."},
         ],
     )
@@ -90,10 +101,19 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     }
     schemas = components.setdefault("schemas", {})
     schemas.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
+    if extra_models:
+        _, extra = models_json_schema(
+            [(model, "validation") for model in extra_models], ref_template="#/components/schemas/{model}"
+        )
+        for name, model_schema in extra.get("$defs", {}).items():
+            schemas.setdefault(name, model_schema)
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             if method in _METHODS:
                 _complete_operation(method.upper(), path, operation)
+                route = _access.route_for(method, path)
+                if route is not None and route.app == "data":
+                    complete_data_operation(method.upper(), path, operation, schemas, settings)
     # FastAPI's validation-error models are unused once every 422 is a problem.
     text = repr(schema["paths"])
     for name in ("HTTPValidationError", "ValidationError"):
@@ -135,10 +155,10 @@ def swagger_asset(name: str) -> bytes | None:
     return resources.files("swagger_ui").joinpath("static", name).read_bytes()
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, *, extra_models: Sequence[type[BaseModel]] = ()) -> None:
     """Serve the completed document at ``app.openapi_url`` and Swagger UI at ``/docs``, its assets from the
     installed package at ``/docs/assets/<file>``."""
-    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
+    app.openapi = lambda: build_openapi(app, extra_models)  # type: ignore[method-assign]  # FastAPI's documented override
 
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(

@@ -19,13 +19,16 @@ from fastapi.responses import JSONResponse
 from strata.schemas import PROBLEM_JSON, TITLES, problem_body
 
 _DESCRIPTIONS: dict[int, str] = {
-    400: "Malformed request",
+    400: "Malformed request (e.g. a page cursor this listing did not make)",
     401: "Missing, invalid, expired or revoked access token (`WWW-Authenticate` says which)",
     403: "The caller's roles lack the route's permission",
     404: "No such resource",
-    409: "Conflicts with the current state (e.g. the email is taken)",
+    409: "Conflicts with the current state (e.g. the email is taken, or an Idempotency-Key's first request still runs)",
+    412: "`If-Match` names no current version: the resource changed since you read it (GET it again)",
     413: "Request body larger than the gateway accepts",
+    415: "The body's media type is not one the route takes (`Accept-Patch` lists those of a PATCH)",
     422: "Body or parameters fail validation, or a rule refuses them",
+    428: "This change must be conditional: send `If-Match` with the ETag you read (or `*`)",
     429: "Rate limit or login backoff: retry after `Retry-After` seconds",
     503: "Overloaded or a dependency is down: retry after `Retry-After` seconds",
     504: "The request ran past its deadline and was cancelled",

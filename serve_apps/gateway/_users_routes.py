@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from strata.schemas import PLAIN_TEXT, Permissions, Profile, ProfileUpdate, RolesUpdate, UserPage
 from strata.serve_apps.gateway._access import PermissionCache, caller_of
 from strata.serve_apps.gateway._deps import UsersDep
+from strata.serve_apps.gateway._json_bodies import JsonBodyRoute
 from strata.serve_apps.gateway._problems import problem_responses
 from strata.serve_apps.gateway._tokens import AccessClaims
 
 Caller = Annotated[AccessClaims, Depends(caller_of)]
 
 # Errors every route may give are added to the OpenAPI document from the routing table (_openapi.py).
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=JsonBodyRoute)  # bodies parsed once, nesting bounded
 
 
 def _request_id(request: Request) -> str | None:

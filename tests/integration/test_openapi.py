@@ -5,8 +5,14 @@ of the app); schemathesis, authenticated as an administrator (every
 permission), sends schema-valid and schema-violating requests to every
 operation and finds no 5xx.
 
+The data routes (issue 11, Must show 9): documented with their headers (ETag,
+Location; If-Match, If-None-Match, Idempotency-Key) and 304/412/428 answers;
+schemathesis' stateful run follows the links from the create answers (a
+collection, then its items, with their ETags as If-Match) and finds no 5xx.
+
 Bounded: ``MAX_EXAMPLES`` positive and as many negative examples per operation,
-no shrinking, a fixed seed. Left out of the run: ``POST /v1/auth/logout-all``,
+``STATEFUL_EXAMPLES`` scenarios of at most ``STATEFUL_STEPS`` calls, no
+shrinking, a fixed seed. Left out of the run: ``POST /v1/auth/logout-all``,
 which would end the sessions of the very token the run uses (it has its own
 tests in test_identity_http.py and test_authorization.py).
 """
@@ -33,6 +39,8 @@ from tests.conftest import System
 pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = 10
+STATEFUL_EXAMPLES = 15
+STATEFUL_STEPS = 8
 EXCLUDED = {("POST", "/v1/auth/logout-all")}
 DOCUMENTS = {("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/assets/{name}")}
 """Routes that serve the documentation itself (in the table, not operations of the API)."""
@@ -198,3 +206,98 @@ def test_the_docs_page_names_no_other_host_and_its_assets_answer(system: System)
     }
     # The edge's CSP forbids framing only: it lets the page run its own script and load same-origin assets.
     assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+_DATA = {(route.method, route.path) for route in ROUTES if route.app == "data"}
+_SINGLE_GETS = {
+    "/v1/collections/{collection_id}",
+    "/v1/collections/{collection_id}/members/{user_id}",
+    "/v1/collections/{collection_id}/items/{item_id}",
+}
+_MUST_MATCH = {
+    ("PATCH", "/v1/collections/{collection_id}"),
+    ("DELETE", "/v1/collections/{collection_id}"),
+    ("PUT", "/v1/collections/{collection_id}/items/{item_id}"),
+    ("PATCH", "/v1/collections/{collection_id}/items/{item_id}"),
+    ("DELETE", "/v1/collections/{collection_id}/items/{item_id}"),
+}
+
+
+def _header_parameters(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "header"}
+
+
+def test_the_data_routes_document_their_headers_conditional_answers_links_and_limits(
+    document: dict[str, Any], system: System
+) -> None:
+    operations = _operations(document)
+    assert set(operations) >= _DATA and len(_DATA) == 16
+    for method, path in _DATA:
+        operation = operations[(method, path)]
+        responses, headers = operation["responses"], _header_parameters(operation)
+        if method == "GET" and path in _SINGLE_GETS:
+            assert "ETag" in responses["200"]["headers"], path
+            assert set(responses["304"]["headers"]) >= {"ETag"}, path
+            assert headers["If-None-Match"]["description"], path
+        if (method, path) in _MUST_MATCH:
+            assert {"412", "428"} <= set(responses), (method, path)
+            assert "Required" in headers["If-Match"]["description"], (method, path)
+        if method == "POST":
+            assert headers["Idempotency-Key"]["description"] and "409" in responses, path
+        if method == "PATCH":
+            assert set(operation["requestBody"]["content"]) == {"application/merge-patch+json", "application/json"}
+            assert "415" in responses
+        if method == "GET" and path.endswith(("/members", "/items", "/collections")):
+            assert "400" in responses, path  # an invalid cursor
+            limit = next(p for p in operation["parameters"] if p["name"] == "limit")
+            assert limit["schema"]["maximum"] == system.settings.data_max_page_size
+    for create, follows in (("/v1/collections", "getCollection"), ("/v1/collections/{collection_id}/items", "getItem")):
+        created = operations[("POST", create)]["responses"]["201"]
+        assert {"Location", "ETag"} <= set(created["headers"])
+        assert follows in {link["operationId"] for link in created["links"].values()}
+    batch = document["components"]["schemas"]["ItemBatchCreate"]["properties"]["items"]
+    assert batch["maxItems"] == system.settings.data_max_batch_items
+    assert f"{system.settings.idempotency_key_ttl_s} s" in document["info"]["description"]
+
+
+def test_a_stateful_schemathesis_run_over_the_data_routes_follows_links_and_finds_no_server_error(
+    system: System, ray_driver: None, document: dict[str, Any], record_property: Any
+) -> None:
+    headers = _admin_headers(system)  # admin: data:write to create, data:admin to read everything
+    schema = schemathesis.openapi.from_dict(document).include(path_regex="^/v1/collections")
+    ca = system.runtime.ca_file
+    verify: str | bool = str(ca) if ca is not None else True
+    base_url = system.runtime.gateway_url
+    failures: list[str] = []
+    statuses: dict[str, dict[int, int]] = {}
+
+    class DataRoutes(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": base_url, "headers": headers, "verify": verify, "timeout": 30}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            label = f"{case.operation.method.upper()} {case.operation.path}"
+            counts = statuses.setdefault(label, {})
+            counts[response.status_code] = counts.get(response.status_code, 0) + 1
+            if response.status_code >= 500:
+                curl = case.as_curl_command(headers={"Authorization": "Bearer <admin token>"}, verify=False)
+                failures.append(f"{response.status_code} {label}: {response.text[:300]}\n  {curl}")
+
+    DataRoutes.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    record_property("stateful_statuses", statuses)
+    print(f"stateful schemathesis over the data routes: {statuses}")
+    assert failures == [], "\n".join(failures)
+    followed = {label for label, counts in statuses.items() if any(200 <= code < 300 for code in counts)}
+    # The links were followed: operations on a created collection and item answered successfully.
+    assert {"POST /v1/collections", "GET /v1/collections/{collection_id}"} <= followed, statuses
+    assert any(label.startswith("GET /v1/collections/{collection_id}/items") for label in followed), statuses

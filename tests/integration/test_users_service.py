@@ -27,6 +27,7 @@ from strata.schemas import (
     Conflict,
     DeletedUser,
     InvalidCredentials,
+    InvalidCursor,
     InvalidToken,
     Profile,
     ResourceNotFound,
@@ -195,9 +196,9 @@ async def test_list_users_walks_every_page_once_and_filters(system: System, ray_
 
     zone_less = base64.urlsafe_b64encode(orjson.dumps(["2026-03-04T05:06:07", viewer])).decode()
     for bad in ("not a cursor!", base64.urlsafe_b64encode(b'["x", 1]').decode(), zone_less):
-        with pytest.raises(Unprocessable) as caught:
+        with pytest.raises(InvalidCursor) as caught:
             await users().list_users(cursor=bad, limit=2)
-        assert caught.value.extra["code"] == "invalid-cursor"
+        assert caught.value.status == 400
     with pytest.raises(Unprocessable):
         await users().list_users(limit=201)
 

@@ -72,11 +72,15 @@ def test_credential_routes_are_limited_strictest_reads_as_reads_and_only_probes_
         assert limit == ("read" if method in ("GET", "HEAD") else "write"), (method, path, limit)
 
 
+_RESOURCE_APPS = {"collections": "data"}
+"""Path segments that are not the name of the service answering them."""
+
+
 def test_each_route_names_the_service_its_path_belongs_to() -> None:
     for route in ROUTES:
         segments = route.path.split("/")
         if route.path.startswith("/v1/"):
-            assert route.app in (segments[2], "gateway"), route
+            assert route.app in (_RESOURCE_APPS.get(segments[2], segments[2]), "gateway"), route
         elif route.path == "/.well-known/jwks.json":
             assert route.app == "auth"
         else:
@@ -139,3 +143,14 @@ async def test_a_replica_that_never_had_the_permissions_map_answers_503_not_403(
     with pytest.raises(ServiceUnavailable) as caught:
         await cache.permissions(("member",))
     assert caught.value.status == 503 and caught.value.retry_after is not None
+
+
+def test_every_data_route_is_in_the_table_reads_need_data_read_and_changes_data_write() -> None:
+    data_routes = {key for key in _routes() if key[1].startswith("/v1/collections")}
+    assert len(data_routes) == 16
+    for method, path in data_routes:
+        route = ROUTE_TABLE[(method, path)]
+        reading = method == "GET"
+        assert route.app == "data", route
+        assert route.permission == ("data:read" if reading else "data:write"), route
+        assert route.limit == ("read" if reading else "write"), route

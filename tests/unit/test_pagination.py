@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from strata.schemas import Unprocessable
+from strata.schemas import InvalidCursor, Unprocessable
 from strata.serve_apps._pagination import (
     MAX_PAGE_LIMIT,
     KeysetPosition,
@@ -83,11 +83,11 @@ def _tampered(edit: tuple[str, str]) -> str:
     ],
 )
 def test_anything_but_a_cursor_it_made_is_an_invalid_cursor(cursor: str) -> None:
-    with pytest.raises(Unprocessable) as caught:
+    with pytest.raises(InvalidCursor) as caught:
         decode_cursor(cursor)
 
-    assert caught.value.status == 422
-    assert caught.value.extra["code"] == "invalid-cursor"
+    assert caught.value.status == 400
+    assert caught.value.slug == "invalid-cursor"
 
 
 def test_the_next_page_cursor_points_after_the_last_row_shown_and_is_none_on_the_last_page() -> None:
