@@ -64,11 +64,14 @@ class System:
         return ssl.create_default_context(cafile=str(ca)) if ca is not None else True
 
     def client(self, **options: Any) -> httpx.Client:
-        """An HTTP client of the public endpoint (``base_url`` set, TLS verified against strata's CA)."""
-        return httpx.Client(base_url=self.runtime.gateway_url, verify=self.verify, timeout=15, **options)
+        """An HTTP client of the public endpoint (``base_url`` set, TLS verified against strata's CA, 15 s timeout
+        unless ``options`` say otherwise)."""
+        options.setdefault("timeout", 15)
+        return httpx.Client(base_url=self.runtime.gateway_url, verify=self.verify, **options)
 
     def async_client(self, **options: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.runtime.gateway_url, verify=self.verify, timeout=15, **options)
+        options.setdefault("timeout", 15)
+        return httpx.AsyncClient(base_url=self.runtime.gateway_url, verify=self.verify, **options)
 
     def forget_client_login_failures(self) -> None:
         """Every HTTP test comes from a loopback address: forget the failed logins counted against client

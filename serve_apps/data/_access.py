@@ -99,18 +99,27 @@ def access_role(row_role: str | None, caller: DataCaller) -> AccessRole | None:
 async def collection_access(
     conn: asyncpg.Connection, caller: DataCaller, collection_id: str, *, lock: Lock = None
 ) -> CollectionAccess:
-    """The collection and the caller's role, in one query; :class:`CollectionNotFound` when they may not see it.
+    """The collection and the caller's role; :class:`CollectionNotFound` when they may not see it.
 
-    ``lock`` ``share`` keeps the collection (and its schema) as read until the transaction ends (item and member
-    writes); ``update`` is for changing or deleting the collection itself.
+    A read is one query. A change first takes the collection's row lock, then reads the role in a second statement:
+    ``share`` (item writes) keeps the collection, its schema and its memberships as read until the transaction
+    ends; ``update`` (changing the collection or its members, deleting it) waits for the item writes in flight and
+    holds new ones back. The second statement sees what committed while the lock was awaited (READ COMMITTED takes a
+    snapshot per statement; one statement that waited on the lock would judge by the membership it read before), so
+    an editor removed while their write waited is refused, and one whose write was in flight when they were removed
+    committed it before the removal's event.
     """
-    suffix = {None: "", "share": " FOR SHARE OF c", "update": " FOR UPDATE OF c"}[lock]
+    cid, user = collection_uuid(collection_id), caller_uuid(caller)
+    if lock is not None:
+        strength = "SHARE" if lock == "share" else "UPDATE"
+        if await conn.fetchval(f"SELECT true FROM data.collections WHERE id = $1::uuid FOR {strength}", cid) is None:
+            raise CollectionNotFound("no such collection")
     row = await conn.fetchrow(
         f"SELECT {COLLECTION_COLUMNS}, {ROLE} FROM data.collections c"
         " LEFT JOIN data.members m ON m.collection_id = c.id AND m.user_id = $2::uuid"
-        f" WHERE c.id = $1::uuid{suffix}",
-        collection_uuid(collection_id),
-        caller_uuid(caller),
+        " WHERE c.id = $1::uuid",
+        cid,
+        user,
     )
     role = None if row is None else access_role(row["role"], caller)
     if row is None or role is None:

@@ -6,6 +6,7 @@ script calling the service by handle is held to the same rules as an HTTP client
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -41,6 +42,10 @@ class DataLimits:
         )
 
 
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""A NUL character in JSON text: ``\u0000`` not itself escaped (``\\u0000`` is a backslash, then ``u0000``)."""
+
+
 def json_depth(value: JsonValue) -> int:
     """How deeply ``value`` nests: 0 for a scalar, 1 for ``{}`` or ``[1]``, 2 for ``{"a": [1]}``.
 
@@ -73,6 +78,8 @@ def check_json_bounds(value: JsonValue, *, max_bytes: int, max_depth: int, what:
         raise Unprocessable(f"{what} is not JSON", code=code_prefix or "invalid-attributes") from exc
     if len(encoded) > max_bytes:
         raise Unprocessable(f"{what} is larger than {max_bytes} bytes of JSON", code=code_prefix or "too-large")
+    if _NUL.search(encoded):  # PostgreSQL's jsonb holds no NUL character, in a key or a string
+        raise Unprocessable(f"{what} holds a NUL character (\\u0000)", code=code_prefix or "invalid-attributes")
     return encoded
 
 

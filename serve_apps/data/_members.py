@@ -85,7 +85,7 @@ async def put_member(
     if role not in ("viewer", "editor"):
         raise Unprocessable("a member's role is viewer or editor", code="invalid-role")
     member = _member_uuid(user_id, missing=False)
-    access = await collection_access(conn, caller, collection_id, lock="share")
+    access = await collection_access(conn, caller, collection_id, lock="update")
     access.require_owner("share it")
     if member == access.collection.owner_id:
         raise Unprocessable("the owner is not a member of their own collection", code="owner-not-member")
@@ -196,7 +196,7 @@ async def remove_member(
     """End ``user_id``'s membership: the owner removes (reason ``removed``), a member leaves (``left``)."""
     member = _member_uuid(user_id, missing=True)
     actor = caller_uuid(caller)
-    access = await collection_access(conn, caller, collection_id, lock="share")
+    access = await collection_access(conn, caller, collection_id, lock="update")
     if member == access.collection.owner_id:
         raise Unprocessable("the owner is not a member of their own collection", code="owner-not-member")
     leaving = member == actor and access.role in ("viewer", "editor")

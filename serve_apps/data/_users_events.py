@@ -31,6 +31,14 @@ async def apply_users_event(conn: asyncpg.Connection, event: CloudEvent[Any]) ->
         logger.warning("users event %s names no user id the data service knows; ignored", event.id)
         return
     actor = event.actor or "system"
+    # As a member change does (_access.collection_access), lock each collection first: the user's item writes in
+    # flight commit before their membership ends, and none starts after. In id order, so two such deletions
+    # never wait on each other in a cycle.
+    await conn.execute(
+        "SELECT c.id FROM data.collections c JOIN data.members m ON m.collection_id = c.id"
+        " WHERE m.user_id = $1 ORDER BY c.id FOR UPDATE OF c",
+        user_id,
+    )
     memberships = await conn.fetch(
         "DELETE FROM data.members WHERE user_id = $1 RETURNING collection_id::text AS collection_id, role", user_id
     )
