@@ -105,9 +105,7 @@ class DataClient(ServiceClient):
         self, caller: DataCaller, collection_id: str, *, if_match: IfMatch, request_id: str | None = None
     ) -> None:
         """Delete the collection with its items and members (owner only)."""
-        await self._call_none(
-            "delete_collection", caller, collection_id, if_match=if_match, request_id=request_id
-        )
+        await self._call_none("delete_collection", caller, collection_id, if_match=if_match, request_id=request_id)
 
     # --- members ----------------------------------------------------------------------------------------------------
 
@@ -153,9 +151,7 @@ class DataClient(ServiceClient):
         request_id: str | None = None,
     ) -> None:
         """End ``user_id``'s membership (the owner, or the member themself: leaving)."""
-        await self._call_none(
-            "remove_member", caller, collection_id, user_id, if_match=if_match, request_id=request_id
-        )
+        await self._call_none("remove_member", caller, collection_id, user_id, if_match=if_match, request_id=request_id)
 
     # --- items ------------------------------------------------------------------------------------------------------
 
@@ -247,6 +243,4 @@ class DataClient(ServiceClient):
         request_id: str | None = None,
     ) -> None:
         """Delete the item (owner or editor)."""
-        await self._call_none(
-            "delete_item", caller, collection_id, item_id, if_match=if_match, request_id=request_id
-        )
+        await self._call_none("delete_item", caller, collection_id, item_id, if_match=if_match, request_id=request_id)

@@ -1,112 +1,418 @@
-"""Data items: store, change and delete a JSON document; every change records its event in the outbox.
+"""Items of a collection: create (one or a batch, idempotent), read, list, replace, patch, delete.
 
-Plain async functions over an asyncpg connection inside a unit of work
-(``Database.run_in_transaction``), so the change and its event commit together.
-They answer :class:`~strata.schemas.Item`; an id that names no item (or is no
-UUID) is :class:`~strata.schemas.ItemNotFound`, a 404 at the gateway.
+Units of work over an asyncpg connection inside a transaction (``Database.run_in_transaction``): every change
+records one event per item on ``strata.data.collection.v1``, keyed by the collection id (subject
+``collection/<cid>/item/<iid>``, actor the caller), in the same transaction. Every query names ``collection_id``,
+so it touches one partition of ``data.items``.
+
+Writes first read the collection and the caller's role with ``FOR SHARE`` (its schema cannot change under them),
+then lock the item ``FOR UPDATE`` and compare ``If-Match`` with its version: of concurrent changes naming one
+version, exactly one succeeds and the rest are :class:`~strata.schemas.PreconditionFailed`. A missing item is
+:class:`~strata.schemas.ItemNotFound` before any precondition.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 import orjson
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
-from strata.actors.outbox import record_event
-from strata.schemas import Item, ItemNotFound
+from strata.schemas import (
+    CreatedItem,
+    CreatedItems,
+    DataCaller,
+    IfMatch,
+    Item,
+    ItemBatch,
+    ItemBatchCreate,
+    ItemCreate,
+    ItemNotFound,
+    ItemPage,
+    ItemQuery,
+    ItemReplace,
+    PreconditionFailed,
+    Unprocessable,
+)
 from strata.schemas.events import (
     ITEM_CREATED,
     ITEM_DELETED,
     ITEM_UPDATED,
+    EventType,
     ItemCreated,
     ItemDeleted,
     ItemUpdated,
-    new_event,
 )
+from strata.serve_apps.data import _idempotency
+from strata.serve_apps.data._access import CollectionAccess, caller_uuid, collection_access
+from strata.serve_apps.data._collections import record_collection_event
+from strata.serve_apps.data._cursors import next_cursor, verify_cursor
+from strata.serve_apps.data._item_schemas import item_validator, validate_attributes
+from strata.serve_apps.data._limits import DataLimits, check_attributes, check_json_bounds, check_limit
+from strata.serve_apps.data._merge_patch import patched
 
-_COLUMNS = "id::text AS id, owner_id, kind, body::text AS body, version, created_at, updated_at"
+ITEM_COLUMNS = (
+    "id::text AS id, collection_id::text AS collection_id, title, attributes::text AS attributes, tags, version,"
+    " created_by::text AS created_by, updated_by::text AS updated_by, created_at, updated_at"
+)
+_SORT_COLUMNS = {"created": "created_at", "updated": "updated_at"}
 
 
-def _public(row: asyncpg.Record) -> Item:
-    item = dict(row)
-    item["body"] = orjson.loads(item["body"])
-    item["created_at"] = item["created_at"].isoformat()
-    item["updated_at"] = item["updated_at"].isoformat()
-    return Item.model_validate(item)
+def public_item(row: asyncpg.Record | dict[str, Any]) -> Item:
+    return Item(
+        id=row["id"],
+        collection_id=row["collection_id"],
+        title=row["title"],
+        attributes=orjson.loads(row["attributes"]),
+        tags=list(row["tags"]),
+        version=row["version"],
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+    )
 
 
 def item_uuid(item_id: str) -> str:
-    """``item_id`` as a canonical UUID string; :class:`ItemNotFound` when it is not one (no such item)."""
+    """``item_id`` as a canonical UUID; :class:`ItemNotFound` when it is none (it names no item)."""
     try:
         return str(uuid.UUID(item_id))
     except (ValueError, TypeError, AttributeError):
-        raise ItemNotFound("no such item") from None  # not its text: a caller's input is never echoed back
+        raise ItemNotFound("no such item") from None
+
+
+def _clean_tags(tags: list[str]) -> list[str]:
+    return sorted(set(tags))
+
+
+def _checked_attributes(
+    access: CollectionAccess, attributes: dict[str, JsonValue], limits: DataLimits, *, index: int | None = None
+) -> str:
+    """``attributes`` as JSON text, within the limits and valid for the collection's schema."""
+    try:
+        encoded = check_attributes(attributes, limits)
+    except Unprocessable as exc:
+        if index is not None:
+            exc.extra["index"] = index
+        raise
+    if access.item_schema is not None:
+        validator = item_validator(access.id, access.version, access.item_schema)
+        validate_attributes(validator, attributes, index=index)
+    return encoded.decode()
+
+
+async def _record_item_event(
+    conn: asyncpg.Connection, item: Item, *, deleted: bool = False, request_id: str | None, actor: str
+) -> None:
+    subject = f"collection/{item.collection_id}/item/{item.id}"
+    event: EventType
+    payload: BaseModel
+    if deleted:
+        event, payload = (
+            ITEM_DELETED,
+            ItemDeleted(collection_id=item.collection_id, item_id=item.id, version=item.version),
+        )
+    elif item.version == 1:
+        event, payload = ITEM_CREATED, ItemCreated(collection_id=item.collection_id, item_id=item.id, version=1)
+    else:
+        event, payload = (
+            ITEM_UPDATED,
+            ItemUpdated(collection_id=item.collection_id, item_id=item.id, version=item.version),
+        )
+    await record_collection_event(
+        conn, event, payload, item.collection_id, subject=subject, request_id=request_id, actor=actor
+    )
+
+
+_INSERT_ITEMS = (
+    "INSERT INTO data.items"
+    " (collection_id, id, title, attributes, tags, created_by, updated_by, created_at, updated_at)"
+    " SELECT $1::uuid, u.id, u.title, u.attributes::jsonb, ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)),"
+    " $2::uuid, $2::uuid, t.at, t.at"
+    " FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS u(id, title, attributes, tags, n)"
+    " CROSS JOIN LATERAL (SELECT clock_timestamp() AS at) t ORDER BY u.n"
+    f" RETURNING {ITEM_COLUMNS}"
+)
+
+
+async def _insert_items(
+    conn: asyncpg.Connection,
+    access: CollectionAccess,
+    bodies: list[ItemCreate],
+    limits: DataLimits,
+    author: str,
+    *,
+    batch: bool,
+    request_id: str | None,
+) -> list[Item]:
+    access.require_writer("create items")
+    attributes = [
+        _checked_attributes(access, body.attributes, limits, index=i if batch else None)
+        for i, body in enumerate(bodies)
+    ]
+    ids = [str(uuid.uuid4()) for _ in bodies]
+    rows = await conn.fetch(
+        _INSERT_ITEMS,
+        access.id,
+        author,
+        ids,
+        [body.title for body in bodies],
+        attributes,
+        [orjson.dumps(_clean_tags(body.tags)).decode() for body in bodies],
+    )
+    by_id = {row["id"]: public_item(row) for row in rows}
+    items = [by_id[item_id] for item_id in ids]
+    for item in items:
+        await _record_item_event(conn, item, request_id=request_id, actor=author)
+    return items
 
 
 async def create_item(
-    conn: asyncpg.Connection, owner_id: str, kind: str, body: JsonValue, *, request_id: str | None = None
-) -> Item:
-    """Store a new item owned by ``owner_id``; records ``strata.data.item.created.v1``."""
-    item_id = str(uuid.uuid4())
+    conn: asyncpg.Connection,
+    caller: DataCaller,
+    collection_id: str,
+    body: ItemCreate,
+    *,
+    limits: DataLimits,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+) -> CreatedItem:
+    """A new item (owner or editor), version 1; records ``item_created``."""
+    author = caller_uuid(caller)
+    request = _idempotency.idempotent_request(
+        author, "create_item", idempotency_key, {"collection_id": collection_id, "body": body.model_dump(mode="json")}
+    )
+    if request is not None:
+        stored = await _idempotency.begin(conn, request, wait_s=limits.idempotency_wait_s)
+        if stored is not None:
+            return CreatedItem.model_validate_json(stored.response).model_copy(update={"replayed": True})
+    access = await collection_access(conn, caller, collection_id, lock="share")
+    (item,) = await _insert_items(conn, access, [body], limits, author, batch=False, request_id=request_id)
+    created = CreatedItem(item=item)
+    if request is not None:
+        location = f"/v1/collections/{item.collection_id}/items/{item.id}"
+        answer = _idempotency.StoredAnswer(201, created.model_dump_json().encode(), location)
+        await _idempotency.remember(conn, request, answer, ttl_s=limits.idempotency_ttl_s)
+    return created
+
+
+async def create_items(
+    conn: asyncpg.Connection,
+    caller: DataCaller,
+    collection_id: str,
+    body: ItemBatchCreate,
+    *,
+    limits: DataLimits,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+) -> CreatedItems:
+    """Up to ``data_max_batch_items`` items, all or none; one ``item_created`` per item.
+
+    An item the collection's schema refuses makes the whole batch :class:`Unprocessable` (``index`` names it).
+    """
+    if len(body.items) > limits.max_batch_items:
+        raise Unprocessable(f"a batch holds at most {limits.max_batch_items} items", code="batch-too-large")
+    author = caller_uuid(caller)
+    request = _idempotency.idempotent_request(
+        author, "create_items", idempotency_key, {"collection_id": collection_id, "body": body.model_dump(mode="json")}
+    )
+    if request is not None:
+        stored = await _idempotency.begin(conn, request, wait_s=limits.idempotency_wait_s)
+        if stored is not None:
+            return CreatedItems.model_validate_json(stored.response).model_copy(update={"replayed": True})
+    access = await collection_access(conn, caller, collection_id, lock="share")
+    items = await _insert_items(conn, access, list(body.items), limits, author, batch=True, request_id=request_id)
+    created = CreatedItems(batch=ItemBatch(items=items))
+    if request is not None:
+        answer = _idempotency.StoredAnswer(
+            201, created.model_dump_json().encode(), f"/v1/collections/{access.id}/items"
+        )
+        await _idempotency.remember(conn, request, answer, ttl_s=limits.idempotency_ttl_s)
+    return created
+
+
+async def get_item(conn: asyncpg.Connection, caller: DataCaller, collection_id: str, item_id: str) -> Item:
+    """One item, if the caller may read the collection."""
+    access = await collection_access(conn, caller, collection_id)
     row = await conn.fetchrow(
-        f"INSERT INTO data.items (id, owner_id, kind, body) VALUES ($1, $2, $3, $4::jsonb) RETURNING {_COLUMNS}",
-        item_id,
-        owner_id,
-        kind,
-        orjson.dumps(body).decode(),
+        f"SELECT {ITEM_COLUMNS} FROM data.items WHERE collection_id = $1 AND id = $2", access.id, item_uuid(item_id)
     )
-    assert row is not None
-    payload = ItemCreated(item_id=item_id, owner_id=owner_id, kind=kind, version=1)
-    await record_event(
-        conn,
-        new_event(ITEM_CREATED, payload, subject=f"item/{item_id}", key=item_id, request_id=request_id, actor=owner_id),
-    )
-    return _public(row)
+    if row is None:
+        raise ItemNotFound("no such item")
+    return public_item(row)
 
 
-async def update_item(
-    conn: asyncpg.Connection, item_id: str, body: JsonValue, *, request_id: str | None = None
-) -> Item:
-    """Replace an item's body (its version goes up by one); records ``strata.data.item.updated.v1``."""
-    item_id = item_uuid(item_id)
+def _query_listing(collection_id: str, query: ItemQuery, updated_since: datetime | None) -> dict[str, JsonValue]:
+    return {
+        "listing": "items",
+        "collection": collection_id,
+        "sort": query.sort,
+        "order": query.order,
+        "tags": list[JsonValue](sorted(set(query.tags))),
+        "attributes": query.attributes,
+        "updated_since": None if updated_since is None else updated_since.isoformat(),
+    }
+
+
+def _updated_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except (ValueError, TypeError):
+        raise Unprocessable("updated_since is an ISO 8601 moment", code="invalid-updated-since") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise Unprocessable("updated_since needs a time zone (Z or +hh:mm)", code="invalid-updated-since")
+    return moment
+
+
+async def list_items(
+    conn: asyncpg.Connection, caller: DataCaller, collection_id: str, query: ItemQuery, *, limits: DataLimits
+) -> ItemPage:
+    """One page of the collection's items as ``query`` filters and orders them (keyset on (sort moment, id)).
+
+    Items that existed when a listing began are each listed once, in order, whatever is written meanwhile.
+    """
+    check_limit(query.limit, limits)
+    if len(query.tags) > 32:
+        raise Unprocessable("filter by at most 32 tags", code="invalid-query")
+    if query.attributes is not None:
+        check_attributes(query.attributes, limits)
+    since = _updated_since(query.updated_since)
+    access = await collection_access(conn, caller, collection_id)
+    listing = _query_listing(access.id, query, since)
+    after = verify_cursor(limits.cursor_key, listing, query.cursor) if query.cursor else None
+    column = _SORT_COLUMNS[query.sort]
+    direction, compare = ("ASC", ">") if query.order == "asc" else ("DESC", "<")
+    conditions = ["collection_id = $1"]
+    args: list[Any] = [access.id]
+    if query.tags:
+        args.append(sorted(set(query.tags)))
+        conditions.append(f"tags @> ${len(args)}::text[]")
+    if query.attributes is not None:
+        args.append(orjson.dumps(query.attributes).decode())
+        conditions.append(f"attributes @> ${len(args)}::jsonb")
+    if since is not None:
+        args.append(since)
+        conditions.append(f"updated_at >= ${len(args)}")
+    if after is not None:
+        args.extend([after.moment, after.id])
+        conditions.append(f"({column}, id) {compare} (${len(args) - 1}, ${len(args)}::uuid)")
+    args.append(query.limit + 1)
+    rows = await conn.fetch(
+        f"SELECT {ITEM_COLUMNS} FROM data.items WHERE {' AND '.join(conditions)}"
+        f" ORDER BY {column} {direction}, id {direction} LIMIT ${len(args)}",
+        *args,
+    )
+    page_rows = [dict(r) for r in rows]
+    return ItemPage(
+        items=[public_item(row) for row in rows[: query.limit]],
+        next_cursor=next_cursor(limits.cursor_key, listing, page_rows, query.limit, moment=column, row_id="id"),
+    )
+
+
+async def _locked_item(
+    conn: asyncpg.Connection, caller: DataCaller, collection_id: str, item_id: str, if_match: IfMatch, action: str
+) -> tuple[CollectionAccess, Item]:
+    """The collection (shared lock) and the item (locked for update) a change may go on with."""
+    access = await collection_access(conn, caller, collection_id, lock="share")
+    access.require_writer(action)
     row = await conn.fetchrow(
-        "UPDATE data.items SET body = $2::jsonb, version = version + 1, updated_at = now()"
-        f" WHERE id = $1 RETURNING {_COLUMNS}",
-        item_id,
-        orjson.dumps(body).decode(),
+        f"SELECT {ITEM_COLUMNS} FROM data.items WHERE collection_id = $1 AND id = $2 FOR UPDATE",
+        access.id,
+        item_uuid(item_id),
     )
     if row is None:
-        raise ItemNotFound(f"no item {item_id}")
-    payload = ItemUpdated(item_id=item_id, owner_id=row["owner_id"], kind=row["kind"], version=row["version"])
-    await record_event(
-        conn,
-        new_event(
-            ITEM_UPDATED, payload, subject=f"item/{item_id}", key=item_id, request_id=request_id, actor=row["owner_id"]
-        ),
+        raise ItemNotFound("no such item")
+    item = public_item(row)
+    if not if_match.matches(item.version):
+        raise PreconditionFailed("the item changed since this version was read")
+    return access, item
+
+
+async def _write_item(
+    conn: asyncpg.Connection,
+    access: CollectionAccess,
+    item: Item,
+    body: ItemReplace,
+    limits: DataLimits,
+    author: str,
+    request_id: str | None,
+) -> Item:
+    attributes = _checked_attributes(access, body.attributes, limits)
+    row = await conn.fetchrow(
+        "UPDATE data.items SET title = $3, attributes = $4::jsonb, tags = $5, version = version + 1,"
+        " updated_by = $6, updated_at = now()"
+        f" WHERE collection_id = $1 AND id = $2 RETURNING {ITEM_COLUMNS}",
+        access.id,
+        item.id,
+        body.title,
+        attributes,
+        _clean_tags(body.tags),
+        author,
     )
-    return _public(row)
+    assert row is not None  # locked in this transaction
+    updated = public_item(row)
+    await _record_item_event(conn, updated, request_id=request_id, actor=author)
+    return updated
 
 
-async def delete_item(conn: asyncpg.Connection, item_id: str, *, request_id: str | None = None) -> None:
-    """Delete an item; records ``strata.data.item.deleted.v1``."""
-    item_id = item_uuid(item_id)
-    row = await conn.fetchrow("DELETE FROM data.items WHERE id = $1 RETURNING owner_id, version", item_id)
-    if row is None:
-        raise ItemNotFound(f"no item {item_id}")
-    payload = ItemDeleted(item_id=item_id, owner_id=row["owner_id"], version=row["version"])
-    await record_event(
-        conn,
-        new_event(
-            ITEM_DELETED, payload, subject=f"item/{item_id}", key=item_id, request_id=request_id, actor=row["owner_id"]
-        ),
+async def replace_item(
+    conn: asyncpg.Connection,
+    caller: DataCaller,
+    collection_id: str,
+    item_id: str,
+    body: ItemReplace,
+    *,
+    limits: DataLimits,
+    if_match: IfMatch,
+    request_id: str | None = None,
+) -> Item:
+    """Replace the item's title, attributes and tags (owner or editor); records ``item_updated``."""
+    check_attributes(body.attributes, limits)
+    access, item = await _locked_item(conn, caller, collection_id, item_id, if_match, "change items")
+    return await _write_item(conn, access, item, body, limits, caller_uuid(caller), request_id)
+
+
+async def patch_item(
+    conn: asyncpg.Connection,
+    caller: DataCaller,
+    collection_id: str,
+    item_id: str,
+    patch: dict[str, JsonValue],
+    *,
+    limits: DataLimits,
+    if_match: IfMatch,
+    request_id: str | None = None,
+) -> Item:
+    """Apply a JSON Merge Patch to the item's title, attributes and tags (owner or editor); records ``item_updated``.
+
+    The result must be a valid :class:`~strata.schemas.ItemReplace` (else ``invalid-patch``) and satisfy the limits
+    and the collection's schema.
+    """
+    check_json_bounds(
+        patch, max_bytes=limits.max_attributes_bytes + 8192, max_depth=limits.max_json_depth + 1, what="the patch"
     )
+    access, item = await _locked_item(conn, caller, collection_id, item_id, if_match, "change items")
+    target: dict[str, JsonValue] = {"title": item.title, "attributes": item.attributes, "tags": list(item.tags)}
+    body = patched(ItemReplace, target, patch)
+    return await _write_item(conn, access, item, body, limits, caller_uuid(caller), request_id)
 
 
-async def get_item(conn: asyncpg.Connection, item_id: str) -> Item:
-    """The item ``item_id``."""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM data.items WHERE id = $1", item_uuid(item_id))
-    if row is None:
-        raise ItemNotFound(f"no item {item_id}")
-    return _public(row)
+async def delete_item(
+    conn: asyncpg.Connection,
+    caller: DataCaller,
+    collection_id: str,
+    item_id: str,
+    *,
+    if_match: IfMatch,
+    request_id: str | None = None,
+) -> None:
+    """Delete the item (owner or editor); records ``item_deleted``."""
+    access, item = await _locked_item(conn, caller, collection_id, item_id, if_match, "delete items")
+    await conn.execute("DELETE FROM data.items WHERE collection_id = $1 AND id = $2", access.id, item.id)
+    author = caller_uuid(caller)
+    await _record_item_event(conn, item, deleted=True, request_id=request_id, actor=author)
