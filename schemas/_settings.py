@@ -521,7 +521,7 @@ class Settings(BaseSettings):
         return not self.ray_address
 
     def derived_key(self, purpose: str) -> bytes:
-        """A 32-byte key for ``purpose`` (e.g. ``"data-cursor"``), derived from the master secret (resolved settings)."""
+        """A 32-byte key for ``purpose`` (e.g. ``"data-cursor"``), derived from the master secret (resolved)."""
         if self.secret_key is None:
             raise ValueError("derived_key needs the master secret (resolved settings)")
         return hmac.new(self.secret_key.get_secret_value().encode(), f"key:{purpose}".encode(), hashlib.sha256).digest()

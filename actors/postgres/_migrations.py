@@ -13,8 +13,8 @@ import hashlib
 import importlib.util
 import logging
 import re
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg

@@ -30,6 +30,7 @@ SEEDED = {
         "profile:write",
         "data:read",
         "data:write",
+        "data:admin",
         "users:read",
         "users:write",
         "audit:read",
