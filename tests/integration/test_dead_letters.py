@@ -22,7 +22,7 @@ from strata.actors.kafka import (
 )
 from strata.actors.postgres import service_dsn
 from strata.schemas import service_spec
-from strata.schemas.events import ITEM_CREATED, ItemCreated, encode, new_event, topic_name
+from strata.schemas.events import ITEM_CREATED, ItemCreated, encode, new_event
 from tests.conftest import System
 from tests.integration import units_of_work
 from tests.integration.eventing import admin_value, eventually
@@ -52,7 +52,7 @@ async def test_an_unparseable_message_is_dead_lettered_and_the_audit_group_moves
     system: System, ray_driver: None
 ) -> None:
     key = f"garbage-{uuid.uuid4().hex[:6]}".encode()  # unique: it finds this test's letter among all of them
-    await _produce(system, topic_name("data", "item"), key, b"{not json at all")
+    await _produce(system, ITEM_CREATED.topic, key, b"{not json at all")
 
     async def dead_lettered() -> list[object]:
         letters = await list_dead_letters(system.runtime.settings, AUDIT.group, pending_only=False)
@@ -61,7 +61,7 @@ async def test_an_unparseable_message_is_dead_lettered_and_the_audit_group_moves
     [letter] = await eventually(dead_lettered, what="the garbage message on the audit DLQ")
     assert letter.value == b"{not json at all"  # the original message, unchanged
     assert letter.headers["strata-dlq-error-type"] == "ValidationError"
-    assert letter.headers["strata-dlq-topic"] == "strata.data.item.v1"
+    assert letter.headers["strata-dlq-topic"] == "strata.data.collection.v1"
     assert letter.headers["strata-dlq-group"] == AUDIT.group
 
     async def caught_up() -> bool:
@@ -94,14 +94,14 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
         )
         [runner] = ensure_consumers(group, [topic], units_of_work.child_of_parent, "audit", members=1)
         try:
-            item_id = str(uuid.uuid4())
+            collection_id, item_id = str(uuid.uuid4()), str(uuid.uuid4())
             event = new_event(
                 ITEM_CREATED,
-                ItemCreated(item_id=item_id, owner_id="u", kind="k", version=1),
-                subject=f"item/{item_id}",
-                key=item_id,
+                ItemCreated(collection_id=collection_id, item_id=item_id, version=1),
+                subject=f"collection/{collection_id}/item/{item_id}",
+                key=collection_id,
             )
-            await _produce(system, topic, item_id.encode(), encode(event))
+            await _produce(system, topic, collection_id.encode(), encode(event))
 
             async def dead() -> list[object]:
                 return list(await list_dead_letters(settings, group))

@@ -8,7 +8,8 @@ import uuid
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 
-from strata.schemas.events import topic_name, validate_against_schema
+from strata.schemas import CollectionCreate, DataCaller, IfMatch, ItemCreate, ItemReplace
+from strata.schemas.events import EVENT_TYPES, ITEM_CREATED, validate_against_schema
 from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually, read_topic
@@ -17,20 +18,39 @@ pytestmark = pytest.mark.integration
 
 
 async def test_every_produced_event_validates_and_parses_as_a_cloudevent(system: System, ray_driver: None) -> None:
-    owner = f"contract-{uuid.uuid4().hex[:6]}"
+    owner, member = DataCaller(user_id=str(uuid.uuid4())), str(uuid.uuid4())
     data = DataClient()
-    item = await data.create_item(owner, "note", {"v": 1}, request_id="req-contract")
-    await data.update_item(item.id, {"v": 2}, request_id="req-contract")
-    await data.delete_item(item.id, request_id="req-contract")
+    # One change of each kind the data service publishes, all in one collection (so all under one key).
+    made = await data.create_collection(owner, CollectionCreate(name="contract"), request_id="req-contract")
+    cid = made.collection.id
+    collection = await data.update_collection(
+        owner, cid, {"description": "renamed"}, if_match=IfMatch(versions=(1,)), request_id="req-contract"
+    )
+    await data.put_member(owner, cid, member, "viewer", request_id="req-contract")
+    await data.put_member(owner, cid, member, "editor", request_id="req-contract")
+    await data.remove_member(owner, cid, member, request_id="req-contract")
+    item = (await data.create_item(owner, cid, ItemCreate(title="v1"), request_id="req-contract")).item
+    item = await data.replace_item(
+        owner,
+        cid,
+        item.id,
+        ItemReplace(title="v2"),
+        if_match=IfMatch(versions=(item.version,)),
+        request_id="req-contract",
+    )
+    await data.delete_item(owner, cid, item.id, if_match=IfMatch(versions=(item.version,)), request_id="req-contract")
+    await data.delete_collection(
+        owner, cid, if_match=IfMatch(versions=(collection.version,)), request_id="req-contract"
+    )
 
     async def sent() -> bool:
         unsent = await admin_value(system, "SELECT count(*) FROM data.outbox WHERE sent_at IS NULL")
         return bool(unsent == 0)
 
     await eventually(sent, what="the outbox to drain")
-    # This test's item only: other tests put poison messages on the same topic on purpose.
-    records = [r for r in await read_topic(system, topic_name("data", "item")) if r.key == item.id.encode()]
-    assert len(records) >= 3, "created, updated and deleted must all be published"
+    # This test's collection only: other tests put poison messages on the same topic on purpose.
+    records = [r for r in await read_topic(system, ITEM_CREATED.topic) if r.key == cid.encode()]
+    assert len(records) >= 9, "every change of the collection, its members and its items must be published"
     types_seen = set()
     for record in records:
         raw = record.value or b""
@@ -41,8 +61,5 @@ async def test_every_produced_event_validates_and_parses_as_a_cloudevent(system:
         assert event.get_specversion() == "1.0"
         assert record.key == str(event.get_extension("partitionkey")).encode()
         types_seen.add(event.get_type())
-    assert {
-        "strata.data.item.created.v1",
-        "strata.data.item.updated.v1",
-        "strata.data.item.deleted.v1",
-    } <= types_seen
+    data_types = {name for name, event in EVENT_TYPES.items() if event.service == "data"}
+    assert len(data_types) == 9 and types_seen == data_types, "each of the data service's event types, and no other"

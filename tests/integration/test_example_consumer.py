@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from strata.schemas import CollectionCreate, DataCaller, ItemCreate
+from strata.schemas.events import COLLECTION_CREATED, ITEM_CREATED
 from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually
@@ -37,8 +39,9 @@ async def test_example_consumer_reads_and_validates_strata_events(system: System
     )
     assert made.returncode == 0, made.stderr
     password = system.remember_secret(json.loads(made.stdout)["password"])
-    owner = f"example-{uuid.uuid4().hex[:6]}"
-    item = await DataClient().create_item(owner, "note", {"x": 1})
+    caller, data = DataCaller(user_id=str(uuid.uuid4())), DataClient()
+    collection = (await data.create_collection(caller, CollectionCreate(name="example"))).collection
+    item = (await data.create_item(caller, collection.id, ItemCreate(title="x", attributes={"x": 1}))).item
 
     async def drained() -> bool:
         return bool(await admin_value(system, "SELECT count(*) = 0 FROM data.outbox WHERE sent_at IS NULL"))
@@ -66,6 +69,8 @@ async def test_example_consumer_reads_and_validates_strata_events(system: System
     )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    mine = [e for e in events if e.get("partitionkey") == item.id or e.get("subject") == f"item/{item.id}"]
-    assert mine, f"the example did not print the new item's event; stderr: {result.stderr[-500:]}"
-    assert mine[0]["type"] == "strata.data.item.created.v1"
+    mine = [e for e in events if e.get("key") == collection.id]  # the example prints the Kafka key
+    assert mine, f"the example did not print the new collection's events; stderr: {result.stderr[-500:]}"
+    # In commit order (one key), each once (the example deduplicates by id).
+    assert [e["type"] for e in mine] == [COLLECTION_CREATED.type, ITEM_CREATED.type]
+    assert mine[1]["data"]["item_id"] == item.id

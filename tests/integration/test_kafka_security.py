@@ -106,12 +106,12 @@ async def test_each_service_writes_only_its_own_topics(system: System) -> None:
 
 
 async def test_the_gateway_reads_only_its_feed_and_the_broker_creates_no_topic(system: System) -> None:
-    await _read_one(system.kafka("admin"), "strata.data.item.v1")  # there, for whoever may read it
+    await _read_one(system.kafka("admin"), "strata.data.collection.v1")  # there, for whoever may read it
     gateway = system.kafka("gateway")
     for topic in service_spec("gateway").reads:
         await _read_one(gateway, topic)
     with pytest.raises(TopicAuthorizationFailedError):
-        await _read_one(gateway, "strata.data.item.v1")
+        await _read_one(gateway, "strata.data.collection.v1")
     missing = f"strata.data.nothing-{uuid.uuid4().hex[:6]}.v1"
     with pytest.raises(KafkaError):  # even the admin: a typo in a topic name is an error, not a new topic
         await _send(system.kafka("admin"), missing, b"x")
@@ -159,15 +159,15 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
     reader = _as(system, name, system.remember_secret(answer["password"]))
     assert answer["topics"] == ["strata.data.*"] and answer["group_prefix"] == f"{name}."
 
-    await _read_one(reader, "strata.data.item.v1")
+    await _read_one(reader, "strata.data.collection.v1")
     with pytest.raises(TopicAuthorizationFailedError):
         await _read_one(reader, USERS_TOPIC)
     with pytest.raises((TopicAuthorizationFailedError, KafkaError)):
-        await _send(reader, "strata.data.item.v1", b"{}")
+        await _send(reader, "strata.data.collection.v1", b"{}")
 
     for group, allowed in ((f"{name}.billing", True), ("audit", False), (f"x{name}", False), (name, False)):
         consumer = AIOKafkaConsumer(
-            "strata.data.item.v1", **reader, group_id=group, enable_auto_commit=False, request_timeout_ms=5000
+            "strata.data.collection.v1", **reader, group_id=group, enable_auto_commit=False, request_timeout_ms=5000
         )
         try:
             async with asyncio.timeout(BOUND_S):
@@ -186,7 +186,7 @@ async def test_a_kafka_user_reads_what_it_was_given_and_nothing_once_removed(sys
     removed = await asyncio.to_thread(_strata, system, "kafka-user", "remove", name)
     assert removed.returncode == 0, removed.stderr
     with pytest.raises((KafkaError, TimeoutError)):
-        await _read_one(reader, "strata.data.item.v1")
+        await _read_one(reader, "strata.data.collection.v1")
 
 
 def _librdkafka_read(config: dict[str, str], topic: str) -> tuple[list[bytes], str | None]:

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from strata.cluster._status import status_metrics_url
+from strata.schemas import CollectionCreate, DataCaller, ItemCreate
 from strata.serve_apps.data import DataClient
 from tests.conftest import System
 
@@ -36,7 +37,9 @@ async def test_outbox_pool_and_consumer_metrics_are_exported(system: System, ray
     url = status_metrics_url(system.settings)
     assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
     # Some work that every metric sees: an item (outbox, pool) whose event the audit group consumes.
-    await DataClient().create_item(str(uuid.uuid4()), "note", {"n": 1})
+    caller, data = DataCaller(user_id=str(uuid.uuid4())), DataClient()
+    collection = (await data.create_collection(caller, CollectionCreate(name="metrics"))).collection
+    await data.create_item(caller, collection.id, ItemCreate(title="n", attributes={"n": 1}))
     deadline = time.monotonic() + 90  # Ray's agent exports what workers record every few seconds
     missing: set[str] = set(WANTED)
     samples: dict[str, list[dict[str, str]]] = {}

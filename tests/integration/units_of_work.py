@@ -26,12 +26,21 @@ async def insert_labelled(conn: Any, table: str, *, value: str, label: str = "")
     return str(stored)
 
 
-async def create_item_then_fail(conn: Any, owner_id: str) -> None:
-    """Store an item (and so its outbox row), then fail: both must roll back."""
+async def create_collection_and_item_then_fail(conn: Any, owner_id: str, limits: Any) -> None:
+    """Store a collection and an item in it (and so their outbox rows), then fail: all four must roll back.
+
+    The :class:`Boom` carries the ids written, so the test can look for exactly those rows and events.
+    """
+    from strata.schemas import CollectionCreate, DataCaller, ItemCreate
+    from strata.serve_apps.data._collections import create_collection
     from strata.serve_apps.data._items import create_item
 
-    await create_item(conn, owner_id, "note", {"lost": True})
-    raise Boom("failed after the item and its event were written")
+    caller = DataCaller(user_id=owner_id)
+    collection = (await create_collection(conn, caller, CollectionCreate(name="lost"), limits=limits)).collection
+    created = await create_item(
+        conn, caller, collection.id, ItemCreate(title="lost", attributes={"lost": True}), limits=limits
+    )
+    raise Boom("failed after the collection, its item and their events were written", collection.id, created.item.id)
 
 
 async def child_of_parent(conn: Any, event: Any) -> None:

@@ -88,6 +88,8 @@ def _sample_value(event: EventType, name: str, field: dict[str, Any]) -> Any:
         return "2026-01-02T03:04:05.678901Z"
     if kind == "string" and field.get("format") == "uuid":
         return str(uuid.uuid4())
+    if kind == "string" and name.endswith("_id") and field.get("minLength") == field.get("maxLength") == 36:
+        return str(uuid.uuid4())  # an aggregate's id (collection_id, item_id): a UUID, as the service makes them
     if kind == "string" and "format" not in field and "pattern" not in field:
         text = f"{name}-{uuid.uuid4().hex}"[: field.get("maxLength", 64)]
         return text.ljust(field.get("minLength", 1), "x")
@@ -106,8 +108,8 @@ def sample_event(event: EventType, **overrides: Any) -> dict[str, Any]:
     made = new_event(
         event,
         event.payload.model_validate(data),
-        subject=f"{event.entity}/{data.get('item_id', 'x')}",
-        key=str(data.get("item_id", "key")),
+        subject=f"{event.entity}/{data.get('collection_id', 'x')}",
+        key=str(data.get("collection_id", "key")),  # data events are keyed by their collection
         request_id="req-7f3a",
         actor="user-42",
     )
@@ -136,7 +138,7 @@ def test_the_committed_schema_files_match_the_models() -> None:
 
 def test_the_drift_check_fails_when_a_payload_gains_a_field_without_its_file(monkeypatch: pytest.MonkeyPatch) -> None:
     class GrownItemCreated(ItemCreated):
-        """A data item was stored."""
+        """An item was created in a collection."""
 
         colour: str | None = Field(default=None, description="A field added to the model, not to the file.")
 
@@ -273,9 +275,9 @@ def _created(**overrides: Any) -> dict[str, Any]:
     "message",
     [
         pytest.param(_created(colour="blue"), id="extra envelope attribute"),
-        pytest.param(_created(type="strata.data.item.created.v9"), id="wrong type"),
+        pytest.param(_created(type="strata.data.collection.item_created.v9"), id="wrong type"),
         pytest.param(
-            _created(data={k: v for k, v in sample_payload(ITEM_CREATED).items() if k != "owner_id"}),
+            _created(data={k: v for k, v in sample_payload(ITEM_CREATED).items() if k != "collection_id"}),
             id="missing payload field",
         ),
         pytest.param(
@@ -293,9 +295,11 @@ def test_an_invalid_event_fails_the_schema_and_strata_decode(message: dict[str, 
 
 
 def test_validate_against_schema_says_what_is_wrong() -> None:
-    message = _created(data={k: v for k, v in sample_payload(ITEM_CREATED).items() if k != "owner_id"})
+    message = _created(data={k: v for k, v in sample_payload(ITEM_CREATED).items() if k != "collection_id"})
 
-    with pytest.raises(ValueError, match=r"strata\.data\.item\.created\.v1 event .* 'owner_id' is a required property"):
+    with pytest.raises(
+        ValueError, match=r"strata\.data\.collection\.item_created\.v1 event .* 'collection_id' is a required property"
+    ):
         validate_against_schema(orjson.dumps(message))
     with pytest.raises(ValueError, match="not a JSON message"):
         validate_against_schema(b"{not json")

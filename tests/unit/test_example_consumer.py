@@ -66,7 +66,7 @@ def test_it_accepts_every_strata_event_and_prints_each_id_once(
 def test_it_counts_invalid_messages_and_goes_on(example: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     book, tally = example.SchemaBook(schema_dir()), example.Tally()
     missing_field = sample_event(ITEM_CREATED)
-    del missing_field["data"]["owner_id"]
+    del missing_field["data"]["collection_id"]
 
     for raw in (b"not json", orjson.dumps(missing_field), orjson.dumps({**sample_event(ITEM_CREATED), "x": 1})):
         example.handle(_record(raw), book, tally)
@@ -74,4 +74,4 @@ def test_it_counts_invalid_messages_and_goes_on(example: ModuleType, capsys: pyt
 
     assert (tally.events, tally.invalid) == (1, 3)
     errors = [json.loads(line)["invalid"] for line in capsys.readouterr().err.splitlines()]
-    assert "'owner_id' is a required property" in errors[1]
+    assert "'collection_id' is a required property" in errors[1]

@@ -168,7 +168,7 @@ def test_an_event_from_its_topics_owner_passes() -> None:
     [
         ("strata.users.user.v1", "strata/data"),  # a forged source
         ("strata.auth.account.v1", "strata/users"),  # a users event on the auth topic
-        ("strata.data.item.v1", "strata/users"),
+        ("strata.data.collection.v1", "strata/users"),
         ("elsewhere", "strata/users"),
     ],
 )
@@ -178,8 +178,11 @@ def test_an_event_not_from_its_topics_owner_is_foreign(topic: str, source: str) 
 
 
 def test_an_event_belongs_on_its_own_services_topics() -> None:
-    item = new_event(ITEM_CREATED, ItemCreated(item_id="i", owner_id="o", kind="k", version=1), subject="s", key="i")
-    check_provenance("strata.data.item.v1", item)
+    collection, item_id = str(uuid.uuid4()), str(uuid.uuid4())
+    payload = ItemCreated(collection_id=collection, item_id=item_id, version=1)
+    item = new_event(ITEM_CREATED, payload, subject=f"collection/{collection}", key=collection)
+    check_provenance(ITEM_CREATED.topic, item)
+    check_provenance("strata.data.collection.v1", item)
     check_provenance("strata.data.private-test.v1", item)  # a topic outside the catalogue: the service decides
     with pytest.raises(ForeignEvent):
         check_provenance("strata.users.user.v1", item)

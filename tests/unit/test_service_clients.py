@@ -12,10 +12,18 @@ from ray.serve.exceptions import BackPressureError
 
 from strata.schemas import (
     AuditPage,
+    Collection,
+    CollectionCreate,
+    CreatedCollection,
+    CreatedItem,
     DatabaseCheck,
+    DataCaller,
     DeletedUser,
+    IfMatch,
     Item,
+    ItemCreate,
     ItemNotFound,
+    ItemReplace,
     Profile,
     RolePermissions,
     ServiceReadiness,
@@ -68,7 +76,29 @@ PROFILE = Profile(
     created_at=NOW,
     updated_at=NOW,
 )
-ITEM = Item(id="5c1d", owner_id="o", kind="note", body={"n": [1, 2.5, None]}, version=1, created_at=NOW, updated_at=NOW)
+CALLER = DataCaller(user_id="7a0c3d4e-1f2b-4c5d-8e9f-0a1b2c3d4e5f")
+COLLECTION = Collection(
+    id="c0ffee00-0000-4000-8000-000000000001",
+    owner_id=CALLER.user_id,
+    name="Notes",
+    description="",
+    item_schema=None,
+    version=1,
+    created_at=NOW,
+    updated_at=NOW,
+)
+ITEM = Item(
+    id="5c1d0000-0000-4000-8000-000000000002",
+    collection_id=COLLECTION.id,
+    title="A note",
+    attributes={"n": [1, 2.5, None]},
+    tags=["a"],
+    version=1,
+    created_by=CALLER.user_id,
+    updated_by=CALLER.user_id,
+    created_at=NOW,
+    updated_at=NOW,
+)
 
 
 async def test_a_users_call_sends_options_by_keyword_and_answers_the_model() -> None:
@@ -101,7 +131,15 @@ async def test_every_client_method_answers_its_declared_model() -> None:
             )
         )
     )
-    data_handle = FakeHandle({"create_item": ITEM, "get_item": ITEM, "update_item": ITEM, "delete_item": None})
+    data_handle = FakeHandle(
+        {
+            "create_collection": CreatedCollection(collection=COLLECTION),
+            "create_item": CreatedItem(item=ITEM),
+            "get_item": ITEM,
+            "replace_item": ITEM,
+            "delete_item": None,
+        }
+    )
     data = DataClient(_as_handle(data_handle))
     audit_handle = FakeHandle({"query": AuditPage(items=[], next_cursor=None)})
     audit = AuditClient(_as_handle(audit_handle))
@@ -112,12 +150,28 @@ async def test_every_client_method_answers_its_declared_model() -> None:
     assert await users.disable(PROFILE.user_id, actor="a") == PROFILE
     assert await users.delete_user(PROFILE.user_id) == DeletedUser(user_id=PROFILE.user_id)
     assert (await users.role_permissions()).granted(("member", "nobody")) == {"profile:read"}
-    assert await data.create_item("o", "note", {"n": 1}, request_id="r") == ITEM
-    assert await data.get_item(ITEM.id) == ITEM
-    assert await data.update_item(ITEM.id, [1, "two"]) == ITEM
-    assert await data.delete_item(ITEM.id, request_id="r") is None
+    new_item = ItemCreate(title="A note", attributes={"n": 1})
+    assert (await data.create_collection(CALLER, CollectionCreate(name="Notes"))).collection == COLLECTION
+    assert (await data.create_item(CALLER, COLLECTION.id, new_item, request_id="r")).item == ITEM
+    assert await data.get_item(CALLER, COLLECTION.id, ITEM.id) == ITEM
+    replaced = await data.replace_item(
+        CALLER, COLLECTION.id, ITEM.id, ItemReplace(title="B", attributes={"x": [1, "two"]}), if_match=IfMatch(any=True)
+    )
+    assert replaced == ITEM
+    assert (
+        await data.delete_item(CALLER, COLLECTION.id, ITEM.id, if_match=IfMatch(versions=(1,)), request_id="r") is None
+    )
     assert await audit.query(actor="a", event_type="t", since=since) == AuditPage(items=[], next_cursor=None)
-    assert data_handle.calls[0] == ("create_item", ("o", "note", {"n": 1}), {"request_id": "r"})
+    assert data_handle.calls[1] == (
+        "create_item",
+        (CALLER, COLLECTION.id, new_item),
+        {"idempotency_key": None, "request_id": "r"},
+    )
+    assert data_handle.calls[-1] == (
+        "delete_item",
+        (CALLER, COLLECTION.id, ITEM.id),
+        {"if_match": IfMatch(versions=(1,)), "request_id": "r"},
+    )
     assert audit_handle.calls == [
         (
             "query",
@@ -136,7 +190,7 @@ async def test_an_answer_of_another_type_is_a_contract_error_not_a_dict_passed_a
     with pytest.raises(ServiceContractError, match="RolePermissions"):
         await users.role_permissions()
     with pytest.raises(ServiceContractError, match="expected nothing"):
-        await data.delete_item(ITEM.id)
+        await data.delete_item(CALLER, COLLECTION.id, ITEM.id, if_match=IfMatch(any=True))
 
 
 async def test_a_service_error_keeps_its_class_and_detail_across_the_hop() -> None:
@@ -147,7 +201,7 @@ async def test_a_service_error_keeps_its_class_and_detail_across_the_hop() -> No
     users = UsersClient(_as_handle(FakeHandle({"get_user": UserNotFound("no such user")})))
 
     with pytest.raises(ItemNotFound) as caught:
-        await data.get_item("42")
+        await data.get_item(CALLER, COLLECTION.id, "42")
     with pytest.raises(UserNotFound, match="no such user"):
         await users.get_user("nobody")
 
