@@ -3,9 +3,9 @@
 One message on a strata topic is one JSON object::
 
     {"specversion": "1.0", "id": "<uuid>", "source": "strata/data",
-     "type": "strata.data.item.created.v1", "subject": "item/<uuid>",
+     "type": "strata.data.collection.item_created.v1", "subject": "collection/<uuid>/item/<uuid>",
      "time": "2026-11-25T21:00:00.123456Z", "datacontenttype": "application/json",
-     "dataschema": "https://strata.dev/schemas/events/strata.data.item.created.v1.json",
+     "dataschema": "https://strata.dev/schemas/events/strata.data.collection.item_created.v1.json",
      "partitionkey": "<aggregate id>", "requestid": "<request id>", "actor": "<who>",
      "data": {...}}
 

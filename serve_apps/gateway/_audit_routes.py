@@ -38,7 +38,9 @@ async def audit(
     actor: Annotated[str | None, Query(max_length=256, pattern=PLAIN_TEXT)] = None,
     type: Annotated[
         str | None,
-        Query(max_length=128, pattern=PLAIN_TEXT, description="An event type, e.g. strata.data.item.created.v1"),
+        Query(
+            max_length=128, pattern=PLAIN_TEXT, description="An event type, e.g. strata.data.collection.item_created.v1"
+        ),
     ] = None,
     since: Annotated[datetime | None, Query(description="Events at or after this time (no zone: UTC).")] = None,
     until: Annotated[datetime | None, Query(description="Events before this time (no zone: UTC).")] = None,
