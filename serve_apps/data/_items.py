@@ -84,6 +84,12 @@ def item_uuid(item_id: str) -> str:
         raise ItemNotFound("no such item") from None
 
 
+def _same_json(a: dict[str, JsonValue], b: dict[str, JsonValue]) -> bool:
+    """Whether two objects are the same JSON (as text with sorted keys: ``1``, ``1.0`` and ``true`` differ, which
+    Python's ``==`` would call equal)."""
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+
+
 def _clean_tags(tags: list[str]) -> list[str]:
     return sorted(set(tags))
 
@@ -343,6 +349,14 @@ async def _write_item(
     author: str,
     request_id: str | None,
 ) -> Item:
+    """The item after ``body`` replaced it: a new version and its event, or ``item`` as it is when nothing changes.
+
+    A PUT or PATCH that leaves the title, attributes and tags as they are is no change: no version, no event (so a
+    client replaying the same change after a timeout does not make a spurious one).
+    """
+    unchanged = body.title == item.title and _clean_tags(body.tags) == item.tags
+    if unchanged and _same_json(body.attributes, item.attributes):
+        return item
     attributes = _checked_attributes(access, body.attributes, limits)
     row = await conn.fetchrow(
         "UPDATE data.items SET title = $3, attributes = $4::jsonb, tags = $5, version = version + 1,"

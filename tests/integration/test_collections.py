@@ -12,6 +12,7 @@ import functools
 import uuid
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
@@ -32,7 +33,8 @@ from strata.schemas import (
     Unprocessable,
 )
 from strata.schemas.events import decode, validate_against_schema
-from strata.serve_apps.data import DataClient
+from strata.serve_apps.data import DataClient, _items, _members
+from strata.serve_apps.data._limits import DataLimits
 from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually, read_topic
@@ -325,6 +327,83 @@ async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_b
 
 
 # --- roles ----------------------------------------------------------------------------------------------------------
+
+
+async def _backend_waits_on_a_lock(system: System, pid: int) -> bool:
+    waiting = await admin_value(system, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
+    return bool(waiting)
+
+
+async def _unit_of_work_connection(system: System) -> asyncpg.Connection:
+    conn = await asyncpg.connect(system.admin_dsn)
+    await conn.execute("SET search_path TO data")
+    return conn
+
+
+async def test_a_membership_change_and_an_editors_write_never_overlap(system: System, ray_driver: None) -> None:
+    """An editor removed while their write waits for the collection is refused; a write already running when the
+    removal comes commits first, and its event comes before the removal's. Two connections run the service's own
+    units of work, so each step is ordered by the test, not by timing."""
+    owner, editor = person(), person()
+    cid = await new_collection(owner)
+    await data().put_member(owner, cid, editor.user_id, "editor")
+    item = (await data().create_item(owner, cid, ItemCreate(title="shared"))).item
+    limits = DataLimits.from_settings(system.runtime.settings)
+    first, second = await _unit_of_work_connection(system), await _unit_of_work_connection(system)
+    try:
+        # The removal first: the editor's write waits for the collection, then finds them a stranger.
+        removal = first.transaction()
+        await removal.start()
+        await _members.remove_member(first, owner, cid, editor.user_id)
+        second_pid = await second.fetchval("SELECT pg_backend_pid()")
+
+        async def editors_write() -> None:
+            async with second.transaction():
+                body = ItemReplace(title="too late")
+                await _items.replace_item(second, editor, cid, item.id, body, limits=limits, if_match=IfMatch(any=True))
+
+        write = asyncio.create_task(editors_write())
+        await eventually(lambda: _backend_waits_on_a_lock(system, second_pid), what="the write to wait for the lock")
+        await removal.commit()
+        with pytest.raises(CollectionNotFound):
+            await write
+        assert (await data().get_item(owner, cid, item.id)).title == "shared"
+
+        # The write first: the removal waits until it commits, and their events come in that order.
+        await data().put_member(owner, cid, editor.user_id, "editor")
+        change = first.transaction()
+        await change.start()
+        body = ItemReplace(title="in time")
+        await _items.replace_item(first, editor, cid, item.id, body, limits=limits, if_match=IfMatch(any=True))
+
+        async def removal_now() -> None:
+            async with second.transaction():
+                await _members.remove_member(second, owner, cid, editor.user_id)
+
+        remove = asyncio.create_task(removal_now())
+        await eventually(lambda: _backend_waits_on_a_lock(system, second_pid), what="the removal to wait for the lock")
+        await change.commit()
+        await remove
+    finally:
+        await first.close()
+        await second.close()
+    assert (await data().get_item(owner, cid, item.id)).title == "in time"
+    events = [short(t) for t in await outbox_types(system, cid)]
+    assert events[-4:] == ["member_removed", "member_added", "item_updated", "member_removed"], events
+
+
+async def test_a_change_that_changes_nothing_makes_no_version_and_no_event(system: System, ray_driver: None) -> None:
+    owner = person()
+    cid = await new_collection(owner)
+    item = (await data().create_item(owner, cid, ItemCreate(title="same", attributes={"n": 1}, tags=["b", "a"]))).item
+    v1 = IfMatch(versions=(1,))
+    assert (await data().patch_item(owner, cid, item.id, {"title": "same", "tags": ["a", "b"]}, if_match=v1)) == item
+    same = ItemReplace(title="same", attributes={"n": 1}, tags=["a", "b", "a"])
+    assert (await data().replace_item(owner, cid, item.id, same, if_match=v1)) == item
+    # 1 and true are different JSON, though Python calls them equal: that is a change.
+    changed = await data().patch_item(owner, cid, item.id, {"attributes": {"n": True}}, if_match=v1)
+    assert changed.version == 2 and changed.attributes == {"n": True}
+    assert [short(t) for t in await outbox_types(system, cid)] == ["created", "item_created", "item_updated"]
 
 
 async def test_roles_decide_what_owner_editor_viewer_admin_and_stranger_may_do(
