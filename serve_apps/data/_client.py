@@ -12,9 +12,13 @@ Errors arrive as the service raised them::
     PreconditionFailed     ``if_match`` names no current version                                         412
     Conflict               ``code`` ``idempotency-in-progress``: the key's first request still runs      409
     Unprocessable          ``code`` ``idempotency-key-reused`` (same key, another request),
-                           ``invalid-attributes`` (the collection's schema refuses them, ``errors`` says where),
-                           ``invalid-schema`` (an item schema that does not compile or is too big or deep),
-                           ``too-large``, ``too-deep``, ``batch-too-large``, ``invalid-patch``, ``invalid-limit``  422
+                           ``invalid-idempotency-key``,
+                           ``invalid-attributes`` (the collection's schema refuses them, ``errors`` says where,
+                           ``index`` which item of a batch), ``too-complex`` (checking them takes past the
+                           budget), ``invalid-schema`` (an item schema that does not compile, is too big or deep,
+                           or asks for too much work), ``too-large``, ``too-deep``, ``batch-too-large``,
+                           ``invalid-patch``, ``invalid-limit``, ``invalid-role``, ``owner-not-member``,
+                           ``invalid-user-id``, ``invalid-updated-since``, ``invalid-query``                      422
     InvalidCursor          a cursor that is not one this listing made                                   400
     ServiceUnavailable     the service refused the call (its queue is full) or has no replica            503
 

@@ -18,8 +18,9 @@ kept in a small LRU cache per process.
 from __future__ import annotations
 
 import functools
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import re2
@@ -73,9 +74,81 @@ def _additional_properties(validator: Any, additional: Any, instance: Any, schem
         yield ValidationError(f"{len(extras)} propert{'y is' if len(extras) == 1 else 'ies are'} not allowed")
 
 
+def _json_key(value: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal exactly when JSON Schema calls two values equal: numbers by value
+    (``1`` equals ``1.0``), ``true`` never equal to ``1``, objects whatever their key order."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if value is None:
+        return ("z",)
+    if isinstance(value, list):
+        return ("a", tuple(_json_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("o", frozenset((k, _json_key(v)) for k, v in value.items()))
+    return ("?", id(value))
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    # jsonschema compares every pair of items that cannot be sorted (objects, mixed types): 1,800 small objects took
+    # 5 s of a replica's event loop. Hashing each item once is linear.
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[Any] = set()
+    for element in instance:
+        key = _json_key(element)
+        if key in seen:
+            yield ValidationError("has non-unique elements")
+            return
+        seen.add(key)
+
+
+class _TooComplex(Exception):
+    """Validating one instance took more keyword evaluations than :data:`VALIDATION_BUDGET`."""
+
+
+VALIDATION_BUDGET = 50_000
+"""Keyword evaluations one validation may take (a ``$ref`` costs 10, an ``enum`` its length, ``uniqueItems`` its
+array's): about 0.1 s of one core at most.
+
+A schema is bounded in size, but not in the work it asks for: references fanning out level by level (a "billion
+laughs" of ``$ref``) or a large ``enum`` checked at every item of an array multiply. Ordinary items of the largest
+size take a few thousand; past the budget, the item is refused (``too-complex``) instead of holding the
+replica's event loop for seconds."""
+
+_metering = threading.local()
+
+
+def _metered(keyword: str, check: Callable[..., Any]) -> Callable[..., Any]:
+    def run(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        cost = 1
+        if keyword in ("$ref", "$dynamicRef"):
+            cost = 10  # resolving a reference costs about ten plain keywords (measured)
+        elif keyword == "enum" and isinstance(value, list):
+            cost += len(value)
+        elif keyword == "uniqueItems" and isinstance(instance, list):
+            cost += len(instance)
+        left = getattr(_metering, "left", VALIDATION_BUDGET) - cost
+        _metering.left = left
+        if left < 0:
+            raise _TooComplex
+        return check(validator, value, instance, schema)
+
+    return run
+
+
+_KEYWORDS: dict[str, Callable[..., Any]] = {
+    **Draft202012Validator.VALIDATORS,
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "uniqueItems": _unique_items,
+}
 _RE2Validator = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator,
-    {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties},
+    Draft202012Validator, {keyword: _metered(keyword, check) for keyword, check in _KEYWORDS.items()}
 )
 
 
@@ -138,10 +211,10 @@ def check_item_schema(schema: dict[str, JsonValue], limits: DataLimits) -> None:
     try:
         _validate(_compile(schema), {})
     except Unprocessable as exc:
+        if exc.extra.get("code") == "too-complex":
+            raise _invalid("item_schema asks for too much work to check even an empty object") from None
         if exc.extra.get("code") == "invalid-schema":
             raise
-    except ValidationError:
-        pass
 
 
 def _check_re2(pattern: str) -> None:
@@ -182,6 +255,7 @@ def _short(text: str) -> str:
 
 
 def _validate(validator: Validator, attributes: JsonValue) -> list[dict[str, str]]:
+    _metering.left = VALIDATION_BUDGET  # validation is synchronous: nothing else validates on this thread meanwhile
     try:
         errors = []
         for error in validator.iter_errors(attributes):
@@ -192,6 +266,12 @@ def _validate(validator: Validator, attributes: JsonValue) -> list[dict[str, str
         return errors
     except (RecursionError, Unresolvable, re2.error):
         raise _invalid("the collection's item_schema cannot be evaluated") from None
+    except _TooComplex:
+        raise Unprocessable(
+            f"checking these attributes against the collection's item_schema takes more than {VALIDATION_BUDGET}"
+            " steps: make them smaller or the schema simpler",
+            code="too-complex",
+        ) from None
 
 
 def validate_attributes(validator: Validator, attributes: dict[str, JsonValue], *, index: int | None = None) -> None:

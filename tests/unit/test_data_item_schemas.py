@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+import jsonschema._keywords
+import jsonschema._utils
 import pytest
 
 from strata.schemas import Unprocessable
@@ -76,7 +77,18 @@ def test_bad_schemas_are_refused(schema: dict[str, Any]) -> None:
     assert code_of(schema) == "invalid-schema"
 
 
-def test_a_catastrophic_pattern_runs_in_linear_time() -> None:
+class _NoBacktracking:
+    """Stands in for the ``re`` module inside jsonschema: a schema pattern that reached Python's ``re`` fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"re.{name} ran a schema's pattern: Python's backtracking engine, open to ReDoS")
+
+
+def test_a_catastrophic_pattern_runs_on_re2_never_on_pythons_re(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Python's re, these patterns on these strings backtrack for longer than the universe has left; RE2 is
+    # linear in the input. Every place jsonschema would call re.search is replaced by a trap.
+    for module in (jsonschema._keywords, jsonschema._utils):
+        monkeypatch.setattr(module, "re", _NoBacktracking())
     schema = {
         "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}},
         "patternProperties": {"^(a|a)*$": {"type": "integer"}},
@@ -84,10 +96,10 @@ def test_a_catastrophic_pattern_runs_in_linear_time() -> None:
     }
     check_item_schema(schema, LIMITS)
     validator = item_validator("c2", 1, schema)
-    started = time.monotonic()
-    with pytest.raises(Unprocessable):
+    with pytest.raises(Unprocessable) as refused:
         validate_attributes(validator, {"s": "a" * 800 + "!", "a" * 100 + "!": 1})
-    assert time.monotonic() - started < 5  # Python's re would take longer than the universe has left
+    assert refused.value.extra["code"] == "invalid-attributes"
+    validate_attributes(validator, {"s": "aaaa", "aa": 1})
 
 
 def test_messages_never_echo_large_input() -> None:
@@ -118,3 +130,85 @@ def test_json_depth_is_measured_without_recursion() -> None:
         deep = [deep]
     assert json_depth(deep) == 50_000
     assert json_depth(1) == 0 and json_depth({}) == 1 and json_depth({"a": [1]}) == 2
+
+
+ROOMY = DataLimits(
+    max_attributes_bytes=16 * 1024,
+    max_json_depth=16,
+    max_schema_bytes=16 * 1024,
+    max_batch_items=10,
+    max_page_size=50,
+    idempotency_ttl_s=60,
+    idempotency_wait_s=1.0,
+    cursor_key=b"k" * 32,
+)
+
+
+def attributes_code(schema: dict[str, Any], attributes: dict[str, Any]) -> str | None:
+    check_item_schema(schema, ROOMY)
+    try:
+        validate_attributes(item_validator(f"c-{id(schema)}", 1, schema), attributes)
+    except Unprocessable as refused:
+        return str(refused.extra["code"])
+    return None
+
+
+UNIQUE = {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}
+
+
+@pytest.mark.parametrize(
+    ("items", "unique"),
+    [
+        ([1, 1.0], False),  # equal numbers
+        ([1, True], True),  # a boolean is no number
+        ([{"x": 1, "y": 2}, {"y": 2, "x": 1}], False),  # objects whatever their key order
+        ([[1, [2]], [1, [2.0]]], False),
+        ([None, 0, "", [], {}], True),
+        ([{"k": n} for n in range(1800)], True),  # took jsonschema 5 s (pairwise comparison); hashed once here
+    ],
+)
+def test_unique_items_keeps_json_schema_equality_and_is_linear(items: list[Any], unique: bool) -> None:
+    assert attributes_code(UNIQUE, {"a": items}) == (None if unique else "invalid-attributes")
+
+
+def _fanning_references(levels: int) -> dict[str, Any]:
+    """Each level refers to the next twice: 2**levels evaluations from a schema of a few hundred bytes."""
+    defs: dict[str, Any] = {f"d{n}": {"allOf": [{"$ref": f"#/$defs/d{n + 1}"}] * 2} for n in range(levels)}
+    defs[f"d{levels}"] = {"type": "object"}
+    return defs
+
+
+def test_references_fanning_out_are_refused_when_the_schema_is_stored() -> None:
+    schema = {"$defs": _fanning_references(25), "$ref": "#/$defs/d0"}
+    with pytest.raises(Unprocessable) as refused:
+        check_item_schema(schema, ROOMY)
+    assert refused.value.extra["code"] == "invalid-schema"
+
+
+def test_work_past_the_budget_refuses_the_item_not_the_replica() -> None:
+    # The fan-out hides behind a property: storing the schema passes, an item that has the property is refused.
+    hidden = {"$defs": _fanning_references(25), "type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}}
+    assert attributes_code(hidden, {"y": 1}) is None
+    assert attributes_code(hidden, {"x": {}}) == "too-complex"
+    # A large enum checked at every element of an array multiplies too.
+    enum = {"type": "object", "properties": {"a": {"type": "array", "items": {"enum": list(range(2000))}}}}
+    assert attributes_code(enum, {"a": list(range(10))}) is None
+    assert attributes_code(enum, {"a": list(range(2000))}) == "too-complex"
+
+
+def test_ordinary_items_of_the_largest_size_stay_within_the_budget() -> None:
+    tree = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {"v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+            }
+        },
+        "$ref": "#/$defs/node",
+    }
+    assert (
+        attributes_code(tree, {"v": 1, "kids": [{"v": i, "kids": [{"v": j} for j in range(10)]} for i in range(100)]})
+        is None
+    )
+    flat = {"type": "object", "additionalProperties": {"type": "object", "properties": {"a": {"type": "string"}}}}
+    assert attributes_code(flat, {f"k{n}": {"a": "x"} for n in range(600)}) is None
