@@ -8,8 +8,9 @@ never a dict passed along.
 
 Errors keep their types across the hop. A :class:`~strata.schemas.DomainError` raised in a replica
 reaches the caller as the same class with the same detail (Ray wraps it; the client unwraps it),
-a call Serve refuses (queue full, no replica) is :class:`~strata.schemas.ServiceUnavailable`, and
-anything else propagates as Ray raised it.
+a call Serve refuses (queue full, no replica) is :class:`~strata.schemas.ServiceUnavailable`, so is a call whose
+service cannot reach PostgreSQL (:class:`~strata.actors.postgres.DatabaseUnavailable` in the replica: a 503 with
+``Retry-After`` at the gateway, not a 500), and anything else propagates as Ray raised it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, ClassVar, TypeVar
 
 from ray.serve.handle import DeploymentHandle
 
-from strata.schemas import DomainError, ServiceReadiness
+from strata.actors.postgres import DatabaseUnavailable
+from strata.schemas import DomainError, ServiceReadiness, ServiceUnavailable
 from strata.serve_apps._entry import service_handle
 from strata.serve_apps._router import refused_as_unavailable
 
@@ -95,3 +97,7 @@ class ServiceClient:
                 # Ray raises a subclass of both RayTaskError and the service's error; the caller gets the error itself.
                 cause = getattr(exc, "cause", None)
                 raise (cause if isinstance(cause, DomainError) else exc) from None
+            except DatabaseUnavailable:
+                # Not the request's fault, and not a bug: the service's database does not answer (down, restarting,
+                # or a command that timed out). The caller may retry; a retried POST is safe with an Idempotency-Key.
+                raise ServiceUnavailable(f"the {self._app} service cannot reach its database", retry_after=2) from None

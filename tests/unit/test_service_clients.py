@@ -10,6 +10,7 @@ import pytest
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
+from strata.actors.postgres import CommandTimedOut, DatabaseUnavailable
 from strata.schemas import (
     AuditPage,
     Collection,
@@ -258,3 +259,13 @@ def test_a_client_has_one_method_per_call_of_its_deployment_with_the_same_parame
         assert [(p.name, p.kind, p.default) for p in ours.values()] == [
             (p.name, p.kind, p.default) for p in theirs.values()
         ], name
+
+
+async def test_a_service_that_cannot_reach_its_database_is_unavailable_not_an_error() -> None:
+    for raised in (DatabaseUnavailable("connection refused"), CommandTimedOut("command timed out")):
+        wrapped = RayTaskError("get_item", "Traceback ...", raised).as_instanceof_cause()
+        data = DataClient(_as_handle(FakeHandle({"get_item": wrapped})))
+        with pytest.raises(ServiceUnavailable) as caught:
+            await data.get_item(CALLER, COLLECTION.id, ITEM.id)
+        assert caught.value.status == 503 and caught.value.retry_after == 2
+        assert "connection refused" not in caught.value.detail  # no internal detail reaches a client
