@@ -52,8 +52,7 @@ from strata.serve_apps.gateway._deps import DataDep
 from strata.serve_apps.gateway._hygiene import EdgePolicy
 from strata.serve_apps.gateway._json_bodies import CONTENT_TYPES_KEY, JSON, MERGE_PATCH, JsonBodyRoute, parse_json_body
 from strata.serve_apps.gateway._preconditions import (
-    if_none_match_hits,
-    not_modified,
+    conditional_read,
     optional_if_match,
     required_if_match,
     tag_response,
@@ -311,10 +310,7 @@ async def get_collection(
     if_none_match: IfNoneMatchHeader = None,
 ) -> Collection | Response:
     collection = await data.get_collection(caller, str(collection_id))
-    if if_none_match_hits(if_none_match, collection.version):
-        return not_modified(collection.version)
-    tag_response(response, collection.version)
-    return collection
+    return conditional_read(response, collection.version, if_none_match) or collection
 
 
 @router.patch(
@@ -392,10 +388,7 @@ async def get_member(
     if_none_match: IfNoneMatchHeader = None,
 ) -> Member | Response:
     member = await data.get_member(caller, str(collection_id), str(user_id))
-    if if_none_match_hits(if_none_match, member.version):
-        return not_modified(member.version)
-    tag_response(response, member.version)
-    return member
+    return conditional_read(response, member.version, if_none_match) or member
 
 
 @router.put(
@@ -561,10 +554,7 @@ async def get_item(
     if_none_match: IfNoneMatchHeader = None,
 ) -> Item | Response:
     item = await data.get_item(caller, str(collection_id), str(item_id))
-    if if_none_match_hits(if_none_match, item.version):
-        return not_modified(item.version)
-    tag_response(response, item.version)
-    return item
+    return conditional_read(response, item.version, if_none_match) or item
 
 
 @router.put(

@@ -68,3 +68,12 @@ def not_modified(version: int) -> Response:
     response = Response(status_code=status.HTTP_304_NOT_MODIFIED)
     tag_response(response, version)
     return response
+
+
+def conditional_read(response: Response, version: int, if_none_match: str | None) -> Response | None:
+    """A GET's conditional answer: 304 when ``If-None-Match`` names ``version``; else ``None``, with the ETag put on
+    ``response`` (the route then answers the resource itself)."""
+    if if_none_match_hits(if_none_match, version):
+        return not_modified(version)
+    tag_response(response, version)
+    return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,17 +16,46 @@ import pytest
 
 from strata.cluster._state import State
 from tests.conftest import System
+from tests.integration.accounts import Account, account, is_problem
 
 pytestmark = pytest.mark.integration
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    if psutil.pid_exists(pid):
+        psutil.wait_procs([psutil.Process(pid)], timeout=10)
+
+
+def _answers_while_postgres_is_gone(system: System, member: Account, path: str) -> list[httpx.Response]:
+    """GETs of ``path`` until one is refused: a backend orphaned by the kill may still answer a moment (bounded)."""
+    answers: list[httpx.Response] = []
+    deadline = time.monotonic() + 60
+    with system.client() as client:
+        while time.monotonic() < deadline:
+            answers.append(client.get(path, headers=member.headers))
+            if answers[-1].status_code != 200:
+                break
+            time.sleep(0.2)
+    return answers
 
 
 def test_up_after_a_crash_restarts_what_died(system: System) -> None:
     data_dir = system.settings.data_dir.resolve()
     before = State.load(data_dir).components
-    killed = [before["kafka"].pids[0], before["postgres"].pids[0]]
-    for pid in killed:
-        os.kill(pid, signal.SIGKILL)
-    psutil.wait_procs([psutil.Process(pid) for pid in killed if psutil.pid_exists(pid)], timeout=10)
+    member = asyncio.run(account(system))
+    with system.client() as client:
+        made = client.post("/v1/collections", headers=member.headers, json={"name": "through the crash"})
+        assert made.status_code == 201, made.text
+    killed = [before["postgres"].pids[0], before["kafka"].pids[0]]
+    _kill(killed[0])
+    # PostgreSQL is gone: a data read is a 503 the client may retry, never a 500.
+    answers = _answers_while_postgres_is_gone(system, member, made.headers["location"])
+    refused = answers[-1]
+    assert {a.status_code for a in answers[:-1]} <= {200} and refused.status_code == 503, refused.text
+    assert is_problem(refused) and refused.json()["type"].endswith("/service-unavailable"), refused.text
+    assert refused.headers["retry-after"] == "2"
+    _kill(killed[1])
 
     result = subprocess.run(
         [str(Path(sys.executable).parent / "strata"), "up"],
