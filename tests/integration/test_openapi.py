@@ -278,7 +278,14 @@ def test_a_stateful_schemathesis_run_over_the_data_routes_follows_links_and_find
 
     class DataRoutes(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
-            return {"base_url": base_url, "headers": headers, "verify": verify, "timeout": 30}
+            sent = dict(headers)
+            if case.headers and "Idempotency-Key" in case.headers:
+                # Each scenario must meet the same server whatever ran before it: Hypothesis replays a scenario's
+                # prefix and fails as flaky if an answer differs. A generated key seen in an earlier scenario would
+                # replay that one's answer or be refused as reused, so every POST gets a key of its own (the
+                # idempotency tests prove replays).
+                sent["Idempotency-Key"] = uuid.uuid4().hex
+            return {"base_url": base_url, "headers": sent, "verify": verify, "timeout": 30}
 
         def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
             label = f"{case.operation.method.upper()} {case.operation.path}"
