@@ -40,9 +40,9 @@ from strata.cluster._component import (
 )
 from strata.cluster._errors import StartupError, Unreachable
 from strata.cluster._front import TlsFront
-from strata.cluster._postgres import EmbeddedPostgres
+from strata.cluster._postgres import EmbeddedPostgres, EmbeddedStandby
 from strata.cluster._probes import postgres_error, ray_answers, wait_until
-from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, ray_head
+from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, postgres_standbys, ray_head, secrets_of
 from strata.cluster._state import Recorded, terminate
 from strata.cluster._tls import ensure_certificate
 from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
@@ -111,9 +111,20 @@ class PostgresComponent:
 
     def provision(self, echo: Echo) -> None:
         if self.applies():
-            asyncio.run(self._server().ensure_database())  # initdb makes only the `postgres` database
+            server = self._server()
+            asyncio.run(server.ensure_database())  # initdb makes only the `postgres` database
+            if self._settings.postgres_standbys:
+                asyncio.run(self._prepare_standbys(server))
         echo("applying migrations")
         asyncio.run(migrate_async(self._settings, echo))
+
+    async def _prepare_standbys(self, server: EmbeddedPostgres) -> None:
+        """The replicator role and its pg_hba line; the slot of a standby whose copy is gone (it is made anew)."""
+        password = secrets_of(self._settings.data_dir)["postgres_replicator_password"]
+        await server.ensure_replication(password, reload=server.allow_replication())
+        for standby in postgres_standbys(self._settings, self._context.state):
+            if not standby.initialized():
+                await server.drop_inactive_slot(standby.slot)
 
     def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
         # A fast shutdown through pg_ctl first.
@@ -124,6 +135,63 @@ class PostgresComponent:
             return recorded_row(self.name, recorded)
         url = self._settings.database_url
         return StatusRow(self.name, [], redact_dsn(url.get_secret_value()) if url else "", "external")
+
+
+class StandbyComponent:
+    """The embedded PostgreSQL's streaming standbys (``STRATA_POSTGRES_STANDBYS``), each copied once from the primary
+    by ``pg_basebackup -R`` through its own replication slot, then started with the primary and stopped before it."""
+
+    name = "standby"
+    depends_on: tuple[str, ...] = ("postgres",)
+    serves_gateway = False
+    standalone = True
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._settings = context.runtime.settings
+
+    def _standbys(self) -> list[EmbeddedStandby]:
+        return postgres_standbys(self._settings, self._context.state)
+
+    def applies(self) -> bool:
+        return self._context.configured.embedded_postgres and self._settings.postgres_standbys > 0
+
+    def ports(self) -> list[PortClaim]:
+        if not self.applies():
+            return []
+        return [PortClaim(f"PostgreSQL standby {s.name}", "127.0.0.1", s.port) for s in self._standbys()]
+
+    def preflight(self) -> None:
+        pass
+
+    def start(self, record: Record, echo: Echo) -> None:
+        primary = postgres_server(self._settings, self._context.state)
+        password = secrets_of(self._settings.data_dir)["postgres_replicator_password"]
+        procs = []
+        addresses = []
+        for standby in self._standbys():
+            if not standby.initialized():
+                echo(f"copying PostgreSQL to standby {standby.name} (pg_basebackup)")
+                standby.init_from(primary, password, timeout=self._settings.startup_timeout_s)
+            echo(f"starting PostgreSQL standby {standby.name} on {standby.address}")
+            procs.append(standby.start())
+            addresses.append(standby.address)
+            record(Recorded(self.name, ",".join(addresses), list(procs)))
+
+    def provision(self, echo: Echo) -> None:
+        pass  # it streams on its own; `strata status` shows how far behind it is
+
+    def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
+        def gently() -> None:
+            for standby in self._standbys():
+                standby.stop()
+
+        return stop_recorded(recorded, echo, "the PostgreSQL standbys", timeout=10, gently=gently)
+
+    def status(self, recorded: Recorded | None) -> StatusRow | None:
+        if self.applies():
+            return recorded_row(self.name, recorded)
+        return None
 
 
 class KafkaComponent:
@@ -329,6 +397,7 @@ class TlsFrontComponent:
 
 LIFECYCLE: tuple[ComponentFactory, ...] = (
     PostgresComponent,
+    StandbyComponent,
     KafkaComponent,
     RayHeadComponent,
     TlsFrontComponent,

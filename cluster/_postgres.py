@@ -24,7 +24,10 @@ from strata.cluster._state import Proc, server_env
 
 ADMIN_USER = "strata_admin"
 DATABASE = "strata"
+REPLICATOR = "strata_replicator"
+"""The role standbys stream WAL as: REPLICATION and LOGIN, nothing else (no table of any schema)."""
 _OS_USER = "strata-postgres"
+_REPLICATION_HBA = f"host replication {REPLICATOR} 127.0.0.1/32 scram-sha-256"
 
 
 def _bin_dir() -> Path:
@@ -60,7 +63,9 @@ class EmbeddedPostgres:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _run(self, exe: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, exe: str, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         identity: dict[str, object] = {}
         if self._user is not None:
             # Drop root entirely: user, primary group and supplementary groups.
@@ -73,7 +78,7 @@ class EmbeddedPostgres:
             timeout=timeout,
             cwd=self.home,
             check=False,
-            env=server_env(),
+            env={**server_env(), **(env or {})},
             **identity,
         )
 
@@ -144,7 +149,45 @@ class EmbeddedPostgres:
             "# strata: password (scram) for every role, loopback only\n"
             "local all all scram-sha-256\n"
             "host all all 127.0.0.1/32 scram-sha-256\n"
+            f"{_REPLICATION_HBA}\n"
         )
+
+    def allow_replication(self) -> bool:
+        """Add the replicator's pg_hba line if missing (a cluster initialised before standbys existed); whether it
+        was added (the running server must then reload its configuration)."""
+        hba = self.data / "pg_hba.conf"
+        if _REPLICATION_HBA in hba.read_text().splitlines():
+            return False
+        with open(hba, "a") as lines:
+            lines.write(f"{_REPLICATION_HBA}\n")
+        return True
+
+    async def ensure_replication(self, password: str, *, reload: bool) -> None:
+        """Let standbys stream from this (running) server: the replicator role with ``password`` (created or its
+        password set); ``reload`` after :meth:`allow_replication` added the pg_hba line."""
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            exists = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", REPLICATOR)
+            verb = "ALTER" if exists else "CREATE"
+            # Identifiers are constants; the password travels as a literal quoted by the server (no DDL parameters).
+            quoted = await conn.fetchval("SELECT quote_literal($1)", password)
+            await conn.execute(f"{verb} ROLE {REPLICATOR} WITH LOGIN REPLICATION PASSWORD {quoted}")
+            if reload:
+                await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    async def drop_inactive_slot(self, slot: str) -> None:
+        """Drop replication slot ``slot`` if it exists and nothing streams from it (its standby's data was removed)."""
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            await conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                " WHERE slot_name = $1 AND NOT active",
+                slot,
+            )
+        finally:
+            await conn.close()
 
     async def ensure_database(self) -> None:
         """Create strata's database on first start (initdb makes only ``postgres``)."""
@@ -227,3 +270,63 @@ class EmbeddedPostgres:
             path.mkdir(mode=0o700, parents=True)
             if self._user is not None:
                 shutil.chown(path, user=self._user)
+
+
+class EmbeddedStandby(EmbeddedPostgres):
+    """A streaming standby of an :class:`EmbeddedPostgres`, made once by the wheel's own ``pg_basebackup -R``.
+
+    Its data is a copy of the primary's taken through replication slot ``slot`` (so the primary keeps the WAL it has
+    not replayed), with ``standby.signal`` and ``primary_conninfo`` written by ``-R``; it is read-only, answers queries
+    while it replays (hot standby), and listens on its own port and socket directory.
+    """
+
+    def __init__(self, home: Path, *, port: int, admin_password: str, name: str, slot: str) -> None:
+        super().__init__(home, port=port, admin_password=admin_password)
+        self.name = name
+        self.slot = slot
+
+    def init(self) -> None:
+        raise TypeError("a standby is made from its primary: use init_from()")
+
+    def init_from(self, primary: EmbeddedPostgres, replicator_password: str, timeout: float = 300.0) -> None:
+        """Copy ``primary`` (running, with :meth:`~EmbeddedPostgres.ensure_replication` done) once."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        self._prepare_os_user()
+        if self.initialized():
+            return
+        shutil.rmtree(self.data, ignore_errors=True)  # a copy that did not finish
+        result = self._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            REPLICATOR,
+            "-D",
+            str(self.data),
+            "-R",
+            "-X",
+            "stream",
+            "-C",
+            "-S",
+            self.slot,
+            "--no-password",
+            timeout=timeout,
+            env={"PGPASSWORD": replicator_password},
+        )
+        if result.returncode != 0 or not self.initialized():
+            shutil.rmtree(self.data, ignore_errors=True)
+            raise StartupError(f"pg_basebackup of {self.name} failed: {result.stderr.strip().splitlines()[-1:]}")
+        socket_dir = Path(tempfile.mkdtemp(prefix="strata-pg-"))
+        if self._user is not None:
+            shutil.chown(socket_dir, user=self._user)
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\n# strata: standby {self.name}, its own socket directory (the last setting wins)\n"
+                f"unix_socket_directories = '{socket_dir}'\n"
+                f"cluster_name = '{self.name}'\n"
+                "hot_standby = on\n"
+                "hot_standby_feedback = on\n"
+            )

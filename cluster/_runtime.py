@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from strata.actors.postgres import strip_password
 from strata.cluster import _kafka, _ray
-from strata.cluster._postgres import EmbeddedPostgres
+from strata.cluster._postgres import EmbeddedPostgres, EmbeddedStandby
 from strata.cluster._state import State
 from strata.cluster._tls import tls_dir
 from strata.schemas import Settings
@@ -83,6 +83,7 @@ _SECRETS: dict[str, Callable[[], str]] = {
     "ray_auth_token": lambda: secrets.token_hex(32),  # the format Ray itself generates
     "kafka_broker_password": lambda: secrets.token_urlsafe(24),
     "kafka_admin_password": lambda: secrets.token_urlsafe(24),
+    "postgres_replicator_password": lambda: secrets.token_urlsafe(24),
 }
 
 
@@ -93,6 +94,21 @@ def postgres_server(settings: Settings, state: State, *, create: bool = True) ->
         port=state.port("postgres", settings.postgres_port),
         admin_password=secrets_of(settings.data_dir, create=create)["postgres_password"],
     )
+
+
+def postgres_standbys(settings: Settings, state: State, *, create: bool = True) -> list[EmbeddedStandby]:
+    """The embedded PostgreSQL's standbys (``postgres_standbys`` of them), each under the data dir on its own port."""
+    password = secrets_of(settings.data_dir, create=create)["postgres_password"]
+    return [
+        EmbeddedStandby(
+            settings.data_dir / f"postgres-standby-{n}",
+            port=state.port(f"postgres_standby_{n}", 0),
+            admin_password=password,
+            name=f"strata-standby-{n}",
+            slot=f"strata_standby_{n}",
+        )
+        for n in range(settings.postgres_standbys)
+    ]
 
 
 def kafka_broker(settings: Settings, state: State, *, create: bool = True) -> _kafka.EmbeddedKafka:

@@ -36,6 +36,7 @@ def status(settings: Settings) -> dict[str, Any]:
     context = Context(settings, runtime, state)
     components = [row.as_dict() for row in status_rows(components_of(context), state)]
     events = asyncio.run(_event_status(runtime.settings)) if runtime.settings.secret_key else {}
+    replication = asyncio.run(_replication_status(runtime.settings)) if runtime.settings.database_url else []
     ready = http_ready(runtime.gateway_url + "/readyz", timeout=5.0, verify=runtime.verify())
     components.append(
         {
@@ -49,6 +50,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "components": components,
         "apps": _serve.applications(runtime.dashboard_url, runtime.ray_auth_token),
         "events": events,
+        "replication": replication,
         "dashboard": runtime.dashboard_url,
         "metrics": _metrics_url(state),
     }
@@ -63,6 +65,29 @@ def _metrics_url(state: State) -> str:
     # Recorded by the head when it started (the port may have been chosen then).
     ray = state.components.get(RayHeadComponent.name)
     return str(ray.extra.get("metrics", "")) if ray is not None else ""
+
+
+REPLICATION_QUERY = (
+    "SELECT application_name AS name, state, client_addr::text AS address,"
+    " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,"
+    " extract(epoch FROM replay_lag)::float8 AS lag_s"
+    " FROM pg_stat_replication ORDER BY application_name"
+)
+"""Each standby streaming from the primary: its state, and how far its replay is behind, in bytes and seconds
+(``replay_lag`` is null while the standby has had nothing to replay recently: it is then caught up)."""
+
+
+async def _replication_status(settings: Settings) -> list[dict[str, Any]]:
+    """The standbys streaming from the primary, as ``pg_stat_replication`` shows them (admin connection, bounded)."""
+    assert settings.database_url is not None
+    try:
+        conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=3)
+        try:
+            return [dict(row) for row in await conn.fetch(REPLICATION_QUERY, timeout=3)]
+        finally:
+            await conn.close()
+    except Exception as exc:  # noqa: BLE001 - status reports what it cannot see
+        return [{"error": type(exc).__name__}]
 
 
 async def _event_status(settings: Settings) -> dict[str, Any]:

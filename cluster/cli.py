@@ -113,6 +113,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     for name, info in apps.items():
         deployments = ", ".join(f"{d}={s}" for d, s in info["deployments"].items())
         typer.echo(f"{name:<10} {info['status']:<14} {deployments}")
+    replication: list[dict[str, Any]] = report.get("replication") or []
+    if replication:
+        typer.echo("")
+        typer.echo(f"{'STANDBY':<18} {'STATE':<12} {'LAG(bytes)':>10} {'LAG(s)':>8}")
+        for standby in replication:
+            if "error" in standby:
+                typer.echo(f"{'?':<18} error {standby['error']}")
+                continue
+            seconds = "-" if standby["lag_s"] is None else f"{standby['lag_s']:.3f}"
+            typer.echo(f"{standby['name']:<18} {standby['state']:<12} {standby['lag_bytes']:>10} {seconds:>8}")
     events: dict[str, Any] = report.get("events") or {}
     if events:
         typer.echo("")

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     postgres_port: Port = Field(
         default=0, description="TCP port of the embedded PostgreSQL on 127.0.0.1; 0 picks a free one once and keeps it."
     )
+    postgres_standbys: int = Field(
+        default=1,
+        ge=0,
+        le=4,
+        description=(
+            "Streaming standbys of the embedded PostgreSQL that `strata up` starts (pg_basebackup -R, a replication"
+            " slot each, on loopback). 0: none. With STRATA_DATABASE_URL, strata starts none."
+        ),
+    )
     kafka_bootstrap_servers: str = Field(
         default="",
         description="Bootstrap servers of an existing Kafka (host:port,...). Empty: strata runs an embedded Kafka.",

@@ -20,7 +20,7 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
     data_dir = system.settings.data_dir.resolve()
     state = State.load(data_dir)
     recorded = {name: c.pids for name, c in state.components.items() if c.procs}
-    assert {"postgres", "kafka", "ray", "front"} <= set(recorded)
+    assert {"postgres", "standby", "kafka", "ray", "front"} <= set(recorded)
     ray_procs = find_processes(temp_dir_for(data_dir), gcs_port=state.ports["ray"])
     names = {psutil.Process(p.pid).name() for p in ray_procs if psutil.pid_exists(p.pid)}
     assert any("raylet" in n for n in names) and any("gcs_server" in n for n in names), names

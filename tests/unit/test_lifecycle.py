@@ -15,6 +15,7 @@ from strata.cluster._components import (
     KafkaComponent,
     PostgresComponent,
     RayHeadComponent,
+    StandbyComponent,
     TlsFrontComponent,
     event_topics,
 )
@@ -206,9 +207,10 @@ def test_preflight_checks_only_components_that_do_not_run() -> None:
             check_before_start(components, _running())
 
 
-def test_strata_starts_postgres_kafka_ray_then_the_front_which_stops_with_ray() -> None:
-    assert (PostgresComponent, KafkaComponent, RayHeadComponent, TlsFrontComponent) == LIFECYCLE
+def test_strata_starts_postgres_its_standbys_kafka_ray_then_the_front_which_stops_with_ray() -> None:
+    assert (PostgresComponent, StandbyComponent, KafkaComponent, RayHeadComponent, TlsFrontComponent) == LIFECYCLE
     assert TlsFrontComponent.depends_on == (RayHeadComponent.name,)
+    assert StandbyComponent.depends_on == (PostgresComponent.name,)  # stopping the primary stops its standbys first
 
 
 def test_topics_to_create_are_the_catalogue_and_every_groups_dead_letters() -> None:
