@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -108,7 +109,35 @@ class State:
         return self.ports[name]
 
 
+# Ports strata picks for itself lie between Ray's worker ports (10002-19999 by default) and the kernel's ephemeral
+# range, which every outgoing connection and every port-0 bind (Ray's own gRPC servers among them) draws from: a
+# port chosen from the ephemeral range can be taken by someone's client socket between the choice and the bind.
+_OWN_PORTS_FROM = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_ports() -> range:
+    """The kernel's ephemeral port range (Linux's default where it cannot be read)."""
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
+    """A loopback TCP port nobody listens on, outside the ephemeral range when there is room below it.
+
+    Chosen at random, so two callers choosing at once rarely meet; the caller binds it soon after.
+    """
+    ephemeral = ephemeral_ports()
+    candidates = range(_OWN_PORTS_FROM, ephemeral.start) if ephemeral.start - _OWN_PORTS_FROM >= 1000 else range(0)
+    for _ in range(100):
+        if not candidates:
+            break
+        port = secrets.choice(candidates)
+        if not port_in_use("127.0.0.1", port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 
+from strata.cluster import _state
 from strata.cluster._state import Proc, Recorded, State, port_in_use, terminate
 
 
@@ -85,3 +86,11 @@ def test_terminate_stops_a_process_and_its_children() -> None:
         assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     finally:
         parent.kill()
+
+
+def test_a_chosen_port_lies_outside_the_ephemeral_range_so_no_outgoing_socket_can_take_it() -> None:
+    # Ray's gRPC servers and every client socket bind ports from the ephemeral range; a port chosen there for the TLS
+    # front was once taken between the choice and the bind.
+    ephemeral = _state.ephemeral_ports()
+    ports = {_state.free_port() for _ in range(50)}
+    assert all(_state._OWN_PORTS_FROM <= port < ephemeral.start for port in ports)
