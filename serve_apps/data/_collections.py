@@ -95,10 +95,9 @@ async def create_collection(
     request = _idempotency.idempotent_request(
         owner, "create_collection", idempotency_key, {"body": body.model_dump(mode="json")}
     )
-    if request is not None:
-        stored = await _idempotency.begin(conn, request, wait_s=limits.idempotency_wait_s)
-        if stored is not None:
-            return CreatedCollection.model_validate_json(stored.response).model_copy(update={"replayed": True})
+    replayed = await _idempotency.replay(conn, request, CreatedCollection, wait_s=limits.idempotency_wait_s)
+    if replayed is not None:
+        return replayed
     collection_id = str(uuid.uuid4())
     row = await conn.fetchrow(
         "INSERT INTO data.collections AS c (id, owner_id, name, description, item_schema)"
@@ -119,9 +118,8 @@ async def create_collection(
         request_id=request_id,
         actor=owner,
     )
-    if request is not None:
-        answer = _idempotency.StoredAnswer(201, created.model_dump_json().encode(), f"/v1/collections/{collection_id}")
-        await _idempotency.remember(conn, request, answer, ttl_s=limits.idempotency_ttl_s)
+    location = f"/v1/collections/{collection_id}"
+    await _idempotency.store(conn, request, created, status=201, location=location, ttl_s=limits.idempotency_ttl_s)
     return created
 
 

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 import orjson
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from strata.schemas import Conflict, Unprocessable
 
 _MAX_KEY_CHARS = 255
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,33 @@ async def remember(
         answer.location,
         float(ttl_s),
     )
+
+
+async def replay(
+    conn: asyncpg.Connection, request: IdempotentRequest | None, answer: type[AnswerT], *, wait_s: float
+) -> AnswerT | None:
+    """The first answer to ``request``, marked ``replayed``; ``None`` without a key or when the effect must run
+    (:func:`begin`, then the stored answer read back as ``answer``)."""
+    if request is None:
+        return None
+    stored = await begin(conn, request, wait_s=wait_s)
+    if stored is None:
+        return None
+    return answer.model_validate_json(stored.response).model_copy(update={"replayed": True})
+
+
+async def store(
+    conn: asyncpg.Connection,
+    request: IdempotentRequest | None,
+    answer: BaseModel,
+    *,
+    status: int,
+    location: str | None,
+    ttl_s: int,
+) -> None:
+    """Remember ``answer`` as the first answer to ``request`` (nothing without a key), after the effect."""
+    if request is not None:
+        await remember(conn, request, StoredAnswer(status, answer.model_dump_json().encode(), location), ttl_s=ttl_s)
 
 
 async def prune_expired_keys(conn: asyncpg.Connection, *, batch: int = 1000) -> int:

@@ -192,17 +192,14 @@ async def create_item(
     request = _idempotency.idempotent_request(
         author, "create_item", idempotency_key, {"collection_id": collection_id, "body": body.model_dump(mode="json")}
     )
-    if request is not None:
-        stored = await _idempotency.begin(conn, request, wait_s=limits.idempotency_wait_s)
-        if stored is not None:
-            return CreatedItem.model_validate_json(stored.response).model_copy(update={"replayed": True})
+    replayed = await _idempotency.replay(conn, request, CreatedItem, wait_s=limits.idempotency_wait_s)
+    if replayed is not None:
+        return replayed
     access = await collection_access(conn, caller, collection_id, lock="share")
     (item,) = await _insert_items(conn, access, [body], limits, author, batch=False, request_id=request_id)
     created = CreatedItem(item=item)
-    if request is not None:
-        location = f"/v1/collections/{item.collection_id}/items/{item.id}"
-        answer = _idempotency.StoredAnswer(201, created.model_dump_json().encode(), location)
-        await _idempotency.remember(conn, request, answer, ttl_s=limits.idempotency_ttl_s)
+    location = f"/v1/collections/{item.collection_id}/items/{item.id}"
+    await _idempotency.store(conn, request, created, status=201, location=location, ttl_s=limits.idempotency_ttl_s)
     return created
 
 
@@ -226,18 +223,14 @@ async def create_items(
     request = _idempotency.idempotent_request(
         author, "create_items", idempotency_key, {"collection_id": collection_id, "body": body.model_dump(mode="json")}
     )
-    if request is not None:
-        stored = await _idempotency.begin(conn, request, wait_s=limits.idempotency_wait_s)
-        if stored is not None:
-            return CreatedItems.model_validate_json(stored.response).model_copy(update={"replayed": True})
+    replayed = await _idempotency.replay(conn, request, CreatedItems, wait_s=limits.idempotency_wait_s)
+    if replayed is not None:
+        return replayed
     access = await collection_access(conn, caller, collection_id, lock="share")
     items = await _insert_items(conn, access, list(body.items), limits, author, batch=True, request_id=request_id)
     created = CreatedItems(batch=ItemBatch(items=items))
-    if request is not None:
-        answer = _idempotency.StoredAnswer(
-            201, created.model_dump_json().encode(), f"/v1/collections/{access.id}/items"
-        )
-        await _idempotency.remember(conn, request, answer, ttl_s=limits.idempotency_ttl_s)
+    location = f"/v1/collections/{access.id}/items"
+    await _idempotency.store(conn, request, created, status=201, location=location, ttl_s=limits.idempotency_ttl_s)
     return created
 
 
