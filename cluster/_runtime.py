@@ -155,6 +155,11 @@ def resolve(settings: Settings, state: State, *, create: bool = True) -> Runtime
         update["secret_key"] = SecretStr(secrets_of(settings.data_dir, create=create)["secret_key"])
     if settings.embedded_postgres:
         update["database_url"] = SecretStr(postgres_server(settings, state, create=create).dsn)
+        # Services read from the embedded standbys (their own roles; the address is all they take from these).
+        # (model_copy validates nothing: the password is stripped here, so it never reaches a worker's environment.)
+        update["database_replica_urls"] = [
+            strip_password(standby.dsn) for standby in postgres_standbys(settings, state, create=create)
+        ]
     if settings.embedded_kafka:
         broker = kafka_broker(settings, state, create=create)
         update.update(

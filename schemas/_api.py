@@ -216,8 +216,23 @@ class OutboxBacklog(BaseModel):
     error: str | None = Field(default=None, description="The error's class name, when the backlog was not read.")
 
 
+class StandbyCheck(BaseModel):
+    """A standby as one service replica routes reads to it: ``streaming`` (in read rotation), ``lagging`` (out of
+    rotation, past a lag bound or not caught up yet) or ``down`` (not answering, or no longer in recovery)."""
+
+    name: str
+    status: Literal["streaming", "lagging", "down"]
+    in_rotation: bool
+    lag_bytes: int | None = None
+    lag_s: float | None = None
+    replay_paused: bool = False
+    error: str | None = None
+
+
 class ServiceReadiness(BaseModel):
-    """One service's readiness report. ``outbox`` is there for a service with an outbox whose database is up."""
+    """One service's readiness report. ``outbox`` is there for a service with an outbox whose database is up;
+    ``standbys`` for a service that reads from standbys."""
 
     database: DatabaseCheck
     outbox: OutboxBacklog | None = None
+    standbys: list[StandbyCheck] = Field(default_factory=list)

@@ -62,6 +62,8 @@ class ServiceSpec:
     """Default database backend (``STRATA_DB_BACKENDS`` overrides it per service)."""
     migration_settings: tuple[str, ...] = ()
     """Settings its migrations read, each as the PostgreSQL setting ``strata.<name>`` (``current_setting()``)."""
+    replica_reads: bool = False
+    """Runs its read-only units of work on standbys when there are any (``Database.read``)."""
 
     @property
     def import_path(self) -> str:
@@ -116,6 +118,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         consumer_groups=(
             ConsumerGroupSpec("users", (AUTH_ACCOUNT_TOPIC,), "strata.serve_apps.users:apply_auth_event"),
         ),
+        replica_reads=True,
     ),
     ServiceSpec(
         name="data",
@@ -126,6 +129,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         publishes=_topics_of("data"),
         consumer_groups=(ConsumerGroupSpec("data", (USERS_USER_TOPIC,), "strata.serve_apps.data:apply_users_event"),),
         migration_settings=("data_item_partitions",),
+        replica_reads=True,
     ),
     ServiceSpec(
         name="audit",
@@ -133,6 +137,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         package="strata.serve_apps.audit",
         description="the audit log: one row per domain event, read by administrators",
         consumer_groups=(ConsumerGroupSpec("audit", tuple(topics()), "strata.serve_apps.audit:record_audit_event"),),
+        replica_reads=True,
     ),
 )
 """Every component, in start order (the gateway first: it is the application the others are reached through)."""

@@ -13,6 +13,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +84,40 @@ class Settings(BaseSettings):
             "Streaming standbys of the embedded PostgreSQL that `strata up` starts (pg_basebackup -R, a replication"
             " slot each, on loopback). 0: none. With STRATA_DATABASE_URL, strata starts none."
         ),
+    )
+    database_replica_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Read replicas (streaming standbys) of STRATA_DATABASE_URL's PostgreSQL, JSON such as"
+            ' ["postgresql://replica1:5432/strata"]; each service connects with its own role, so user and password'
+            " here are ignored. Empty with the embedded PostgreSQL: its standbys."
+        ),
+    )
+    replica_read_wait_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description=(
+            "How long a read carrying a consistency token waits for a standby to replay that position, seconds;"
+            " past it the read goes to the primary."
+        ),
+    )
+    replica_max_lag_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="A standby further behind the primary than this many WAL bytes leaves read rotation.",
+    )
+    replica_max_lag_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A standby further behind the primary than this, seconds, leaves read rotation; it comes back within half"
+            " of both bounds. Also how stale a read without a token may be."
+        ),
+    )
+    replica_poll_s: float = Field(
+        default=0.25, gt=0, le=10, description="How often each service replica polls the primary and its standbys."
     )
     kafka_bootstrap_servers: str = Field(
         default="",
@@ -463,6 +498,21 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"cors_allow_origins takes scheme://host[:port] origins without a path or '*': {bad}")
         return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replica_addresses(cls, value: list[str]) -> list[str]:
+        """Each replica as ``postgresql://host:port/db``: credentials are dropped (services use their own role), so
+        no password travels to the processes the settings reach."""
+        addresses = []
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+                raise ValueError(f"database_replica_urls takes postgresql://host[:port]/db URLs: {parts.hostname!r}")
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            port = f":{parts.port}" if parts.port else ""
+            addresses.append(urlunsplit((parts.scheme, f"{host}{port}", parts.path, parts.query, "")))
+        return addresses
 
     @field_validator("db_backends")
     @classmethod

@@ -19,8 +19,9 @@ from typing import Any, ClassVar, TypeVar
 
 from ray.serve.handle import DeploymentHandle
 
-from strata.actors.postgres import DatabaseUnavailable
+from strata.actors.postgres import DatabaseUnavailable, current_scope
 from strata.schemas import DomainError, ServiceReadiness, ServiceUnavailable
+from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent, ReadAfter
 from strata.serve_apps._entry import service_handle
 from strata.serve_apps._router import refused_as_unavailable
 
@@ -70,11 +71,14 @@ class ServiceClient:
 
     async def readiness(self) -> ServiceReadiness:
         """The service's readiness: its path to PostgreSQL and, with an outbox, its backlog (every replica answers)."""
-        return await self._call(ServiceReadiness, "readiness")
+        # Asked of the replica's base class, outside any read scope (it is not one of the service's own calls).
+        return self._checked(ServiceReadiness, "readiness", await self._send("readiness", (), {}))
 
     async def _call(self, answer: type[T], method: str, /, *args: Any, **kwargs: Any) -> T:
         """``method(*args, **kwargs)`` on a replica; its answer, checked to be an ``answer``."""
-        result = await self._remote(method, *args, **kwargs)
+        return self._checked(answer, method, await self._remote(method, *args, **kwargs))
+
+    def _checked(self, answer: type[T], method: str, result: object) -> T:
         if not isinstance(result, answer):
             raise ServiceContractError(
                 f"{self._app}.{method} answered {type(result).__name__}, its client expects {answer.__name__}"
@@ -88,6 +92,18 @@ class ServiceClient:
             raise ServiceContractError(f"{self._app}.{method} answered {type(result).__name__}, expected nothing")
 
     async def _remote(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """The call, inside the caller's read scope when there is one (see :mod:`~strata.serve_apps._consistency`)."""
+        scope = current_scope()
+        if scope is None:
+            return await self._send(method, args, kwargs)
+        kwargs[CONSISTENCY_ARGUMENT] = ReadAfter(scope.position)
+        answer = await self._send(method, args, kwargs)
+        if not isinstance(answer, Consistent):
+            raise ServiceContractError(f"{self._app}.{method} answered without its read scope")
+        scope.merge(answer.committed, answer.staleness_s)
+        return answer.value
+
+    async def _send(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._handle is None:
             self._handle = service_handle(self._app)
         async with refused_as_unavailable(self._app):

@@ -179,6 +179,10 @@ class FaultyDatabase:
         await self._faults.passed()
         return await self._db.run_in_transaction(fn, *args, isolation=isolation, **kwargs)
 
+    async def read(self, fn: TransactionFn[T], /, *args: Any, **kwargs: Any) -> T:
+        await self._faults.passed()
+        return await self._db.read(fn, *args, **kwargs)
+
     async def check(self) -> None:
         await self._db.check()
 

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ray import serve
 
 from strata.actors.consumers import Handler, ensure_consumers
 from strata.actors.outbox import ensure_relays, outbox_backlog
-from strata.actors.postgres import Database, DatabaseError, PoolState, ReplicaPoolDatabase, open_database
+from strata.actors.postgres import (
+    AsyncpgPool,
+    Database,
+    DatabaseError,
+    PoolState,
+    ReplicaPoolDatabase,
+    RoutedDatabase,
+    open_database,
+)
 from strata.schemas import (
     ConsumerGroupSpec,
     DatabaseCheck,
@@ -25,8 +34,10 @@ from strata.schemas import (
     ServiceReadiness,
     ServiceSpec,
     Settings,
+    StandbyCheck,
     service_spec,
 )
+from strata.serve_apps._consistency import consistent
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, with_fault_point
 from strata.serve_apps._logging import route_strata_logs_to_serve
 
@@ -37,6 +48,8 @@ _LOOP_STALL_S = 2.0
 # A pool that cannot run SELECT 1 this fast is exhausted or broken; well within the 5 s health check timeout.
 _POOL_CHECK_TIMEOUT_S = 2.0
 READINESS_TIMEOUT_S = 3.0
+# What Serve itself calls on a replica, not a caller: never wrapped in a read scope.
+_NOT_CALLS = frozenset({"check_health", "reconfigure", "record_autoscaling_stats"})
 
 
 def deployment_max_replicas() -> int:
@@ -84,6 +97,15 @@ class ServiceReplica(FaultInjectable):
 
     service: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every call a service defines runs in its caller's read scope when the caller sends one (see
+        :mod:`~strata.serve_apps._consistency`): reads see the caller's own writes, writes report their commit."""
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            if name.startswith("_") or name in _NOT_CALLS or not inspect.iscoroutinefunction(member):
+                continue
+            setattr(cls, name, consistent(member))
+
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
         self._spec: ServiceSpec = service_spec(self.service)
@@ -118,12 +140,12 @@ class ServiceReplica(FaultInjectable):
         """
         self._faults.check_health()
         await check_event_loop()
-        if isinstance(self._db, ReplicaPoolDatabase):
-            await self._check_pool(self._db)
+        if isinstance(self._db, ReplicaPoolDatabase | RoutedDatabase):
+            await self._check_pool(self._db.primary if isinstance(self._db, RoutedDatabase) else self._db)
         # A relay or consumer runner killed for good (not restarted by Ray) is created again here, within one period.
         self._ensure_background()
 
-    async def _check_pool(self, pool: ReplicaPoolDatabase) -> None:
+    async def _check_pool(self, pool: AsyncpgPool) -> None:
         # Only the replica's own pool: pool actors (the other backend) are restarted by Ray, not by this check.
         if pool.state is PoolState.CLOSED:
             raise RuntimeError("database pool is closed")
@@ -145,13 +167,20 @@ class ServiceReplica(FaultInjectable):
     async def readiness(self) -> ServiceReadiness:
         """The database check and, for a service with an outbox, its backlog (unsent rows, oldest age)."""
         database = await self._check_database()
+        standbys = (
+            [StandbyCheck.model_validate(report) for report in self._db.report()]
+            if isinstance(self._db, RoutedDatabase)
+            else []
+        )
         if not self._spec.outbox or database.status != "up":
-            return ServiceReadiness(database=database)
+            return ServiceReadiness(database=database, standbys=standbys)
         try:
             backlog = await asyncio.wait_for(outbox_backlog(self._db, self.service), READINESS_TIMEOUT_S)
         except (DatabaseError, TimeoutError) as exc:
-            return ServiceReadiness(database=database, outbox=OutboxBacklog(error=type(exc).__name__))
-        return ServiceReadiness(database=database, outbox=OutboxBacklog.model_validate(backlog))
+            outbox = OutboxBacklog(error=type(exc).__name__)
+        else:
+            outbox = OutboxBacklog.model_validate(backlog)
+        return ServiceReadiness(database=database, outbox=outbox, standbys=standbys)
 
     async def __del__(self) -> None:
         db: Database | None = getattr(self, "_db", None)  # absent when __init__ failed

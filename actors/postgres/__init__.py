@@ -1,6 +1,14 @@
 """PostgreSQL access for strata's services: one ``Database`` interface, two backends, typed errors, migrations."""
 
 from strata.actors._detached import NAMESPACE
+from strata.actors.postgres._consistency import (
+    InvalidPosition,
+    ReadScope,
+    current_scope,
+    format_lsn,
+    parse_lsn,
+    read_scope,
+)
 from strata.actors.postgres._database import (
     AsyncpgPool,
     Database,
@@ -36,11 +44,13 @@ from strata.actors.postgres._roles import (
     check_service_name,
     ensure_service_role,
     redact_dsn,
+    replica_dsn,
     service_dsn,
     service_password,
     service_role,
     strip_password,
 )
+from strata.actors.postgres._routing import ReplicaBounds, RoutedDatabase, Standby
 
 __all__ = [
     "NAMESPACE",
@@ -51,6 +61,7 @@ __all__ = [
     "DatabaseUnavailable",
     "InsufficientPrivilege",
     "IntegrityError",
+    "InvalidPosition",
     "Migration",
     "MigrationError",
     "NotFound",
@@ -58,22 +69,31 @@ __all__ = [
     "PoolState",
     "PostgresPoolActor",
     "QueryError",
+    "ReadScope",
+    "ReplicaBounds",
     "ReplicaPoolDatabase",
+    "RoutedDatabase",
     "Row",
     "SerializationFailure",
+    "Standby",
     "TransactionFn",
     "UniqueViolation",
     "admin_dsn",
     "apply_migrations",
     "check_service_name",
+    "current_scope",
     "ensure_service_role",
+    "format_lsn",
     "get_or_create_pool_actor",
     "load_migrations",
     "map_asyncpg_errors",
     "open_database",
+    "parse_lsn",
     "pool_actor_name",
     "pool_size_for",
+    "read_scope",
     "redact_dsn",
+    "replica_dsn",
     "service_dsn",
     "service_migrations_dir",
     "service_password",

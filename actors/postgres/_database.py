@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import asyncpg
 
 from strata.actors._metrics import set_gauge
+from strata.actors.postgres._consistency import ReadScope, current_scope, parse_lsn
 from strata.actors.postgres._errors import (
     DatabaseUnavailable,
     NotFound,
@@ -73,6 +74,16 @@ class Database(Protocol):
 
         ``isolation`` is the transaction's own option, so it never reaches ``fn``: a unit of work must not take a
         keyword argument of that name. Every other keyword argument is passed on, on every backend.
+        """
+        ...
+
+    async def read(self, fn: TransactionFn[T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` inside one READ ONLY transaction; what it returns.
+
+        The unit of work may run on a standby (see :class:`~strata.actors.postgres.RoutedDatabase`): one that has
+        replayed the caller's position when the call's :class:`~strata.actors.postgres.ReadScope` names one. A
+        statement that writes fails (PostgreSQL refuses it in a read-only transaction), so a write cannot reach a
+        standby by mistake. Every keyword argument is passed on.
         """
         ...
 
@@ -127,6 +138,7 @@ class AsyncpgPool:
         "_pool",
         "_schema",
         "_state",
+        "reports_commits",
     )
 
     def __init__(
@@ -142,6 +154,8 @@ class AsyncpgPool:
         self._pool: asyncpg.Pool | None = None
         self._state = PoolState.UNOPENED
         self._in_flight = 0
+        self.reports_commits = False
+        """Whether a transaction adds its commit position to the caller's scope (on a primary with standbys)."""
 
     @property
     def max_size(self) -> int:
@@ -265,15 +279,39 @@ class AsyncpgPool:
         self, fn: TransactionFn[T], /, *args: Any, isolation: Isolation = "read_committed", **kwargs: Any
     ) -> T:
         check_isolation(isolation)
+        scope = current_scope() if self.reports_commits else None
 
         async def op(conn: asyncpg.Connection) -> T:
             async with conn.transaction(isolation=isolation):
-                return await fn(conn, *args, **kwargs)
+                result = await fn(conn, *args, **kwargs)
+            if scope is not None:
+                await _record_commit(conn, scope)
+            return result
 
         return await self._run(op, idempotent=False)
 
+    async def read(self, fn: TransactionFn[T], /, *args: Any, **kwargs: Any) -> T:
+        async def op(conn: asyncpg.Connection) -> T:
+            async with conn.transaction(readonly=True):
+                return await fn(conn, *args, **kwargs)
+
+        return await self._run(op, idempotent=True)
+
     async def check(self) -> None:
         await self.fetchval("SELECT 1")
+
+
+async def _record_commit(conn: asyncpg.Connection, scope: ReadScope) -> None:
+    """Add the position of the transaction that just committed on ``conn`` to ``scope``.
+
+    The WAL insert position, read right after COMMIT returned, is at or past the commit record's end: a standby
+    that has replayed it sees the commit. A failure here cannot undo the commit, so it is logged, not raised; that
+    caller's next read may then be served by a standby that has not replayed it yet.
+    """
+    try:
+        scope.wrote(parse_lsn(await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")))
+    except _DRIVER_ERRORS as exc:
+        logger.warning("commit position not read after a commit (%s); read-your-writes not assured", exc)
 
 
 class ReplicaPoolDatabase(AsyncpgPool):

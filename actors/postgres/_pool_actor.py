@@ -94,6 +94,9 @@ class PostgresPoolActor:
         # The client's arguments arrive packed, so a unit of work's keyword arguments never meet this method's own.
         return await (await self._ensure_started()).run_in_transaction(fn, *args, isolation=isolation, **kwargs)
 
+    async def read(self, fn: TransactionFn[T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        return await (await self._ensure_started()).read(fn, *args, **kwargs)
+
     async def check(self) -> None:
         await (await self._ensure_started()).check()
 
@@ -212,6 +215,10 @@ class PoolActorDatabase:
     ) -> T:
         check_isolation(isolation)
         return await self._call("run_in_transaction", fn, args, kwargs, isolation, idempotent=False)  # type: ignore[no-any-return]
+
+    async def read(self, fn: TransactionFn[T], /, *args: Any, **kwargs: Any) -> T:
+        """A read-only unit of work on the primary (pool actors hold no standby pools): safe to retry."""
+        return await self._call("read", fn, args, kwargs, idempotent=True)  # type: ignore[no-any-return]
 
     async def check(self) -> None:
         await self._call("check", idempotent=True)

@@ -76,10 +76,18 @@ def admin_dsn(settings: Settings) -> str:
 
 def service_dsn(settings: Settings, service: str) -> str:
     """The DSN ``service`` connects with: its own role, on the admin DSN's server and database."""
+    return dsn_with_credentials(admin_dsn(settings), *_service_credentials(settings, service))
+
+
+def replica_dsn(settings: Settings, service: str, replica_url: str) -> str:
+    """The DSN ``service`` reads a standby with: its own role (replicated from the primary) on ``replica_url``."""
+    return dsn_with_credentials(replica_url, *_service_credentials(settings, service))
+
+
+def _service_credentials(settings: Settings, service: str) -> tuple[str, str]:
     if settings.secret_key is None:
         raise ValueError("STRATA_SECRET_KEY is not set (strata up sets it for the processes it starts)")
-    password = service_password(settings.secret_key.get_secret_value(), service)
-    return dsn_with_credentials(admin_dsn(settings), service_role(service), password)
+    return service_role(service), service_password(settings.secret_key.get_secret_value(), service)
 
 
 async def ensure_service_role(conn: asyncpg.Connection, service: str, password: str) -> None:

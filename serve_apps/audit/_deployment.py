@@ -31,7 +31,7 @@ class AuditService(ServiceReplica):
         until: datetime | None = None,
     ) -> AuditPage:
         """One page of the audit log, newest first (see :func:`query_audit`)."""
-        return await self.db.run_in_transaction(
+        return await self.db.read(
             query_audit, cursor=cursor, limit=limit, actor=actor, event_type=event_type, since=since, until=until
         )
 

@@ -104,12 +104,12 @@ class DataService(ServiceReplica):
     async def list_collections(
         self, caller: DataCaller, *, cursor: str | None = None, limit: int = 50, everyone: bool = False
     ) -> CollectionPage:
-        return await self.db.run_in_transaction(
+        return await self.db.read(
             _collections.list_collections, caller, limits=self._limits, cursor=cursor, limit=limit, everyone=everyone
         )
 
     async def get_collection(self, caller: DataCaller, collection_id: str) -> Collection:
-        return await self.db.run_in_transaction(_collections.get_collection, caller, collection_id)
+        return await self.db.read(_collections.get_collection, caller, collection_id)
 
     async def update_collection(
         self,
@@ -154,12 +154,12 @@ class DataService(ServiceReplica):
         )
 
     async def get_member(self, caller: DataCaller, collection_id: str, user_id: str) -> Member:
-        return await self.db.run_in_transaction(_members.get_member, caller, collection_id, user_id)
+        return await self.db.read(_members.get_member, caller, collection_id, user_id)
 
     async def list_members(
         self, caller: DataCaller, collection_id: str, *, cursor: str | None = None, limit: int = 50
     ) -> MemberPage:
-        return await self.db.run_in_transaction(
+        return await self.db.read(
             _members.list_members, caller, collection_id, limits=self._limits, cursor=cursor, limit=limit
         )
 
@@ -217,10 +217,10 @@ class DataService(ServiceReplica):
         )
 
     async def get_item(self, caller: DataCaller, collection_id: str, item_id: str) -> Item:
-        return await self.db.run_in_transaction(_items.get_item, caller, collection_id, item_id)
+        return await self.db.read(_items.get_item, caller, collection_id, item_id)
 
     async def list_items(self, caller: DataCaller, collection_id: str, query: ItemQuery) -> ItemPage:
-        return await self.db.run_in_transaction(_items.list_items, caller, collection_id, query, limits=self._limits)
+        return await self.db.read(_items.list_items, caller, collection_id, query, limits=self._limits)
 
     async def replace_item(
         self,

@@ -34,7 +34,9 @@ from typing import Literal
 from fastapi import Request
 from fastapi.routing import APIRoute
 
+from strata.actors.postgres import current_scope
 from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions, ServiceUnavailable
+from strata.serve_apps.gateway._consistency import read_after, session_positions
 from strata.serve_apps.gateway._fetch import BackedOffFetch
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
 from strata.serve_apps.gateway._revocations import CATCH_UP_WAIT_S, FeedProgress, FeedState, Revocations
@@ -181,6 +183,11 @@ async def authorize(request: Request) -> None:
         raise
     await enforce_rate_limit(request, route.limit, caller.user_id)
     request.state.caller = caller
+    reads = current_scope()
+    if reads is not None:  # the request's reads see the client's token and the session's own writes
+        positions = session_positions(request.app.state)
+        header = request.headers.get("strata-consistency")
+        await read_after(reads, header, caller, positions, ask_shared=request.method in ("GET", "HEAD"))
     permission = route.permission
     if permission == AUTHENTICATED:
         return

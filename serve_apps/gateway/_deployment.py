@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from strata.actors.positions import SessionPositions, SharedPositions, ensure_position_ledgers
 from strata.schemas import DomainError, Settings
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, replica_id
 from strata.serve_apps._logging import route_strata_logs_to_serve
@@ -24,6 +25,7 @@ from strata.serve_apps._replica import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
+from strata.serve_apps.gateway._consistency import ConsistencyTokens
 from strata.serve_apps.gateway._data_routes import MERGE_PATCH_MODELS
 from strata.serve_apps.gateway._data_routes import router as data_router
 from strata.serve_apps.gateway._deps import service_clients
@@ -48,6 +50,8 @@ api = FastAPI(
     # Every route's permission is enforced here, from the one table in _access.py.
     dependencies=[Depends(authorize)],
 )
+# A read scope per request: Strata-Consistency in and out, the session's newest commit remembered.
+api.add_middleware(ConsistencyTokens)
 # The RateLimit headers of a rate-limited request (the limit itself is checked in `authorize`).
 api.add_middleware(RateLimitHeaders)
 
@@ -128,6 +132,9 @@ class Gateway(FaultInjectable):
         api.state.settings = self._settings  # the limits the OpenAPI document states
         api.state.data_max_page_size = self._settings.data_max_page_size
         api.state.request_recorder = RequestMetrics()
+        # A session's newest commit matters while a standby in rotation may lag it: at most the lag bound.
+        ttl_s = 2 * self._settings.replica_max_lag_s + 1
+        api.state.session_positions = SharedPositions(SessionPositions(ttl_s), ensure_position_ledgers(ttl_s))
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
         # One typed client per service, for this replica's lifetime (routes get them through gateway/_deps.py).

@@ -156,6 +156,8 @@ async def readiness(settings: Settings, services: Mapping[str, ServiceClient]) -
     reports: dict[str, ServiceReadiness] = dict(zip(with_outbox, checked, strict=True))
     # PostgreSQL as the data service reaches it: gateway -> data -> PostgreSQL, two hops.
     postgres = reports["data"].database.model_dump(exclude_none=True)
+    if reports["data"].standbys:  # and its standbys, as the data service routes reads to them
+        postgres["standbys"] = [standby.model_dump() for standby in reports["data"].standbys]
     outbox = {
         app: report.outbox.model_dump(exclude_none=True) if report.outbox is not None else {"error": "unknown"}
         for app, report in reports.items()

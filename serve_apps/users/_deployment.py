@@ -28,11 +28,12 @@ class UsersService(ServiceReplica):
     async def get_profile(self, user_id: str) -> Profile:
         """The caller's profile (created if its ``registered`` event has not arrived yet).
 
-        The hot path is one read; only a profile that does not exist yet costs a transaction."""
+        The hot path is one read (on a standby when one may serve it); only a profile that does not exist there yet
+        costs a transaction on the primary."""
         user = _admin.user_uuid(user_id)
-        row = await self.db.fetchrow(_profiles.SELECT_PROFILE, user)
-        if row is not None:
-            return _profiles.public_profile(row)
+        profile = await self.db.read(_profiles.find_profile, user)
+        if profile is not None:
+            return profile
         return await self.db.run_in_transaction(_profiles.get_or_create_profile, user)
 
     async def update_profile(self, user_id: str, display_name: str | None, *, request_id: str | None = None) -> Profile:
@@ -43,13 +44,11 @@ class UsersService(ServiceReplica):
         self, *, cursor: str | None = None, limit: int = 50, role: str | None = None, email_prefix: str | None = None
     ) -> UserPage:
         """One page of profiles, oldest first, and the cursor of the next."""
-        return await self.db.run_in_transaction(
-            _admin.list_users, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix
-        )
+        return await self.db.read(_admin.list_users, cursor=cursor, limit=limit, role=role, email_prefix=email_prefix)
 
     async def get_user(self, user_id: str) -> Profile:
         """One profile; never creates it."""
-        return await self.db.run_in_transaction(_admin.get_user, user_id)
+        return await self.db.read(_admin.get_user, user_id)
 
     async def set_roles(
         self, user_id: str, roles: list[str], *, request_id: str | None = None, actor: str | None = None

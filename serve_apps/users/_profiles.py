@@ -53,6 +53,12 @@ async def ensure_profile(conn: asyncpg.Connection, user_id: str, email: str) -> 
 SELECT_PROFILE = f"SELECT {PROFILE_COLUMNS} FROM users.profiles WHERE user_id = $1"
 
 
+async def find_profile(conn: asyncpg.Connection, user_id: str) -> Profile | None:
+    """The profile of ``user_id`` (a canonical UUID), if it exists."""
+    row = await conn.fetchrow(SELECT_PROFILE, user_id)
+    return None if row is None else public_profile(row)
+
+
 async def get_or_create_profile(conn: asyncpg.Connection, user_id: str) -> Profile:
     """The profile of ``user_id`` (a canonical UUID), created empty first if it does not exist yet."""
     await conn.execute("INSERT INTO users.profiles (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", user_id)

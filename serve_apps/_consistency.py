@@ -1,0 +1,63 @@
+"""A caller's consistency, carried across the one hop from a client to a service replica and back.
+
+A typed client called inside a :class:`~strata.actors.postgres.ReadScope` (the gateway opens one per request) passes
+the scope's position to the service as one extra keyword argument, and gets the service's answer wrapped in a
+:class:`Consistent`, which also carries the commit position of the call's writes and the staleness of its reads;
+the client folds both into the scope and returns the answer alone. Outside a scope (the CLI, a script that does not
+ask for it) nothing changes: no extra argument, the bare answer.
+
+On the replica side, :func:`consistent` wraps each call of a service deployment (``ServiceReplica`` applies it to
+every public method a service defines): it opens the scope for the call, so the replica's ``Database`` routes reads
+by it and records commits in it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from strata.actors.postgres import read_scope
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+CONSISTENCY_ARGUMENT = "_strata_consistency"
+"""The keyword argument a client adds to a call made inside a scope (never a parameter name of a service call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAfter:
+    """What a caller asks of a call: reads that see at least ``position`` (``None``: any position within the bound)."""
+
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consistent:
+    """A service's answer with what the caller's scope needs to know of the call."""
+
+    value: Any
+    committed: int | None
+    staleness_s: float | None
+
+
+def consistent(
+    method: Callable[Concatenate[S, P], Awaitable[R]],
+) -> Callable[Concatenate[S, P], Awaitable[R]]:
+    """``method`` that, when its caller passes a :class:`ReadAfter`, runs in a read scope and answers a
+    :class:`Consistent`; called without one, it is ``method`` itself."""
+
+    @functools.wraps(method)
+    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        asked = kwargs.pop(CONSISTENCY_ARGUMENT, None)
+        if not isinstance(asked, ReadAfter):
+            return await method(self, *args, **kwargs)
+        with read_scope(asked.position) as scope:
+            value = await method(self, *args, **kwargs)
+        return Consistent(value, scope.committed, scope.staleness_s)
+
+    call.__strata_consistent__ = True  # type: ignore[attr-defined]
+    return call
