@@ -143,6 +143,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "rate_limit_auth": "20/60s",
         "rate_limit_read": "200/60s",
         "rate_limit_exempt": "127.0.0.1",
+        # A paused standby leaves read rotation after 2 s instead of 5 (test_replica_reads.py waits for it).
+        "replica_max_lag_s": 2.0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ray import serve
 
+from strata.actors.postgres import DatabaseUnavailable
 from strata.schemas import DeletedUser, Profile, RolePermissions, UserPage
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
@@ -73,8 +74,15 @@ class UsersService(ServiceReplica):
         return await self.db.run_in_transaction(_admin.delete_user, user_id, request_id=request_id, actor=actor)
 
     async def role_permissions(self) -> RolePermissions:
-        """Every role and what it grants (the gateway caches it)."""
-        return await self.db.run_in_transaction(_profiles.role_permissions)
+        """Every role and what it grants (the gateway caches it).
+
+        Read on the primary: the gateway asks after an event said the roles changed, and a standby may not have
+        replayed that change yet. With the primary unreachable, the standby's copy (as of the last change it
+        replayed) keeps the gateway answering reads."""
+        try:
+            return await self.db.run_in_transaction(_profiles.role_permissions)
+        except DatabaseUnavailable:
+            return await self.db.read(_profiles.role_permissions)
 
 
 app = service_app(UsersService)

@@ -8,17 +8,21 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
 
 from strata.cluster._state import State
-from strata.schemas import DataCaller, ServiceUnavailable
+from strata.schemas import CollectionCreate, DataCaller, ServiceUnavailable
 from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.accounts import Account, account, is_problem
+from tests.integration.eventing import eventually
+from tests.integration.standbys import standby_dsn
 
 pytestmark = pytest.mark.integration
 
@@ -29,21 +33,35 @@ def _kill(pid: int) -> None:
         psutil.wait_procs([psutil.Process(pid)], timeout=10)
 
 
-def _answers_while_postgres_is_gone(system: System, member: Account, path: str) -> list[httpx.Response]:
-    """GETs of ``path`` until one is refused: a backend orphaned by the kill may still answer a moment (bounded)."""
+def _reads_while_the_primary_is_gone(system: System, member: Account, paths: list[str]) -> list[httpx.Response]:
+    """GETs of ``paths`` until they say they are stale: the first ones after the kill may be served by the standby
+    before the data service notices the primary is gone (it polls every ``replica_poll_s``), bounded."""
     answers: list[httpx.Response] = []
     deadline = time.monotonic() + 60
     with system.client() as client:
         while time.monotonic() < deadline:
-            answers.append(client.get(path, headers=member.headers))
-            if answers[-1].status_code != 200:
+            round_ = [client.get(path, headers=member.headers) for path in paths]
+            answers += round_
+            if all("strata-staleness" in a.headers for a in round_):
                 break
             time.sleep(0.2)
     return answers
 
 
-async def _read_through_the_handle(user_id: str, collection_id: str) -> None:
-    await DataClient().get_collection(DataCaller(user_id=user_id), collection_id)
+async def _replayed_on_the_standby(system: System, item_id: str) -> None:
+    conn = await asyncpg.connect(standby_dsn(system))
+    try:
+
+        async def replayed() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM data.items WHERE id = $1", uuid.UUID(item_id)))
+
+        await eventually(replayed, timeout=30, interval=0.1, what="the standby to replay the item")
+    finally:
+        await conn.close()
+
+
+async def _write_through_the_handle(user_id: str) -> None:
+    await DataClient().create_collection(DataCaller(user_id=user_id), CollectionCreate(name="refused"))
 
 
 def test_up_after_a_crash_restarts_what_died(system: System, ray_driver: None) -> None:
@@ -53,19 +71,31 @@ def test_up_after_a_crash_restarts_what_died(system: System, ray_driver: None) -
     with system.client() as client:
         made = client.post("/v1/collections", headers=member.headers, json={"name": "through the crash"})
         assert made.status_code == 201, made.text
+        item = client.post(f"{made.headers['location']}/items", headers=member.headers, json={"title": "kept"})
+        assert item.status_code == 201, item.text
+    asyncio.run(_replayed_on_the_standby(system, item.json()["id"]))
     killed = [before["postgres"].pids[0], before["kafka"].pids[0]]
     _kill(killed[0])
-    # PostgreSQL is gone: a data read is a 503 the client may retry, never a 500. (Which 503 depends on the gateway
-    # replica that answers: one that never fetched the role permissions cannot fetch them now either.)
-    answers = _answers_while_postgres_is_gone(system, member, made.headers["location"])
-    refused = answers[-1]
-    assert {a.status_code for a in answers[:-1]} <= {200} and refused.status_code == 503, refused.text
-    assert is_problem(refused) and refused.json()["type"].endswith("/service-unavailable"), refused.text
-    assert int(refused.headers["retry-after"]) >= 1, refused.text
+
+    # The primary is gone (issue 12, Must show 5). Reads go on from the standby and say how stale they may be.
+    paths = [made.headers["location"], item.headers["location"], f"{made.headers['location']}/items"]
+    answers = _reads_while_the_primary_is_gone(system, member, paths)
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers if a.status_code != 200][:3]
+    stale = answers[-len(paths) :]
+    assert all(float(a.headers["strata-staleness"]) >= 0 for a in stale), [a.headers for a in stale]
+    assert stale[1].json()["title"] == "kept" and [i["title"] for i in stale[2].json()["items"]] == ["kept"]
+    # Writes fail fast: a 503 the client may retry (the primary refuses connections; no timeout is waited out).
+    with system.client() as client:
+        started = time.monotonic()
+        refused = client.post(f"{made.headers['location']}/items", headers=member.headers, json={"title": "no"})
+        took = time.monotonic() - started
+    assert refused.status_code == 503 and is_problem(refused), refused.text
+    assert refused.json()["type"].endswith("/service-unavailable"), refused.text
+    assert int(refused.headers["retry-after"]) >= 1, refused.headers
+    assert took < 1.0, f"a write took {took:.2f} s to be refused with the primary gone"
     # The service's own answer, one hop away: its database is unreachable, a ServiceUnavailable (not an error).
-    collection_id = made.json()["id"]
     with pytest.raises(ServiceUnavailable) as unavailable:
-        asyncio.run(_read_through_the_handle(member.user_id, collection_id))
+        asyncio.run(_write_through_the_handle(member.user_id))
     assert unavailable.value.retry_after == 2 and "database" in unavailable.value.detail
     _kill(killed[1])
 
@@ -85,3 +115,14 @@ def test_up_after_a_crash_restarts_what_died(system: System, ray_driver: None) -
     assert after["kafka"].pids[0] not in killed and after["postgres"].pids[0] not in killed
     assert after["ray"].pids == before["ray"].pids, "Ray was alive and must not have been restarted"
     assert httpx.get(system.runtime.gateway_url + "/readyz", timeout=15, verify=system.verify).status_code == 200
+    # The primary is back: writes succeed and reads are fresh again, with the same Ray, Serve and replicas.
+    with system.client() as client:
+        deadline = time.monotonic() + 60
+        while True:
+            written = client.post(f"{made.headers['location']}/items", headers=member.headers, json={"title": "back"})
+            if written.status_code == 201 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert written.status_code == 201, written.text
+        fresh = client.get(written.headers["location"], headers=member.headers)
+        assert fresh.status_code == 200 and "strata-staleness" not in fresh.headers, fresh.headers

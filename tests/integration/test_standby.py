@@ -11,23 +11,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from strata.cluster._state import State
 from tests.conftest import System
 from tests.integration.eventing import eventually
+from tests.integration.standbys import standby_dsn
 
 pytestmark = pytest.mark.integration
 
 
-def _standby_dsn(system: System) -> str:
-    port = State.load(system.settings.data_dir.resolve()).ports["postgres_standby_0"]
-    primary = system.admin_dsn
-    host_and_port = primary.split("@", 1)[1].split("/", 1)[0]
-    return primary.replace(host_and_port, f"127.0.0.1:{port}")
-
-
 async def test_the_standby_streams_from_the_primary_and_replays_its_writes(system: System) -> None:
     primary = await asyncpg.connect(system.admin_dsn)
-    standby = await asyncpg.connect(_standby_dsn(system))
+    standby = await asyncpg.connect(standby_dsn(system))
     try:
         streaming = await primary.fetch("SELECT application_name, state, sync_state FROM pg_stat_replication")
         assert [(r["application_name"], r["state"]) for r in streaming] == [("strata-standby-0", "streaming")]
