@@ -23,6 +23,7 @@ from strata.cluster._errors import PreflightError, StartupError
 from strata.cluster._state import Proc, server_env
 
 ADMIN_USER = "strata_admin"
+MAX_SLOT_WAL_KEEP = "1GB"
 DATABASE = "strata"
 REPLICATOR = "strata_replicator"
 """The role standbys stream WAL as: REPLICATION and LOGIN, nothing else (no table of any schema)."""
@@ -172,6 +173,11 @@ class EmbeddedPostgres:
             # Identifiers are constants; the password travels as a literal quoted by the server (no DDL parameters).
             quoted = await conn.fetchval("SELECT quote_literal($1)", password)
             await conn.execute(f"{verb} ROLE {REPLICATOR} WITH LOGIN REPLICATION PASSWORD {quoted}")
+            # A standby that stays down keeps its slot's WAL on the primary: at most this much, then the slot is
+            # invalidated (the standby must be copied again) rather than the primary's disk filling up.
+            if await conn.fetchval("SHOW max_slot_wal_keep_size") != MAX_SLOT_WAL_KEEP:
+                await conn.execute(f"ALTER SYSTEM SET max_slot_wal_keep_size = '{MAX_SLOT_WAL_KEEP}'")
+                reload = True
             if reload:
                 await conn.execute("SELECT pg_reload_conf()")
         finally:

@@ -34,12 +34,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from strata.actors._metrics import inc_counter, set_gauge
 from strata.actors.postgres._consistency import current_scope, parse_lsn
 from strata.actors.postgres._database import AsyncpgPool, Isolation, Row, TransactionFn
 from strata.actors.postgres._errors import CommandTimedOut, DatabaseError, DatabaseUnavailable, QueryError
-from strata.actors.postgres._roles import redact_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -478,7 +478,9 @@ def _standby_trouble(exc: DatabaseError) -> bool:
 
 
 def standby_name(dsn: str, index: int) -> str:
-    """A standby's name in metrics and reports: its host and port (never its credentials)."""
-    redacted = redact_dsn(dsn)
-    host = redacted.split("@")[-1].split("/")[0]
-    return host or f"standby-{index}"
+    """A standby's name in metrics and reports: its ``host:port`` (never its credentials)."""
+    parts = urlsplit(dsn)
+    if not parts.hostname:
+        return f"standby-{index}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or 5432}"

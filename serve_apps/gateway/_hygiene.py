@@ -78,6 +78,7 @@ CORS_ALLOW_HEADERS = (
     "If-Match",
     "If-None-Match",
     "Idempotency-Key",
+    "Strata-Consistency",
 )
 CORS_EXPOSE_HEADERS = (
     "X-Request-ID",
@@ -89,6 +90,8 @@ CORS_EXPOSE_HEADERS = (
     "Location",
     "Idempotent-Replayed",
     "Accept-Patch",
+    "Strata-Consistency",
+    "Strata-Staleness",
 )
 CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 JSON_ENVELOPE_DEPTH = 4

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import System
 from tests.integration.accounts import Account, account, call, is_problem
 from tests.integration.eventing import eventually
+from tests.integration.operators import operator_headers, operator_readyz
 from tests.integration.standbys import (
     counted,
     counter,
@@ -111,6 +112,11 @@ async def test_under_a_read_load_the_standby_serves_the_reads_of_data_users_and_
     after_primary = await scans(system.admin_dsn)
     primary_grew = {s: after_primary[s] - before_primary[s] for s in SERVICES}
     logger.warning("%d reads per service: scans on the standby %s, on the primary %s", reads, grew, primary_grew)
+    # Operators see the standby as the data service routes to it, with its lag.
+    readyz = operator_readyz(system, await operator_headers(system))
+    (standby,) = readyz.json()["components"]["postgres"]["standbys"]
+    assert standby["name"] == name and standby["status"] == "streaming" and standby["in_rotation"], standby
+    assert standby["lag_bytes"] >= 0 and standby["lag_s"] >= 0, standby
     # The writes (the collection and its items) went to the primary: the standby refuses any.
     with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
         conn = await asyncpg.connect(standby_dsn(system))
