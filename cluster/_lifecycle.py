@@ -179,25 +179,35 @@ def stop_component(settings: Settings, name: str) -> None:
 
 
 def start_component(settings: Settings, name: str) -> None:
-    """Start one embedded server (``postgres`` or ``kafka``) again, on its recorded port and data.
+    """Start one embedded server (``postgres`` or ``kafka``) again, on its recorded port and data, and what
+    depends on it and stopped with it (``postgres``'s standbys), so that the pair ``stop_component`` /
+    ``start_component`` leaves things as they were.
 
-    Its processes only: what ``up`` provisions on it (the database, roles, topics) is there from the first start.
+    Their processes only: what ``up`` provisions on them (the database, roles, topics) is there from the first start.
     """
     data_dir = settings.data_dir.resolve()
     with exclusive(data_dir):
         state = State.load(data_dir)
         runtime = resolve(settings, state)
-        component = next((c for c in components_of(Context(settings, runtime, state)) if c.name == name), None)
+        components = components_of(Context(settings, runtime, state))
+        component = next((c for c in components if c.name == name), None)
         if component is None or not component.standalone:
             raise ValueError(f"cannot start {name!r} alone; use `strata up`")
-        if running(state.components.get(name)):
-            return
+        names = {name}
+        chosen = []
+        for candidate in components:  # dependencies come earlier in the list: one pass finds every dependent
+            wanted = candidate.name in names or names.intersection(candidate.depends_on)
+            if wanted and candidate.standalone and candidate.applies():
+                names.add(candidate.name)
+                chosen.append(candidate)
 
         def record(entry: Recorded) -> None:
             state.components[entry.name] = entry
             state.save(data_dir)
 
-        component.start(record, quiet)
+        for candidate in chosen:
+            if not running(state.components.get(candidate.name)):
+                candidate.start(record, quiet)
 
 
 __all__ = [

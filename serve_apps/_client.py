@@ -19,13 +19,18 @@ from typing import Any, ClassVar, TypeVar
 
 from ray.serve.handle import DeploymentHandle
 
-from strata.actors.postgres import DatabaseUnavailable, current_scope
+from strata.actors.postgres import DatabaseUnavailable, ReadScope, current_scope
 from strata.schemas import DomainError, ServiceReadiness, ServiceUnavailable
 from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent, ReadAfter
 from strata.serve_apps._entry import service_handle
 from strata.serve_apps._router import refused_as_unavailable
 
 T = TypeVar("T")
+
+
+PROCESS_SCOPE = ReadScope()
+"""The scope of calls made outside any request's (a script, the CLI, a test): every typed client of the process
+carries the newest commit position it has seen, so a script reads its own writes whichever client made them."""
 
 
 class ServiceContractError(TypeError):
@@ -92,10 +97,9 @@ class ServiceClient:
             raise ServiceContractError(f"{self._app}.{method} answered {type(result).__name__}, expected nothing")
 
     async def _remote(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """The call, inside the caller's read scope when there is one (see :mod:`~strata.serve_apps._consistency`)."""
-        scope = current_scope()
-        if scope is None:
-            return await self._send(method, args, kwargs)
+        """The call, inside the caller's read scope (the request's, else the process's: see
+        :mod:`~strata.serve_apps._consistency`)."""
+        scope = current_scope() or PROCESS_SCOPE
         kwargs[CONSISTENCY_ARGUMENT] = ReadAfter(scope.position)
         answer = await self._send(method, args, kwargs)
         if not isinstance(answer, Consistent):

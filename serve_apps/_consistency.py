@@ -3,8 +3,9 @@
 A typed client called inside a :class:`~strata.actors.postgres.ReadScope` (the gateway opens one per request) passes
 the scope's position to the service as one extra keyword argument, and gets the service's answer wrapped in a
 :class:`Consistent`, which also carries the commit position of the call's writes and the staleness of its reads;
-the client folds both into the scope and returns the answer alone. Outside a scope (the CLI, a script that does not
-ask for it) nothing changes: no extra argument, the bare answer.
+the client folds both into the scope and returns the answer alone. Outside a request's scope (the CLI, a script, a
+test) the clients of a process share one scope (``PROCESS_SCOPE`` in ``_client.py``): a script reads its own writes.
+A caller of a deployment handle that passes no :class:`ReadAfter` gets the bare answer.
 
 On the replica side, :func:`consistent` wraps each call of a service deployment (``ServiceReplica`` applies it to
 every public method a service defines): it opens the scope for the call, so the replica's ``Database`` routes reads

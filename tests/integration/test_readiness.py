@@ -18,6 +18,7 @@ from strata.cluster import start_component, stop_component
 from strata.schemas import app_names
 from tests.conftest import System
 from tests.integration.operators import operator_headers
+from tests.integration.standbys import standby_name
 
 pytestmark = pytest.mark.integration
 
@@ -142,4 +143,7 @@ async def test_readyz_follows_postgres_down_and_back_without_restarting_strata(
     back = _wait_for(system, 200, headers=await operator_headers(system))
     assert back.status_code == 200, back.text
     # The data replica's pool serves queries again: readiness goes gateway -> data -> PostgreSQL.
-    assert back.json()["components"]["postgres"] == {"status": "up"}
+    postgres = back.json()["components"]["postgres"]
+    assert postgres["status"] == "up", postgres
+    # Its standby stopped with it and started again with it.
+    assert [standby["name"] for standby in postgres["standbys"]] == [standby_name(system)], postgres

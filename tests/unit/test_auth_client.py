@@ -18,6 +18,7 @@ from strata.schemas import (
     TooManyRequests,
 )
 from strata.serve_apps._client import ServiceClient, ServiceContractError
+from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent
 from strata.serve_apps._entry import public_methods
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.auth import AuthClient, AuthService
@@ -39,12 +40,14 @@ class FakeHandle:
 
         class Method:
             async def remote(self, *args: Any, **kwargs: Any) -> Any:
+                # The read scope's argument is the `consistent` wrapper's, not the method's: it wraps the answer.
+                asked = kwargs.pop(CONSISTENCY_ARGUMENT, None)
                 bound = inspect.signature(getattr(SERVICE_CLASS, method)).bind(None, *args, **kwargs)
                 handle.calls[method] = {k: v for k, v in bound.arguments.items() if k != "self"}
                 answer = handle.answers[method]
                 if isinstance(answer, Exception):
                     raise answer
-                return answer
+                return answer if asked is None else Consistent(answer, committed=None, staleness_s=None)
 
         return Method()
 

@@ -33,6 +33,7 @@ from strata.schemas import (
     UserPage,
 )
 from strata.serve_apps import ServiceClient, ServiceContractError
+from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent
 from strata.serve_apps._entry import public_methods
 from strata.serve_apps.audit import AuditClient, AuditService
 from strata.serve_apps.data import DataClient, DataService
@@ -52,11 +53,13 @@ class FakeHandle:
         class Method:
             @staticmethod
             async def remote(*args: Any, **kwargs: Any) -> Any:
+                # As a replica's `consistent` wrapper does: the read scope's argument in, the answer wrapped out.
+                asked = kwargs.pop(CONSISTENCY_ARGUMENT, None)
                 handle.calls.append((method, args, kwargs))
                 answer = handle.answers[method]
                 if isinstance(answer, BaseException):
                     raise answer
-                return answer
+                return answer if asked is None else Consistent(answer, committed=None, staleness_s=None)
 
         return Method()
 
