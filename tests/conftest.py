@@ -18,6 +18,9 @@ os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN"] = SESSION_RAY_TOKEN
 # A handle used after ray.shutdown() must fail, not quietly start a second, local Ray instance.
 os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+# Workers report their metrics every 2 s instead of 10 (the session's Ray head inherits this): tests that read
+# strata's counters wait for the export, not for a measurement.
+os.environ.setdefault("RAY_metrics_report_interval_ms", "2000")
 
 import logging
 import shutil

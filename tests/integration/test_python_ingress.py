@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.last]
 @pytest.fixture(scope="module")
 def python_ingress() -> Iterator[tuple[Settings, Runtime]]:
     data_dir = Path(tempfile.mkdtemp(prefix="strata-test-python-"))
-    settings = make_settings(data_dir, ingress="python", min_replicas={}, outbox_relays=1)
+    # The Python proxy is what differs here; no standby is needed to show it (one less server to start).
+    settings = make_settings(data_dir, ingress="python", min_replicas={}, outbox_relays=1, postgres_standbys=0)
     try:
         yield settings, up(settings, echo=lambda _: None)
     finally:
