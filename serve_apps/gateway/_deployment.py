@@ -134,7 +134,9 @@ class Gateway(FaultInjectable):
         api.state.request_recorder = RequestMetrics()
         # A session's newest commit matters while a standby in rotation may lag it: at most the lag bound.
         ttl_s = 2 * self._settings.replica_max_lag_s + 1
-        api.state.session_positions = SharedPositions(SessionPositions(ttl_s), ensure_position_ledgers(ttl_s))
+        # Without standbys every read is the primary's: no position to share, so no ledger call on any request.
+        ledgers = ensure_position_ledgers(ttl_s) if self._settings.database_replica_urls else []
+        api.state.session_positions = SharedPositions(SessionPositions(ttl_s), ledgers)
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
         # One typed client per service, for this replica's lifetime (routes get them through gateway/_deps.py).
