@@ -7,17 +7,19 @@ access token still valid. From them it keeps:
 - ended sessions (``sessions_revoked`` with a ``family_id``): tokens of that
   session are refused;
 - per user, a *not-before* time (``sessions_revoked`` for all sessions,
-  ``password_changed``, ``roles_changed``, ``disabled``, ``deleted``): tokens
-  issued before it are refused, so a disabled user, a logout everywhere or a
-  role change stops working at the edge as soon as the event arrives (the relay
-  publishes within milliseconds of the commit; measured end to end in
-  tests/integration/test_identity_http.py);
+  ``password_changed``, ``disabled``, ``deleted``, and ``roles_changed``
+  without a ``perm_version``): tokens issued before it are refused, so a
+  disabled user or a logout everywhere stops working at the edge as soon as the
+  event arrives (the relay publishes within milliseconds of the commit;
+  measured end to end in tests/integration/test_identity_http.py);
 - per user, a *minimum permissions version* (the ``perm_version`` of
   ``roles_changed``): tokens whose ``pv`` is below it are refused, whenever
   they were issued. The auth service learns roles from the same event,
   asynchronously, so a refresh racing a role change can mint a fresh token
-  with the old roles; the not-before time cannot tell it from a good one, its
-  ``pv`` can.
+  with the old roles; a not-before time cannot tell it from a good one, its
+  ``pv`` can. A role change sets no not-before time: every token minted before
+  it has a lower ``pv``, and a token minted with the new roles in the change's
+  own second (``iat`` has whole seconds) is good, not refused.
 
 Entries older than an access token's lifetime (plus a minute) are dropped: no
 token they could refuse is still valid. For the minimum ``pv`` that holds as
@@ -93,10 +95,11 @@ class Revocations:
             elif user_id:
                 self._cut_off(str(user_id), at)
         elif event_type in _USER_CUTOFF_TYPES and user_id:
-            self._cut_off(str(user_id), at)
             perm_version = data.get("perm_version")
             if event_type == _ROLES_CHANGED and isinstance(perm_version, int) and not isinstance(perm_version, bool):
                 self._raise_min_pv(str(user_id), perm_version, at)
+            else:
+                self._cut_off(str(user_id), at)
 
     def _raise_min_pv(self, user_id: str, perm_version: int, at: float) -> None:
         # Only upwards: a redelivered older event must not let older roles back in.
@@ -115,7 +118,7 @@ class Revocations:
             return "the session has ended"
         not_before = self._not_before.get(caller.user_id)
         # iat has whole seconds, so a token of the cut-off's own second may predate it: refuse it too (safe
-        # side). A client cut off by a role change logs in again a second later.
+        # side). A client cut off (a password change, say) logs in again a second later.
         if not_before is not None and caller.issued_at <= math.floor(not_before):
             return "the token was issued before the account changed"
         min_pv = self._min_pv.get(caller.user_id)

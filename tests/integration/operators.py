@@ -38,7 +38,7 @@ async def operator_headers(system: System) -> dict[str, str]:
                 assert time.monotonic() < deadline, "the operator's profile never appeared"
                 await asyncio.sleep(0.2)
         await users.set_roles(user_id, ["operator"], actor="test-admin")
-        while True:  # the role reaches the auth service by its event; a token of the change's second is refused
+        while True:  # the role reaches the auth service by its event: until then a login mints the old roles
             tokens = client.post("/v1/auth/login", json={"email": email, "password": password}).json()
             token = system.remember_secret(tokens["access_token"])
             system.remember_secret(tokens["refresh_token"])

@@ -103,7 +103,7 @@ async def _principal(system: System, role: str) -> Principal:
         tokens = await asyncio.to_thread(_login, system, email, password)
         principal = Principal(role, user_id, email, password, tokens)
         roles = jwt.decode(tokens["access_token"], options={"verify_signature": False})["roles"]
-        # A token of the same second as the role change's cut-off is refused at the edge: log in again then.
+        # Until the auth service has the role by its event, a login mints the old roles: log in again then.
         if roles == [role] and await asyncio.to_thread(_session, system, principal) == 200:
             return principal
         assert time.monotonic() < deadline, f"role {role} never reached the auth service"

@@ -61,8 +61,8 @@ async def test_a_token_refreshed_while_the_auth_service_lags_a_demotion_is_refus
         )
         assert demote.status_code == 200, demote.text
         demoted_at = time.time()
-        # Refresh in a later second than the change: the not-before cut-off (whole seconds, safe side) would refuse
-        # a token of the change's own second anyway, and this test is about the one it cannot tell apart.
+        # Refresh in a later second than the change, so the token's time says "after the change" beyond doubt:
+        # only its pv can give it away.
         await asyncio.sleep(math.floor(demoted_at) + 1.05 - time.time())
         raced = Principal(
             "admin", target.user_id, target.email, target.password, await asyncio.to_thread(_refresh, system, target)

@@ -88,7 +88,16 @@ def test_a_minimum_permissions_version_is_pruned_with_the_other_entries() -> Non
     now = [1000.0]
     revocations = Revocations(horizon_s=400, clock=lambda: now[0])
     revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "perm_version": 2}, 1000.0)
-    assert len(revocations) == 2  # the not-before time and the minimum pv
+    assert len(revocations) == 1  # the minimum pv (a role change sets no not-before time)
     now[0] = 1401.0
     revocations.prune()
     assert len(revocations) == 0
+
+
+def test_a_token_with_the_new_roles_from_the_changes_own_second_is_good() -> None:
+    """Logging in right after a role change works: the new ``pv`` says the token has the new roles."""
+    revocations = Revocations(horizon_s=400, clock=lambda: 1000.0)
+    revocations.apply("strata.users.user.roles_changed.v1", {"user_id": "u1", "perm_version": 3}, 1000.7)
+    assert revocations.refusal(_with_pv(3, issued_at=1000)) is None
+    assert revocations.refusal(_with_pv(2, issued_at=1000)) is not None, "minted with the old roles"
+    assert revocations.refusal(_with_pv(2, issued_at=999)) is not None
