@@ -313,6 +313,7 @@ class EmbeddedStandby(EmbeddedPostgres):
             "-D",
             str(self.data),
             "-R",
+            "--checkpoint=fast",  # the default spreads the start checkpoint over checkpoint_timeout: minutes
             "-X",
             "stream",
             "-C",
