@@ -411,7 +411,9 @@ class RoutedDatabase:
         return result
 
     async def _read_degraded(self, fn: TransactionFn[T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        """The primary is unreachable: any standby that answers serves the read, and the scope says how stale."""
+        """The primary is unreachable: any standby that answers serves the read, and the scope says how stale.
+
+        With no standby answering, the primary is asked once all the same (the watch may have been wrong)."""
         last: DatabaseError = DatabaseUnavailable(f"the primary of {self._service} and its standbys are unreachable")
         for standby in sorted(self._standbys, key=lambda s: (not s.up, -(s.replay or 0))):
             try:
@@ -426,7 +428,15 @@ class RoutedDatabase:
             if scope is not None:
                 scope.stale(self._staleness(standby))
             return result
-        raise last
+        # No standby answers. The primary was last seen down, but a poll that timed out under load says so too:
+        # ask it once rather than fail a read it may well serve.
+        try:
+            result = await self._primary.read(fn, *args, **kwargs)
+        except DatabaseUnavailable:
+            raise last from None
+        self._count_fallback("no-standby")
+        self._count_read("primary")
+        return result
 
     def _staleness(self, standby: Standby) -> float:
         """Seconds before now past which this standby may miss commits (everything older it has)."""

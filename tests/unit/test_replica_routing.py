@@ -184,6 +184,17 @@ async def test_with_the_primary_down_reads_go_on_from_the_standby_and_say_how_st
     assert scope.staleness_s is None and db.primary_up
 
 
+async def test_a_primary_a_poll_missed_still_serves_a_read_no_standby_can() -> None:
+    """A poll that timed out under load marks the primary down; with the standby gone too, ask the primary anyway."""
+    db, primary, standby = await routed()
+    primary.up = standby.up = False
+    await db.poll()
+    primary.up = True  # back (or never gone), and the watch has not polled since
+    with read_scope() as scope:
+        assert await db.read(served_by) == "primary"
+    assert scope.staleness_s is None, "the primary's answer is not stale"
+
+
 async def test_a_promoted_standby_takes_no_reads() -> None:
     db, _primary, standby = await routed()
     standby.primary = True  # no longer in recovery
