@@ -313,6 +313,9 @@ class EmbeddedStandby(EmbeddedPostgres):
             "-D",
             str(self.data),
             "-R",
+            # An immediate checkpoint: by default the backup starts with a spread one, which the primary paces over
+            # much of checkpoint_timeout (5 min), so a first `strata up` would wait on it before copying anything.
+            "--checkpoint=fast",
             "-X",
             "stream",
             "-C",
