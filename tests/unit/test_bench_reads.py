@@ -1,5 +1,5 @@
 """The read scenarios' pieces that need no server: their requests, the Lua script's environment, the order of the
-standby's states, strata's read counts and the share of them on the standby."""
+standby's states, strata's read counts and the share of them on the standby, and how the results show them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from benchmarks._reads import (
     samples,
     standby_share,
 )
+from benchmarks._report import plot_series, reads_section, results_markdown, scenario_label
 from benchmarks._wrk import SCRIPTS_DIR
 
 USERS = [
@@ -158,3 +159,68 @@ def test_a_count_that_never_arrives_is_awaited_no_longer_than_the_patience_and_s
     reads.sent(10)
     assert reads.settle() == {"primary": 15.0, "127.0.0.1:5433": 100.0}
     assert lines and "counted 115 reads of the 125 sent" in lines[0]
+
+
+def _read_point(standby: str, round_number: int, rps: float, share: float | None) -> dict[str, object]:
+    return {
+        "target": "strata-haproxy",
+        "scenario": "item-get",
+        "connections": 8,
+        "standby": standby,
+        "round": round_number,
+        "rps": rps,
+        "latency_ms": {"p50": 5.0, "p99": rps / 100},
+        "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "http": 0},
+        "statuses": {},
+        "error_count": 0,
+        "cpu_percent": 99.0,
+        "wrk_cpu_percent": 5.0,
+        "reads_counted": 1000,
+        "on_standby_percent": share,
+    }
+
+
+def test_read_rows_say_the_standby_s_state_and_pair_its_two_runs() -> None:
+    points = [
+        _read_point("on", 1, 900, 99.5),
+        _read_point("off", 1, 1000, 0.0),
+        _read_point("off", 2, 1100, 0.0),
+        _read_point("on", 2, 1000, 99.9),
+    ]
+    assert scenario_label(points[0]) == "item-get (standby on)"
+    assert scenario_label(points[0], with_round=True) == "item-get (standby on, run 1)"
+    assert scenario_label({"scenario": "me"}, with_round=True) == "me"
+    run = {
+        "meta": {
+            "date": "2026-01-01 00:00 UTC",
+            "machine": "test",
+            "versions": {"python": "3.11"},
+            "duration_s": 10,
+            "warmup_s": 3,
+            "threads": 2,
+            "timeout_s": 5,
+            "users": 8,
+            "scenarios": ["item-get"],
+            "targets": {"strata-haproxy": "strata", "peer-fastapi": "monolith"},
+            "not_run": {"peer-fastapi": {"item-get": "the peers serve `ping` and `me` only"}},
+        },
+        "points": points,
+        "failures": {},
+    }
+    section = reads_section(run)
+    assert "| item-get | strata-haproxy | 8 | on | 900 / 1,000 | 9.0 / 10.0 | 2,000 | 99.5 % / 99.9 % |" in section
+    assert "| item-get | strata-haproxy | 8 | off | 1,000 / 1,100 | 10.0 / 11.0 | 2,000 | 0 % / 0 % |" in section
+    text = results_markdown(run)
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| item-get (")]
+    assert rows[:4] == [
+        "item-get (standby on, run 1)",
+        "item-get (standby on, run 2)",
+        "item-get (standby off, run 1)",
+        "item-get (standby off, run 2)",
+    ]
+    assert "- `peer-fastapi`, `item-get`: the peers serve `ping` and `me` only" in text
+    series = plot_series(points, ["strata-haproxy"])
+    assert series == {
+        "strata-haproxy (standby on)": ([8], [950.0], [9.5]),
+        "strata-haproxy (standby off)": ([8], [1050.0], [10.5]),
+    }
