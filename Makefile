@@ -54,8 +54,9 @@ pytest: install kafka-jars
 
 test: lint typecheck pytest
 
-# The first benchmarks (docs/benchmarks.md): strata and two peers under wrk, one target at a time, about 10 minutes;
-# results in benchmarks/results/. Options: make bench BENCH_ARGS='--duration 5 --targets strata-haproxy,peer-fastapi'
+# The benchmarks (docs/benchmarks.md): strata and two peers under wrk, one target at a time, and strata's reads with its
+# standby on and off; about 10 minutes plus roughly 8 per strata target for the reads; results in benchmarks/results/.
+# Options: make bench BENCH_ARGS='--duration 5 --targets strata-haproxy,peer-fastapi --scenarios ping,me'
 BENCH_ARGS ?=
 
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -12,17 +12,27 @@ from pathlib import Path
 from typing import Any
 
 
+def scenario_label(point: dict[str, Any], *, with_round: bool = False) -> str:
+    """The scenario of a point as the tables name it: a read scenario's says whether the standby was on, and which
+    round of that state it was (each is measured twice)."""
+    if "standby" not in point:
+        return str(point["scenario"])
+    measured = f", run {point['round']}" if with_round and "round" in point else ""
+    return f"{point['scenario']} (standby {point['standby']}{measured})"
+
+
 def point_row(point: dict[str, Any]) -> str:
     """One table row: a target at one scenario and connection count."""
+    label = scenario_label(point, with_round=True)
     if point.get("error"):
-        return f"| {point['scenario']} | {point['target']} | {point['connections']} | failed: {point['error']} |||||"
+        return f"| {label} | {point['target']} | {point['connections']} | failed: {point['error']} |||||"
     lat = point["latency_ms"]
     errors = point["errors"]
     kinds = [f"{name} {count}" for name, count in errors.items() if count and name != "http"]
     kinds += [f"HTTP {code}: {count}" for code, count in point.get("statuses", {}).items()]
     detail = ", ".join(kinds)
     return (
-        f"| {point['scenario']} | {point['target']} | {point['connections']} | {point['rps']:,.0f} "
+        f"| {label} | {point['target']} | {point['connections']} | {point['rps']:,.0f} "
         f"| {lat['p50']:.1f} | {lat['p99']:.1f} | {point['error_count']}{f' ({detail})' if detail else ''} "
         f"| {point['cpu_percent']:.0f} | {point['wrk_cpu_percent']:.0f} |"
     )
@@ -64,7 +74,15 @@ def results_markdown(run: dict[str, Any]) -> str:
         "machine CPU % is all cores together (100 % = every core busy), wrk's own share included;",
         "wrk CPU % is the load generator's part of it.",
     ]
+    lines += reads_section(run)
     lines += cpu_section(run)
+    not_run = meta.get("not_run") or {}
+    if not_run:
+        lines += ["", "Not run:", ""]
+        lines += [
+            f"- `{name}`, {', '.join(f'`{s}`' for s in scenarios)}: {next(iter(scenarios.values()))}"
+            for name, scenarios in not_run.items()
+        ]
     failures = run.get("failures") or {}
     if failures:
         lines += ["", "## Failures", ""]
@@ -94,7 +112,42 @@ def cpu_section(run: dict[str, Any]) -> list[str]:
     ]
     for p in sorted((p for p in points if int(p["connections"]) == top), key=_order(run["meta"])):
         split = ", ".join(f"{group} {share:g}" for group, share in p["cpu_by_group"].items())
-        lines.append(f"| {p['scenario']} | {p['target']} | {split} |")
+        lines.append(f"| {scenario_label(p, with_round=True)} | {p['target']} | {split} |")
+    return lines
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} %"
+
+
+def reads_section(run: dict[str, Any]) -> list[str]:
+    """The read scenarios side by side, standby on against off: each state's two runs, and where their reads ran."""
+    points = [p for p in run["points"] if "standby" in p and not p.get("error")]
+    if not points:
+        return []
+    order = run["meta"].get("reads", {}).get("standby_order") or ["on", "off", "off", "on"]
+    lines = [
+        "",
+        "## Reads with the standby on and off",
+        "",
+        f"One running system; its standby stopped and started again between runs, in the order {', '.join(order)}",
+        "(every connection count in each), so that drift over the run weighs on both states alike. With the standby",
+        "off, reads go to the primary. req/s and p99 are each state's two runs; *on the standby* is the share of the",
+        'reads (warm-up included) that strata counted on the standby (`strata_db_reads_total{service="data"}`),',
+        "out of *reads counted*.",
+        "",
+        "| scenario | target | connections | standby | req/s (runs) | p99 ms (runs) | reads counted | on the standby |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = {}
+    for p in sorted(points, key=_order(run["meta"])):
+        groups.setdefault((p["scenario"], p["target"], int(p["connections"]), p["standby"]), []).append(p)
+    for (scenario, target, connections, standby), runs in groups.items():
+        rps = " / ".join(f"{p['rps']:,.0f}" for p in runs)
+        p99 = " / ".join(f"{p['latency_ms']['p99']:.1f}" for p in runs)
+        counted = sum(int(p.get("reads_counted") or 0) for p in runs)
+        shares = " / ".join(_percent(p.get("on_standby_percent")) for p in runs)
+        lines.append(f"| {scenario} | {target} | {connections} | {standby} | {rps} | {p99} | {counted:,} | {shares} |")
     return lines
 
 
@@ -102,11 +155,13 @@ def _order(meta: dict[str, Any]) -> Any:
     targets = list(meta["targets"])
     scenarios = list(meta["scenarios"])
 
-    def key(point: dict[str, Any]) -> tuple[int, int, int]:
+    def key(point: dict[str, Any]) -> tuple[int, int, int, int, int]:
         return (
             scenarios.index(point["scenario"]) if point["scenario"] in scenarios else 99,
             targets.index(point["target"]) if point["target"] in targets else 99,
             int(point["connections"]),
+            0 if point.get("standby", "on") == "on" else 1,
+            int(point.get("round", 1)),
         )
 
     return key
@@ -131,13 +186,9 @@ def plot(run: dict[str, Any], out_dir: Path) -> list[Path]:
         if not points:
             continue
         fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for target in meta["targets"]:
-            mine = sorted((p for p in points if p["target"] == target), key=lambda p: p["connections"])
-            if not mine:
-                continue
-            xs = [p["connections"] for p in mine]
-            ax_rps.plot(xs, [p["rps"] for p in mine], marker="o", label=target)
-            ax_p99.plot(xs, [p["latency_ms"]["p99"] for p in mine], marker="o", label=target)
+        for label, (xs, rps, p99) in plot_series(points, list(meta["targets"])).items():
+            ax_rps.plot(xs, rps, marker="o", label=label)
+            ax_p99.plot(xs, p99, marker="o", label=label)
         for ax, ylabel in ((ax_rps, "requests/s"), (ax_p99, "p99 latency, ms")):
             ax.set_xlabel("connections")
             ax.set_ylabel(ylabel)
@@ -160,6 +211,25 @@ def plot(run: dict[str, Any], out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_series(
+    points: Iterable[dict[str, Any]], targets: list[str]
+) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """One line per target (and standby state, for the read scenarios): connections, req/s and p99, the mean of a
+    state's runs at each connection count."""
+    by_line: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    ordered = sorted(points, key=lambda p: targets.index(p["target"]) if p["target"] in targets else 99)
+    for p in ordered:
+        label = p["target"] + (f" (standby {p['standby']})" if "standby" in p else "")
+        by_line.setdefault(label, {}).setdefault(int(p["connections"]), []).append(p)
+    series = {}
+    for label, by_count in by_line.items():
+        xs = sorted(by_count)
+        rps = [sum(p["rps"] for p in by_count[x]) / len(by_count[x]) for x in xs]
+        p99 = [sum(p["latency_ms"]["p99"] for p in by_count[x]) / len(by_count[x]) for x in xs]
+        series[label] = (xs, rps, p99)
+    return series
 
 
 def target_check(points: Iterable[dict[str, Any]], bound_ms: float = 200.0) -> dict[str, str]:

@@ -33,6 +33,18 @@ class TargetError(RuntimeError):
     """A target did not start, or its routes do not answer as the scenarios expect."""
 
 
+@dataclass(frozen=True)
+class StrataSystem:
+    """What the read scenarios need of a running strata beyond its URL: the settings it was started with (to stop and
+    start its standby as one component), the admin DSN of its primary (to see replication) and where Ray exports its
+    metrics (strata's count of reads by where they ran)."""
+
+    settings: Any
+    """The :class:`strata.schemas.Settings` given to ``up()``."""
+    admin_dsn: str
+    metrics_url: str
+
+
 @dataclass
 class Endpoint:
     """A running target, as the scenarios see it."""
@@ -47,6 +59,11 @@ class Endpoint:
     owned_markers: list[str] = field(default_factory=list)
     """Strings naming the target in its processes' command lines (data dirs, temp dirs, modules): those processes
     and their descendants are the target's when CPU is counted."""
+    verify: Any = True
+    """What an HTTP client of ``base_url`` verifies TLS with (strata's local CA for strata, nothing to verify for the
+    peers' plain HTTP)."""
+    strata: StrataSystem | None = None
+    """Set for strata's targets only: the read scenarios run where it is."""
 
 
 @dataclass(frozen=True)
@@ -136,17 +153,27 @@ def _register_strata_users(base_url: str, verify: Any, count: int, log: Log) -> 
         for _ in range(count):
             email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
             password = f"Bench-{secrets.token_urlsafe(18)}"
-            _post(client, "/v1/auth/register", {"email": email, "password": password}, 201)
-            tokens.append(_post(client, "/v1/auth/login", {"email": email, "password": password}, 200)["access_token"])
+            post_json(client, "/v1/auth/register", {"email": email, "password": password}, 201)
+            login = post_json(client, "/v1/auth/login", {"email": email, "password": password}, 200)
+            tokens.append(login["access_token"])
     log(f"  registered and logged in {count} users")
     return tokens
 
 
-def _post(client: httpx.Client, path: str, body: dict[str, str], expected: int, patience_s: float = 90) -> Any:
-    """POST, waiting out 429/503 (their ``Retry-After``) for at most ``patience_s``."""
+def post_json(
+    client: httpx.Client,
+    path: str,
+    body: Any,
+    expected: int,
+    *,
+    headers: dict[str, str] | None = None,
+    patience_s: float = 90,
+) -> Any:
+    """POST ``body`` as JSON and return the answer's JSON, waiting out 429/503 (their ``Retry-After``) for at most
+    ``patience_s``; any other status than ``expected`` is a :class:`TargetError`."""
     deadline = time.monotonic() + patience_s
     while True:
-        response = client.post(path, json=body)
+        response = client.post(path, json=body, headers=headers)
         if response.status_code == expected:
             return response.json()
         if response.status_code in (429, 503) and time.monotonic() < deadline:
@@ -160,6 +187,7 @@ def strata_target(ingress: str, ctx: BenchContext) -> Iterator[Endpoint]:
     """strata with every component (PostgreSQL, Kafka, Ray, the Serve apps), started as `strata up` does."""
     from strata.cluster import down, up
     from strata.cluster._ray import temp_dir_for
+    from strata.cluster._status import status_metrics_url
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"strata-bench-{ingress}-"))
     settings = _strata_settings(data_dir, ingress, ctx.start_timeout_s)
@@ -180,7 +208,19 @@ def strata_target(ingress: str, ctx: BenchContext) -> Iterator[Endpoint]:
         if ingress == "python":
             processes.append("ProxyActor")
         ray_dir = str(temp_dir_for(settings.data_dir))
-        yield Endpoint(runtime.gateway_url, tokens, processes, ray_dir, [str(data_dir.resolve()), ray_dir])
+        database_url = runtime.settings.database_url
+        system = StrataSystem(
+            settings, database_url.get_secret_value() if database_url else "", status_metrics_url(settings)
+        )
+        yield Endpoint(
+            runtime.gateway_url,
+            tokens,
+            processes,
+            ray_dir,
+            [str(data_dir.resolve()), ray_dir],
+            verify=verify,
+            strata=system,
+        )
         failed = False
     finally:
         ctx.log("  strata down")

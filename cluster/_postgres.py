@@ -313,7 +313,9 @@ class EmbeddedStandby(EmbeddedPostgres):
             "-D",
             str(self.data),
             "-R",
-            "--checkpoint=fast",  # the default spreads the start checkpoint over checkpoint_timeout: minutes
+            # An immediate checkpoint: by default the backup starts with a spread one, which the primary paces over
+            # much of checkpoint_timeout (5 min), so a first `strata up` would wait on it before copying anything.
+            "--checkpoint=fast",
             "-X",
             "stream",
             "-C",
