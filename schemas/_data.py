@@ -236,3 +236,38 @@ class ItemQuery(BaseModel):
 class ItemPage(BaseModel):
     items: list[Item]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+# --- statistics -----------------------------------------------------------------------------------------------------
+
+
+class Histogram(BaseModel):
+    """Equal-width bins from the smallest value to the largest (the last bin holds the largest)."""
+
+    edges: list[float] = Field(description="Bin boundaries, one more than `counts`.")
+    counts: list[int]
+
+
+class NumericSummary(BaseModel):
+    """One numeric attribute over the items that have it (a number, not a boolean, at the top level)."""
+
+    count: int
+    min: float
+    max: float
+    mean: float
+    p50: float = Field(description="Percentiles by linear interpolation between the closest ranks (inclusive).")
+    p90: float
+    p99: float
+    histogram: Histogram
+
+
+class CollectionStats(BaseModel):
+    """Counts by tag and a summary of each numeric attribute, over a collection's items."""
+
+    collection_id: str
+    items: int = Field(description="Items counted (at most `limit`).")
+    limit: int = Field(description="The most items a summary reads (`data_stats_max_items`).")
+    truncated: bool = Field(description="True when the collection holds more items than `limit`: the oldest count.")
+    tags: dict[str, int] = Field(description="Items per tag.")
+    attributes: dict[str, NumericSummary]
+    computed_at: str = Field(json_schema_extra=DATE_TIME)
