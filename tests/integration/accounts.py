@@ -53,7 +53,7 @@ async def account(system: System, role: str = "member") -> Account:
             system.remember_secret(tokens["refresh_token"])
             roles = jwt.decode(token, options={"verify_signature": False})["roles"]
             headers = {"Authorization": f"Bearer {token}"}
-            # A token of the same second as the role change's cut-off is refused at the edge: log in again then.
+            # Until the auth service has the role by its event, a login mints the old roles: log in again then.
             if roles == [role] and (await client.get("/v1/auth/session", headers=headers)).status_code == 200:
                 return Account(role, user_id, token)
             assert time.monotonic() < deadline, f"role {role} never reached the auth service"
