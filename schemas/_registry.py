@@ -64,6 +64,9 @@ class ServiceSpec:
     """Settings its migrations read, each as the PostgreSQL setting ``strata.<name>`` (``current_setting()``)."""
     replica_reads: bool = False
     """Runs its read-only units of work on standbys when there are any (``Database.read``)."""
+    workers: tuple[str, ...] = ()
+    """Further deployments of its Serve application, reached by handle like ``deployment`` (the data service's
+    CPU-bound ``DataProcessing``): same database role, their own replicas and scaling."""
 
     @property
     def import_path(self) -> str:
@@ -79,7 +82,7 @@ class ServiceSpec:
     def deployments(self) -> tuple[str, ...]:
         """Every deployment of its Serve application."""
         entry = self.entry_deployment
-        return (self.deployment,) if entry is None else (self.deployment, entry)
+        return (self.deployment, *self.workers) if entry is None else (self.deployment, *self.workers, entry)
 
 
 def _topics_of(service: str) -> tuple[str, ...]:
@@ -88,6 +91,7 @@ def _topics_of(service: str) -> tuple[str, ...]:
 
 AUTH_ACCOUNT_TOPIC = topic_name("auth", "account")
 USERS_USER_TOPIC = topic_name("users", "user")
+DATA_COLLECTION_TOPIC = topic_name("data", "collection")
 
 REGISTRY: tuple[ServiceSpec, ...] = (
     ServiceSpec(
@@ -130,6 +134,8 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         consumer_groups=(ConsumerGroupSpec("data", (USERS_USER_TOPIC,), "strata.serve_apps.data:apply_users_event"),),
         migration_settings=("data_item_partitions",),
         replica_reads=True,
+        reads=(DATA_COLLECTION_TOPIC,),  # DataProcessing's replicas follow it to drop cached statistics
+        workers=("DataProcessing",),
     ),
     ServiceSpec(
         name="audit",

@@ -57,6 +57,8 @@ class ServiceClient:
     """
 
     app: ClassVar[str]
+    deployment: ClassVar[str | None] = None
+    """The deployment it calls, when not its application's service deployment (one of the spec's ``workers``)."""
     __slots__ = ("_app", "_handle")
 
     def __init__(self, handle: DeploymentHandle[Any] | None = None, *, app: str | None = None) -> None:
@@ -109,7 +111,7 @@ class ServiceClient:
 
     async def _send(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._handle is None:
-            self._handle = service_handle(self._app)
+            self._handle = service_handle(self._app, type(self).deployment)
         async with refused_as_unavailable(self._app):
             try:
                 return await getattr(self._handle, method).remote(*args, **kwargs)

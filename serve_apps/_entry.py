@@ -33,9 +33,10 @@ class ServiceEntry:
     public methods that arrive through the application's handle (``serve.get_app_handle("users")``, as scripts
     written for plain Serve do): they work, with one more hop than :func:`service_handle`."""
 
-    def __init__(self, service: DeploymentHandle[Any], methods: list[str]) -> None:
+    def __init__(self, service: DeploymentHandle[Any], methods: list[str], *workers: DeploymentHandle[Any]) -> None:
         self._service = service
         self._methods = frozenset(methods)
+        self._workers = workers  # bound here so Serve deploys them with the application; called by their own handles
 
     async def check_health(self) -> None:
         """Nothing to depend on: the service deployment checks its own health."""
@@ -64,18 +65,24 @@ def public_methods(cls: type) -> list[str]:
     )
 
 
-def service_app(deployment: Any) -> Any:
-    """The Serve application of ``deployment`` (a ``@serve.deployment`` class), entered through a ``ServiceEntry``."""
+def service_app(deployment: Any, *workers: Any) -> Any:
+    """The Serve application of ``deployment`` (a ``@serve.deployment`` class), entered through a ``ServiceEntry``,
+    with the further deployments ``workers`` (each reached by its own handle: :func:`service_handle`)."""
     methods = public_methods(deployment.func_or_class)
-    return ServiceEntry.options(name=f"{deployment.name}Entry").bind(deployment.bind(), methods)  # type: ignore[attr-defined]
+    entry = ServiceEntry.options(name=f"{deployment.name}Entry")  # type: ignore[attr-defined]
+    return entry.bind(deployment.bind(), methods, *(worker.bind() for worker in workers))
 
 
-def service_handle(app: str) -> DeploymentHandle[Any]:
-    """The handle of service ``app``'s deployment (``auth``, ``users``, ``data``, ``audit``), from inside the
-    cluster: a Serve replica, an actor, or a driver connected to strata's Ray (namespace ``strata``)."""
+def service_handle(app: str, deployment: str | None = None) -> DeploymentHandle[Any]:
+    """The handle of service ``app``'s deployment (``auth``, ``users``, ``data``, ``audit``), or of one of its
+    workers (``deployment``), from inside the cluster: a Serve replica, an actor, or a driver connected to strata's
+    Ray (namespace ``strata``)."""
     if app not in _SERVICES:
         raise ValueError(f"unknown service {app!r}; known: {sorted(_SERVICES)}")
-    return serve.get_deployment_handle(service_spec(app).deployment, app_name=app)
+    spec = service_spec(app)
+    if deployment is not None and deployment not in (spec.deployment, *spec.workers):
+        raise ValueError(f"the {app} application has no deployment {deployment!r}")
+    return serve.get_deployment_handle(deployment or spec.deployment, app_name=app)
 
 
 _SERVICES = frozenset(spec.name for spec in REGISTRY if spec.route_prefix is None)

@@ -35,7 +35,7 @@ def test_serve_yaml_lists_exactly_the_registry_s_apps_with_their_import_path_rou
         app = apps[spec.name]
         assert app["import_path"] == spec.import_path, spec.name
         assert app.get("route_prefix") == spec.route_prefix, spec.name
-        assert [d["name"] for d in app["deployments"]] == [spec.deployment], spec.name
+        assert [d["name"] for d in app["deployments"]] == [spec.deployment, *spec.workers], spec.name
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=lambda spec: spec.name)
@@ -50,7 +50,7 @@ def test_each_app_builds_the_deployments_its_spec_names(spec) -> None:
 
 
 def inner_names(spec) -> tuple[str, ...]:
-    return () if spec.entry_deployment is None else (spec.deployment,)
+    return () if spec.entry_deployment is None else (spec.deployment, *spec.workers)
 
 
 @pytest.mark.parametrize("spec", schema_owners(), ids=lambda spec: spec.name)
