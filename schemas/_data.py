@@ -268,6 +268,12 @@ class CollectionStats(BaseModel):
     items: int = Field(description="Items counted (at most `limit`).")
     limit: int = Field(description="The most items a summary reads (`data_stats_max_items`).")
     truncated: bool = Field(description="True when the collection holds more items than `limit`: the oldest count.")
-    tags: dict[str, int] = Field(description="Items per tag.")
-    attributes: dict[str, NumericSummary]
-    computed_at: str = Field(json_schema_extra=DATE_TIME)
+    tags: dict[str, int] = Field(description="Items per tag, the most frequent first (at most `data_stats_max_tags`).")
+    tags_truncated: bool = Field(description="True when more tags were seen than `tags` holds.")
+    attributes: dict[str, NumericSummary] = Field(
+        description="Per numeric attribute, by name (at most `data_stats_max_attributes`: the first seen)."
+    )
+    attributes_truncated: bool = Field(description="True when more numeric attributes were seen than summarized.")
+    computed_at: str = Field(
+        json_schema_extra=DATE_TIME, description="When these figures were computed (a cached answer keeps its time)."
+    )

@@ -465,6 +465,16 @@ class Settings(BaseSettings):
     data_max_page_size: int = Field(
         default=200, ge=1, le=1000, description="Most rows one page of collections, members or items may hold."
     )
+    data_stats_max_items: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="Most items `/stats` reads of one collection (the oldest)."
+    )
+    data_stats_max_tags: int = Field(default=100, ge=1, le=10_000, description="Most tags `/stats` answers.")
+    data_stats_max_attributes: int = Field(
+        default=64, ge=1, le=1000, description="Most numeric attributes `/stats` summarizes (the first seen)."
+    )
+    data_stats_cache_entries: int = Field(
+        default=256, ge=0, le=100_000, description="Collections whose `/stats` each processing replica keeps (0: none)."
+    )
     idempotency_key_ttl_s: int = Field(
         default=24 * 3600,
         ge=60,

@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from strata.serve_apps.data._stats import StatsAccumulator, histogram, percentile, summarize
+from strata.schemas import CollectionStats
+from strata.serve_apps.data._stats import StatsAccumulator, StatsCache, histogram, percentile, summarize
 
 
 def _reference(values: list[float]) -> dict[str, float]:
@@ -65,3 +66,73 @@ def test_the_accumulator_counts_tags_once_per_item_and_numbers_only() -> None:
     summaries = stats.attributes()
     assert list(summaries) == ["big", "n"], "booleans, strings, objects and NaN are not numbers here"
     assert summaries["n"].count == 2 and summaries["n"].mean == statistics.fmean([1.0, 3.5])
+
+
+def _stats(collection_id: str = "c1", items: int = 1) -> CollectionStats:
+    return CollectionStats(
+        collection_id=collection_id,
+        items=items,
+        limit=100,
+        truncated=False,
+        tags={},
+        tags_truncated=False,
+        attributes={},
+        attributes_truncated=False,
+        computed_at="2026-12-01T00:00:00+00:00",
+    )
+
+
+def test_a_cached_answer_serves_until_an_event_of_its_collection_drops_it() -> None:
+    cache = StatsCache(capacity=8)
+    ticket = cache.begin("c1")
+    cache.finish(ticket, (_stats(), 100))
+    assert cache.lookup("c1", after=None) == _stats()
+    assert cache.lookup("c1", after=100) == _stats(), "the caller's write is in the figures"
+    assert cache.lookup("c1", after=101) is None, "a newer write of the caller is not: computed again"
+    cache.invalidate("c2")
+    assert cache.lookup("c1", after=None) is not None
+    cache.invalidate("c1")
+    assert cache.lookup("c1", after=None) is None
+
+
+def test_an_event_during_a_computation_keeps_its_figures_out_of_the_cache() -> None:
+    cache = StatsCache(capacity=8)
+    early = cache.begin("c1")
+    cache.invalidate("c1")  # an item changed while the figures were being read
+    late = cache.begin("c1")
+    cache.finish(early, (_stats(items=1), 100))
+    assert cache.lookup("c1", after=None) is None
+    cache.finish(late, (_stats(items=2), 120))
+    assert cache.lookup("c1", after=None) == _stats(items=2), "begun after the event: it holds the change"
+
+
+def test_a_broken_feed_starts_a_new_epoch_and_nothing_older_answers() -> None:
+    cache = StatsCache(capacity=8)
+    ticket = cache.begin("c1")
+    cache.new_epoch()  # the event feed broke while computing: events may be missed
+    cache.finish(ticket, (_stats(), 100))
+    assert cache.lookup("c1", after=None) is None
+    cache.finish(cache.begin("c1"), (_stats(), 100))
+    cache.new_epoch()
+    assert cache.lookup("c1", after=None) is None and len(cache) == 0
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
+    cache = StatsCache(capacity=2)
+    for cid in ("a", "b"):
+        cache.finish(cache.begin(cid), (_stats(cid), 1))
+    assert cache.lookup("a", after=None) is not None  # a is now the most recent
+    cache.finish(cache.begin("c"), (_stats("c"), 1))
+    assert len(cache) == 2 and cache.lookup("b", after=None) is None and cache.lookup("a", after=None) is not None
+    none = StatsCache(capacity=0)
+    none.finish(none.begin("a"), (_stats("a"), 1))
+    assert len(none) == 0
+
+
+def test_attributes_past_the_bound_are_not_followed() -> None:
+    stats = StatsAccumulator(max_attributes=2)
+    stats.add([], {"a": 1, "b": 2})
+    stats.add([], {"c": 3, "a": 4})
+    assert list(stats.attributes()) == ["a", "b"] and stats.attributes_truncated
+    stats.add(["x", "y", "z"], {})
+    assert stats.tags(most=2) == {"x": 1, "y": 1} and stats.distinct_tags == 3
