@@ -41,6 +41,7 @@ from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.data import _collections, _items, _members
 from strata.serve_apps.data._idempotency import prune_expired_keys
 from strata.serve_apps.data._limits import DataLimits
+from strata.serve_apps.data._processing import DataProcessing
 
 logger = logging.getLogger(__name__)
 
@@ -278,4 +279,4 @@ class DataService(ServiceReplica):
         )
 
 
-app = service_app(DataService)
+app = service_app(DataService, DataProcessing)
