@@ -92,6 +92,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/collections", "data", "data:write", "write"),
     Route("GET", "/v1/collections", "data", "data:read", "read"),
     Route("GET", "/v1/collections/{collection_id}", "data", "data:read", "read"),
+    Route("GET", "/v1/collections/{collection_id}/stats", "data", "data:read", "read"),
     Route("PATCH", "/v1/collections/{collection_id}", "data", "data:write", "write"),
     Route("DELETE", "/v1/collections/{collection_id}", "data", "data:write", "write"),
     Route("GET", "/v1/collections/{collection_id}/members", "data", "data:read", "read"),

@@ -21,6 +21,10 @@ ETAG_HEADER = {
     "description": 'The strong ETag of this version of the resource (its `version` in quotes, `"3"`).',
     "schema": {"type": "string"},
 }
+STATS_ETAG_HEADER = {
+    "description": "The strong ETag of these figures (a digest of them): unchanged while the figures are.",
+    "schema": {"type": "string"},
+}
 VARY_HEADER = {"description": "`Authorization`: the answer depends on who asks.", "schema": {"type": "string"}}
 LOCATION_HEADER = {"description": "The URL of the resource created.", "schema": {"type": "string"}}
 REPLAYED_HEADER = {
@@ -96,6 +100,11 @@ def _operation_limits(operation_id: str, settings: Settings) -> str:
         )
     if operation_id == "createItems":
         notes.append(f"at most {settings.data_max_batch_items} items")
+    if operation_id == "getCollectionStats":
+        notes.append(
+            f"the oldest {settings.data_stats_max_items} items, {settings.data_stats_max_tags} tags and"
+            f" {settings.data_stats_max_attributes} numeric attributes"
+        )
     if operation_id in _PAGED:
         notes.append(f"pages of at most {settings.data_max_page_size} rows")
     if operation_id in _IDEMPOTENT:
@@ -116,6 +125,12 @@ def complete_data_operation(
         responses["201"].setdefault("headers", {}).update(
             {"ETag": ETAG_HEADER, "Vary": VARY_HEADER, "Location": LOCATION_HEADER}
         )
+    if operation_id == "getCollectionStats" and "200" in responses:
+        responses["200"].setdefault("headers", {}).update({"ETag": STATS_ETAG_HEADER, "Vary": VARY_HEADER})
+        responses["304"] = {
+            "description": "Not Modified: `If-None-Match` names the current figures' ETag (no body)",
+            "headers": {"ETag": STATS_ETAG_HEADER, "Vary": VARY_HEADER},
+        }
     if operation_id in _CONDITIONAL_GETS:
         responses["304"] = {
             "description": "Not Modified: `If-None-Match` names the current ETag (no body)",

@@ -31,6 +31,7 @@ from strata.schemas import (
     Collection,
     CollectionCreate,
     CollectionPage,
+    CollectionStats,
     DataCaller,
     Forbidden,
     Item,
@@ -48,10 +49,11 @@ from strata.schemas import (
     Unprocessable,
 )
 from strata.serve_apps.gateway._access import PermissionCache, caller_of
-from strata.serve_apps.gateway._deps import DataDep
+from strata.serve_apps.gateway._deps import DataDep, StatsDep
 from strata.serve_apps.gateway._hygiene import EdgePolicy
 from strata.serve_apps.gateway._json_bodies import CONTENT_TYPES_KEY, JSON, MERGE_PATCH, JsonBodyRoute, parse_json_body
 from strata.serve_apps.gateway._preconditions import (
+    conditional_computed,
     conditional_read,
     optional_if_match,
     required_if_match,
@@ -311,6 +313,28 @@ async def get_collection(
 ) -> Collection | Response:
     collection = await data.get_collection(caller, str(collection_id))
     return conditional_read(response, collection.version, if_none_match) or collection
+
+
+@router.get(
+    "/v1/collections/{collection_id}/stats",
+    operation_id="getCollectionStats",
+    response_model=CollectionStats,
+    summary="Counts by tag and a summary of each numeric attribute of a collection's items",
+    responses=problem_responses(404),
+)
+async def get_collection_stats(
+    collection_id: CollectionId,
+    caller: Caller,
+    stats: StatsDep,
+    response: Response,
+    if_none_match: IfNoneMatchHeader = None,
+) -> CollectionStats | Response:
+    """Computed by the data service's processing deployment (CPU-bound, scaled on CPU) over at most
+    `data_stats_max_items` items, kept until an event of the collection says it changed. The ETag is the figures'
+    own: `If-None-Match` with it answers 304 while they are unchanged."""
+    figures = await stats.collection_stats(caller, str(collection_id))
+    representation = figures.model_dump_json(exclude={"computed_at"}).encode()
+    return conditional_computed(response, representation, if_none_match) or figures
 
 
 @router.patch(

@@ -17,7 +17,7 @@ from starlette.datastructures import State
 
 from strata.serve_apps.audit import AuditClient
 from strata.serve_apps.auth import AuthClient
-from strata.serve_apps.data import DataClient
+from strata.serve_apps.data import DataClient, StatsClient
 from strata.serve_apps.users import UsersClient
 
 
@@ -29,13 +29,16 @@ class ServiceClients:
     users: UsersClient
     data: DataClient
     audit: AuditClient
+    stats: StatsClient
 
 
 def service_clients(state: State) -> ServiceClients:
     """The replica's :class:`ServiceClients`, made at the first use and kept on ``state``."""
     clients: ServiceClients | None = getattr(state, "service_clients", None)
     if clients is None:
-        clients = state.service_clients = ServiceClients(AuthClient(), UsersClient(), DataClient(), AuditClient())
+        clients = state.service_clients = ServiceClients(
+            AuthClient(), UsersClient(), DataClient(), AuditClient(), StatsClient()
+        )
     return clients
 
 
@@ -54,6 +57,11 @@ def data_client(request: Request) -> DataClient:
     return service_clients(request.app.state).data
 
 
+def stats_client(request: Request) -> StatsClient:
+    """This replica's client of the data service's processing deployment."""
+    return service_clients(request.app.state).stats
+
+
 def audit_client(request: Request) -> AuditClient:
     """This replica's client of the audit log."""
     return service_clients(request.app.state).audit
@@ -63,3 +71,4 @@ AuthDep = Annotated[AuthClient, Depends(auth_client)]
 UsersDep = Annotated[UsersClient, Depends(users_client)]
 DataDep = Annotated[DataClient, Depends(data_client)]
 AuditDep = Annotated[AuditClient, Depends(audit_client)]
+StatsDep = Annotated[StatsClient, Depends(stats_client)]

@@ -16,6 +16,7 @@ which is all ``If-None-Match`` and ``If-Match`` need.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from fastapi import Response, status
@@ -28,17 +29,37 @@ _TAG = re.compile(r'^(?:W/)?"([^"]*)"$')
 
 def if_none_match_hits(header: str | None, version: int) -> bool:
     """Whether ``If-None-Match: header`` names the representation at ``version`` (``*`` names any)."""
+    return if_none_match_names(header, etag(version))
+
+
+def if_none_match_names(header: str | None, current: str) -> bool:
+    """Whether ``If-None-Match: header`` names the entity tag ``current`` (quoted; weak comparison; ``*``: any)."""
     if header is None:
         return False
     text = header.strip()
     if text == "*":
         return True
-    current = etag(version)[1:-1]
     for tag in text.split(","):
         match = _TAG.match(tag.strip())
-        if match is not None and match.group(1) == current:
+        if match is not None and match.group(1) == current[1:-1]:
             return True
     return False
+
+
+def content_etag(representation: bytes) -> str:
+    """A strong ETag for a computed representation: its SHA-256, shortened (for answers without a version)."""
+    return f'"{hashlib.sha256(representation).hexdigest()[:32]}"'
+
+
+def conditional_computed(response: Response, representation: bytes, if_none_match: str | None) -> Response | None:
+    """:func:`conditional_read` for a computed answer tagged by its content (:func:`content_etag`)."""
+    tag = content_etag(representation)
+    if if_none_match_names(if_none_match, tag):
+        answer = Response(status_code=status.HTTP_304_NOT_MODIFIED)
+        answer.headers["ETag"], answer.headers["Vary"] = tag, VARY
+        return answer
+    response.headers["ETag"], response.headers["Vary"] = tag, VARY
+    return None
 
 
 def required_if_match(header: str | None) -> IfMatch:

@@ -147,7 +147,7 @@ async def test_a_replica_that_never_had_the_permissions_map_answers_503_not_403(
 
 def test_every_data_route_is_in_the_table_reads_need_data_read_and_changes_data_write() -> None:
     data_routes = {key for key in _routes() if key[1].startswith("/v1/collections")}
-    assert len(data_routes) == 16
+    assert len(data_routes) == 17
     for method, path in data_routes:
         route = ROUTE_TABLE[(method, path)]
         reading = method == "GET"

@@ -1,0 +1,137 @@
+"""``GET /v1/collections/{id}/stats`` against the running system: the figures are the standard library's on the same
+items, a repeated call is served from the processing replica's cache, and an item change drops it (issue 13, Must
+show 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import System
+from tests.integration.accounts import Account, account, call, is_problem
+
+pytestmark = pytest.mark.integration
+
+ITEMS = 250
+TAGS = ("red", "green", "blue", "round", "square")
+EVENT_WAIT_S = 30.0
+"""Bound on the item event's trip (commit -> outbox relay -> Kafka -> the processing replicas): typically well under
+a second; the bound only keeps a broken feed from hanging the test."""
+
+
+def _items(rng: random.Random) -> list[dict[str, Any]]:
+    items = []
+    for n in range(ITEMS):
+        attributes: dict[str, Any] = {"price": round(rng.uniform(0, 500), 2), "label": f"n{n}"}
+        if n % 3:
+            attributes["weight"] = rng.randint(-20, 80)
+        if n % 7 == 0:
+            attributes["flag"] = True  # not a number
+        items.append({"title": f"item {n}", "attributes": attributes, "tags": rng.sample(TAGS, rng.randint(0, 3))})
+    return items
+
+
+def _reference(items: list[dict[str, Any]], name: str) -> dict[str, float]:
+    values = [float(i["attributes"][name]) for i in items if name in i["attributes"]]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "count": len(values),
+        "min": min(values),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+        "p50": cuts[49],
+        "p90": cuts[89],
+        "p99": cuts[98],
+    }
+
+
+def _running(deployment: str) -> int:
+    from ray import serve
+
+    return int(serve.status().applications["data"].deployments[deployment].replica_states.get("RUNNING", 0))
+
+
+async def _stats(client: httpx.AsyncClient, who: Account, collection_id: str, **headers: str) -> httpx.Response:
+    return await call(client, "GET", f"/v1/collections/{collection_id}/stats", who, headers=headers)
+
+
+async def test_stats_equal_the_standard_library_are_cached_and_dropped_by_an_item_change(
+    system: System, ray_driver: None
+) -> None:
+    owner, editor, stranger = await asyncio.gather(account(system), account(system), account(system))
+    items = _items(random.Random(13))
+    async with system.async_client(timeout=60) as client:
+        made = await call(client, "POST", "/v1/collections", owner, json={"name": f"stats-{uuid.uuid4().hex[:6]}"})
+        assert made.status_code == 201, made.text
+        cid = made.json()["id"]
+        created: list[dict[str, Any]] = []
+        for start in range(0, ITEMS, 100):
+            batch = await call(
+                client, "POST", f"/v1/collections/{cid}/items/batch", owner, json={"items": items[start : start + 100]}
+            )
+            assert batch.status_code == 200, batch.text
+            created += batch.json()["items"]
+
+        first = await _stats(client, owner, cid)
+        assert first.status_code == 200, first.text
+        figures = first.json()
+        assert figures["items"] == ITEMS and not figures["truncated"]
+        assert figures["tags"] == dict(Counter(t for i in items for t in i["tags"]))
+        assert sorted(figures["attributes"]) == ["price", "weight"], "labels and booleans are not numbers"
+        for name in ("price", "weight"):
+            summary = figures["attributes"][name]
+            assert {k: summary[k] for k in _reference(items, name)} == _reference(items, name), name
+            assert sum(summary["histogram"]["counts"]) == summary["count"]
+
+        # Again: the processing replica's cache (the same computation, its time kept), and a 304 for the ETag. The
+        # test session runs one processing replica (each replica keeps its own cache).
+        assert _running("DataProcessing") == 1
+        again = await _stats(client, owner, cid)
+        assert again.status_code == 200 and again.json() == figures, "served from the cache"
+        assert again.headers["etag"] == first.headers["etag"]
+        unchanged = await _stats(client, owner, cid, **{"If-None-Match": first.headers["etag"]})
+        assert unchanged.status_code == 304 and unchanged.headers["etag"] == first.headers["etag"]
+
+        # A stranger learns nothing, cached or not.
+        hidden = await _stats(client, stranger, cid)
+        assert hidden.status_code == 404 and is_problem(hidden)
+
+        # Another user changes an item: the owner's session wrote nothing, so only the item's event can drop the
+        # cached figures.
+        member_path = f"/v1/collections/{cid}/members/{editor.user_id}"
+        added = await call(client, "PUT", member_path, owner, json={"role": "editor"})
+        assert added.status_code in (200, 201), added.text
+        target = created[0]
+        patch = await call(
+            client,
+            "PATCH",
+            f"/v1/collections/{cid}/items/{target['id']}",
+            editor,
+            headers={"If-Match": '"1"', "Content-Type": "application/merge-patch+json"},
+            content=b'{"attributes": {"price": 10000}}',
+        )
+        assert patch.status_code == 200, patch.text
+        deadline = time.monotonic() + EVENT_WAIT_S
+        while True:
+            after = await _stats(client, owner, cid)
+            assert after.status_code == 200, after.text
+            if after.json()["attributes"]["price"]["max"] == 10000:
+                break
+            assert after.json() == figures, "until the event arrives, the cached figures"
+            assert time.monotonic() < deadline, "the item's event never dropped the cached figures"
+            await asyncio.sleep(0.2)
+        assert after.json()["computed_at"] != figures["computed_at"]
+        assert after.headers["etag"] != first.headers["etag"]
+        changed = [dict(i, attributes=dict(i["attributes"])) for i in items]
+        changed[0]["attributes"]["price"] = 10000
+        assert {k: after.json()["attributes"]["price"][k] for k in _reference(changed, "price")} == _reference(
+            changed, "price"
+        )
