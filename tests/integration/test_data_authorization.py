@@ -30,6 +30,7 @@ EXPECTED: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/v1/collections"): ANY_ACCOUNT,
     ("GET", "/v1/collections"): ANY_ACCOUNT,
     ("GET", "/v1/collections/{collection_id}"): READ,
+    ("GET", "/v1/collections/{collection_id}/stats"): READ,
     ("PATCH", "/v1/collections/{collection_id}"): OWNER_ONLY,
     ("DELETE", "/v1/collections/{collection_id}"): OWNER_ONLY,
     ("GET", "/v1/collections/{collection_id}/members"): READ,
