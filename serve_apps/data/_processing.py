@@ -31,7 +31,8 @@ from strata.schemas.events import check_provenance, decode
 from strata.serve_apps._autoscaling import CPU_METRIC, CpuMeter
 from strata.serve_apps._client import ServiceClient
 from strata.serve_apps._replica import ServiceReplica
-from strata.serve_apps.data._stats import StatsCache, StatsLimits, collection_access_at, collection_stats
+from strata.serve_apps.data._access import collection_access
+from strata.serve_apps.data._stats import StatsCache, StatsLimits, collection_stats
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class DataProcessing(ServiceReplica):
         scope = current_scope()
         after = scope.after if scope is not None else None
         if self._events.current:
-            await self.db.read(collection_access_at, caller, collection_id)  # who may read it is never cached
+            await self.db.read(collection_access, caller, collection_id)  # who may read it is never cached
             cached = self._cache.lookup(collection_id, after)
             if cached is not None:
                 _count("hit")
