@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Lower bound of replicas per Serve deployment\'s app, JSON such as {"gateway": 2}.',
     )
+    max_replicas: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            'Upper bound of replicas of an app\'s autoscaling deployments, JSON such as {"data": 4} (never below the'
+            " lower bound; a fixed-size deployment keeps its num_replicas)."
+        ),
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description=(
@@ -533,15 +540,15 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown service(s) {unknown} in db_backends; known: {known}")
         return value
 
-    @field_validator("min_replicas")
+    @field_validator("min_replicas", "max_replicas")
     @classmethod
-    def _known_apps(cls, value: dict[str, int]) -> dict[str, int]:
+    def _known_apps(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
         unknown = sorted(set(value) - set(app_names()))
         if unknown:
-            raise ValueError(f"unknown app(s) {unknown} in min_replicas; known: {list(app_names())}")
-        low = {app: n for app, n in value.items() if not 1 <= n <= 64}
-        if low:
-            raise ValueError(f"min_replicas must be between 1 and 64: {low}")
+            raise ValueError(f"unknown app(s) {unknown} in {info.field_name}; known: {list(app_names())}")
+        out_of_range = {app: n for app, n in value.items() if not 1 <= n <= 64}
+        if out_of_range:
+            raise ValueError(f"{info.field_name} must be between 1 and 64: {out_of_range}")
         return value
 
     @field_validator("rate_limit_auth", "rate_limit_read", "rate_limit_write")

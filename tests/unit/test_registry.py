@@ -101,6 +101,7 @@ def test_every_consumer_group_reads_published_topics_with_an_async_handler_and_g
 def test_settings_know_exactly_the_registered_components() -> None:
     Settings(_env_file=None, db_backends={spec.name: "actors" for spec in schema_owners()})
     Settings(_env_file=None, min_replicas={spec.name: 1 for spec in REGISTRY})
+    Settings(_env_file=None, max_replicas={spec.name: 64 for spec in REGISTRY})
     with pytest.raises(ValueError, match="unknown service"):
         Settings(_env_file=None, db_backends={"gateway": "actors"})
     with pytest.raises(ValueError, match="unknown app"):

@@ -85,6 +85,7 @@ def test_settings_survive_the_trip_through_the_environment_of_ray_workers(monkey
         secret_key="s" * 32,
         db_backends={"data": "actors"},
         min_replicas={"gateway": 2},
+        max_replicas={"data": 4},
         cors_allow_origins=["https://app.example.com"],
         ingress="python",
         tls_certfile="/etc/strata/cert.pem",
@@ -93,3 +94,18 @@ def test_settings_survive_the_trip_through_the_environment_of_ray_workers(monkey
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
     assert Settings(_env_file=None) == original
+
+
+def test_replica_bounds_come_as_json_per_app_and_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATA_MIN_REPLICAS", '{"gateway": 2}')
+    monkeypatch.setenv("STRATA_MAX_REPLICAS", '{"gateway": 4, "data": 64}')
+    settings = Settings(_env_file=None)
+    assert settings.min_replicas == {"gateway": 2}
+    assert settings.max_replicas == {"gateway": 4, "data": 64}
+    for field in ("min_replicas", "max_replicas"):
+        with pytest.raises(ValueError, match=rf"unknown app\(s\) \['billing'\] in {field}; known: \["):
+            Settings(_env_file=None, **{field: {"billing": 1}})
+        with pytest.raises(ValueError, match=rf"{field} must be between 1 and 64: {{'data': 0}}"):
+            Settings(_env_file=None, **{field: {"data": 0}})
+        with pytest.raises(ValueError, match=rf"{field} must be between 1 and 64: {{'data': 65}}"):
+            Settings(_env_file=None, **{field: {"data": 65}})
