@@ -43,6 +43,7 @@ from strata.cluster._front import TlsFront
 from strata.cluster._postgres import EmbeddedPostgres, EmbeddedStandby
 from strata.cluster._probes import postgres_error, ray_answers, wait_until
 from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, postgres_standbys, ray_head, secrets_of
+from strata.cluster._scale import load_scale
 from strata.cluster._state import Recorded, terminate
 from strata.cluster._tls import ensure_certificate
 from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
@@ -329,7 +330,9 @@ class RayHeadComponent:
         tls = ensure_certificate(self._settings)  # Serve's Python proxy terminates TLS with it (ingress=python)
         echo("deploying Serve applications")
         runtime = self._runtime
-        _serve.deploy(runtime.dashboard_url, _serve.serve_config(self._settings, tls=tls), runtime.ray_auth_token)
+        # With the bounds `strata scale` recorded: a restart keeps what the operator set on the running system.
+        config = _serve.serve_config(self._settings, tls=tls, scale=load_scale(self._settings.data_dir))
+        _serve.deploy(runtime.dashboard_url, config, runtime.ray_auth_token)
         _serve.wait_running(
             runtime.dashboard_url, runtime.ray_auth_token, list(app_names()), self._settings.startup_timeout_s
         )

@@ -7,7 +7,8 @@
     │   ├── ToolMissing          a JDK or Maven is needed for the embedded Kafka
     │   ├── PortInUse            a port strata would listen on is taken
     │   └── Unreachable          an external PostgreSQL / Kafka / Ray does not answer
-    └── StartupError             a component started but did not become ready in time
+    ├── StartupError             a component started but did not become ready in time
+    └── ScaleRefused             `strata scale` was given bounds it cannot apply (or scale.json holds such)
 """
 
 from __future__ import annotations
@@ -35,3 +36,7 @@ class Unreachable(PreflightError):
 
 class StartupError(ClusterError):
     """A component did not become ready."""
+
+
+class ScaleRefused(ClusterError):
+    """Replica bounds that cannot be applied: an unknown app, a bound outside 1..64, a minimum above the maximum."""

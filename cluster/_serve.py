@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import yaml
 
 from strata.cluster._errors import StartupError
+from strata.cluster._scale import Bounds, apply_bounds
 from strata.cluster._tls import TlsFiles
 from strata.schemas import Settings
 
@@ -21,11 +23,20 @@ def serve_config_path() -> Path:
     return Path(str(resources.files("strata.cluster") / "serve.yaml"))
 
 
-def serve_config(settings: Settings, path: Path | None = None, tls: TlsFiles | None = None) -> dict[str, Any]:
-    """The Serve config to deploy: the file, with Serve's HTTP address from the settings.
+def serve_config(
+    settings: Settings,
+    path: Path | None = None,
+    tls: TlsFiles | None = None,
+    scale: Mapping[str, Bounds] | None = None,
+) -> dict[str, Any]:
+    """The Serve config to deploy: the file, with Serve's HTTP address and the replica bounds from the settings.
 
     With ``ingress=haproxy`` Serve's HAProxy listens on ``127.0.0.1:<serve_port>`` behind strata's TLS front;
     with ``ingress=python`` Serve's proxy listens on the public address and terminates TLS with ``tls``.
+
+    Replica bounds, in order, each over the one before: the file's, ``STRATA_MIN_REPLICAS`` (a floor, lifting the
+    ceiling if needed; a fixed-size deployment's count), ``STRATA_MAX_REPLICAS`` (an autoscaling deployment's ceiling,
+    never below its floor), then ``scale``, what `strata scale` recorded (:mod:`strata.cluster._scale`).
     """
     config: dict[str, Any] = yaml.safe_load((path or serve_config_path()).read_text())
     http = config.setdefault("http_options", {})
@@ -45,15 +56,20 @@ def serve_config(settings: Settings, path: Path | None = None, tls: TlsFiles | N
             http["ssl_keyfile"] = str(tls.keyfile)
     for app in config["applications"]:
         floor = settings.min_replicas.get(app["name"])
-        if floor is None:
-            continue
+        ceiling = settings.max_replicas.get(app["name"])
+        recorded = (scale or {}).get(app["name"])
         for deployment in app.get("deployments", []):
             autoscaling = deployment.get("autoscaling_config")
-            if autoscaling is not None:
-                autoscaling["min_replicas"] = floor
-                autoscaling["max_replicas"] = max(floor, autoscaling.get("max_replicas", floor))
-            else:
-                deployment["num_replicas"] = floor
+            if floor is not None:
+                if autoscaling is not None:
+                    autoscaling["min_replicas"] = floor
+                    autoscaling["max_replicas"] = max(floor, autoscaling.get("max_replicas", floor))
+                else:
+                    deployment["num_replicas"] = floor
+            if ceiling is not None and autoscaling is not None:
+                autoscaling["max_replicas"] = max(autoscaling.get("min_replicas", 1), ceiling)
+            if recorded is not None:
+                apply_bounds(deployment, recorded)
     return config
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from ray.serve.deployment import Application, Deployment
 from ray.serve.schema import ServeDeploySchema
 
+from strata.cluster._scale import Bounds
 from strata.cluster._serve import serve_config
 from strata.cluster._tls import TlsFiles
 from strata.schemas import Settings
@@ -90,3 +91,36 @@ def test_haproxy_mode_serves_on_loopback_behind_the_front_and_python_mode_termin
     assert python["http_options"]["ssl_certfile"] == str(tmp_path / "c.pem")
     assert python["http_options"]["ssl_keyfile"] == str(tmp_path / "k.pem")
     ServeDeploySchema.model_validate(python)
+
+
+def _bounds(config: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {d["name"]: d for app in config["applications"] for d in app["deployments"]}  # type: ignore[attr-defined]
+
+
+def test_max_replicas_set_the_ceiling_of_autoscaling_deployments_never_below_the_floor() -> None:
+    settings = Settings(_env_file=None, min_replicas={"gateway": 3}, max_replicas={"gateway": 2, "data": 4, "audit": 5})
+    deployments = _bounds(serve_config(settings))
+    gateway = deployments["Gateway"]["autoscaling_config"]
+    assert (gateway["min_replicas"], gateway["max_replicas"]) == (3, 3)
+    for name in ("DataService", "DataProcessing"):  # every autoscaling deployment of the app
+        assert deployments[name]["autoscaling_config"]["max_replicas"] == 4
+        assert deployments[name]["autoscaling_config"]["min_replicas"] == 1
+    assert deployments["AuditService"]["num_replicas"] == 1  # fixed size: a ceiling alone leaves it
+    assert deployments["UsersService"]["autoscaling_config"]["max_replicas"] == 2
+    ServeDeploySchema.model_validate(serve_config(settings))
+
+
+def test_recorded_bounds_win_over_the_settings_and_the_file() -> None:
+    settings = Settings(_env_file=None, min_replicas={"users": 2, "data": 2}, max_replicas={"users": 4, "auth": 3})
+    scale = {"users": Bounds(min=1, max=1), "data": Bounds(max=1), "auth": Bounds(min=3), "audit": Bounds(2, 2)}
+    deployments = _bounds(serve_config(settings, scale=scale))
+    users = deployments["UsersService"]["autoscaling_config"]
+    assert (users["min_replicas"], users["max_replicas"]) == (1, 1)
+    data = deployments["DataService"]["autoscaling_config"]
+    assert (data["min_replicas"], data["max_replicas"]) == (1, 1)  # a ceiling given alone brings the floor down
+    auth = deployments["AuthService"]["autoscaling_config"]
+    assert (auth["min_replicas"], auth["max_replicas"]) == (3, 3)
+    assert deployments["AuditService"]["num_replicas"] == 2
+    gateway = deployments["Gateway"]["autoscaling_config"]
+    assert (gateway["min_replicas"], gateway["max_replicas"]) == (1, 2)  # no record, no setting: the file's
+    ServeDeploySchema.model_validate(serve_config(settings, scale=scale))
