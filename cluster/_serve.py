@@ -108,6 +108,18 @@ def applications(dashboard_url: str, token: str | None, timeout: float = 5.0) ->
     }
 
 
+def application_details(dashboard_url: str, token: str | None, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The dashboard's ``applications`` as it answers them (Serve's ``ApplicationDetails`` JSON: each deployment's
+    config, ``target_num_replicas`` and replicas with state, pid and node); empty when Serve is not running."""
+    try:
+        response = httpx.get(dashboard_url + _APPLICATIONS, headers=_headers(token), timeout=timeout)
+        response.raise_for_status()
+        apps = response.json().get("applications") or {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return apps if isinstance(apps, dict) else {}
+
+
 def wait_running(dashboard_url: str, token: str | None, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     apps: dict[str, dict[str, Any]] = {}

@@ -1,4 +1,5 @@
-"""`strata status`: one row per lifecycle component, the gateway's readiness, the Serve apps, the event backlog.
+"""`strata status`: one row per lifecycle component, the gateway's readiness, the Serve apps and each deployment
+(:mod:`strata.cluster._deployments`), the event backlog.
 
 Read-only: it generates no missing secret and saves no state.
 """
@@ -16,6 +17,7 @@ from strata.actors.outbox import backlog_query, backlog_report
 from strata.cluster import _serve
 from strata.cluster._component import GATEWAY, Component, Context, StatusRow
 from strata.cluster._components import RayHeadComponent, components_of
+from strata.cluster._deployments import deployment_status
 from strata.cluster._probes import http_ready
 from strata.cluster._runtime import resolve
 from strata.cluster._state import State
@@ -29,7 +31,7 @@ def status_rows(components: Sequence[Component], state: State) -> list[StatusRow
 
 
 def status(settings: Settings) -> dict[str, Any]:
-    """Each component (pid, address, state) and each Serve app with its deployments."""
+    """Each component (pid, address, state), each Serve app, and each deployment with its replicas."""
     data_dir = settings.data_dir.resolve()
     state = State.load(data_dir)
     runtime = resolve(settings, state, create=False)
@@ -49,6 +51,7 @@ def status(settings: Settings) -> dict[str, Any]:
     return {
         "components": components,
         "apps": _serve.applications(runtime.dashboard_url, runtime.ray_auth_token),
+        "deployments": deployment_status(runtime),
         "events": events,
         "replication": replication,
         "dashboard": runtime.dashboard_url,

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from strata.cluster._cli_kafka import kafka_users_app
 from strata.cluster._cli_keys import keys_app
 from strata.cluster._cli_users import users_app
 from strata.cluster._components import migrate_async
+from strata.cluster._deployments import render_deployments
 from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
@@ -106,13 +108,17 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     if report.get("metrics"):
         typer.echo(f"metrics    {report['metrics']}")
     typer.echo("")
-    typer.echo(f"{'APP':<10} {'STATUS':<14} DEPLOYMENTS")
     apps: dict[str, Any] = report["apps"]
-    if not apps:
+    deployments: list[dict[str, Any]] = report["deployments"]
+    if not apps and not deployments:
         typer.echo("(Serve is not running)")
-    for name, info in apps.items():
-        deployments = ", ".join(f"{d}={s}" for d, s in info["deployments"].items())
-        typer.echo(f"{name:<10} {info['status']:<14} {deployments}")
+    else:
+        typer.echo(f"{'APP':<10} STATUS")
+        for name, info in apps.items():
+            typer.echo(f"{name:<10} {info['status']}")
+        typer.echo("")
+        for line in render_deployments(deployments, now=time.time()):
+            typer.echo(line)
     replication: list[dict[str, Any]] = report.get("replication") or []
     if replication:
         typer.echo("")
