@@ -24,6 +24,7 @@ from strata.cluster._cli_dlq import dlq_app
 from strata.cluster._cli_events import events_app
 from strata.cluster._cli_kafka import kafka_users_app
 from strata.cluster._cli_keys import keys_app
+from strata.cluster._cli_scale import scale_command
 from strata.cluster._cli_users import users_app
 from strata.cluster._components import migrate_async
 from strata.cluster._deployments import render_deployments
@@ -48,6 +49,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(kafka_users_app, name="kafka-user")
 app.add_typer(users_app, name="users")
+app.command("scale")(scale_command)
 
 
 def _echo(message: str) -> None:
