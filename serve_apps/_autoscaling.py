@@ -19,21 +19,28 @@ the policy's own state (so it is tested on synthetic inputs):
   the target (``ceil(current x mean / target)``), at most ``max_step`` more at once, and not within
   ``up_cooldown_s`` of the last change.
 - **Down** when the mean has stayed below the target by the hysteresis band (``target x (1 - hysteresis)``, 0.56 by
-  default) for ``down_delay_s``, and one replica fewer would still run below the target: one step at a time
-  (``max_step``), not within ``down_cooldown_s`` of the last change. Between the band and the target nothing
-  changes, so a load near 70 % holds its count.
+  default) for ``down_delay_s``, and the replicas left after the step would still run below the band (so a step
+  down never lands where the next tick would step up again): one step at a time (``max_step``), not within
+  ``down_cooldown_s`` of the last change. Between the band and the target nothing changes, so a load near 70 %
+  holds its count.
 - **Missing reports never scale down.** A running replica that sent no report (just started, stuck, or its report
   was lost) makes the policy hold, unless the replicas that did report already ask for more.
-- The last decision, with its reason, stays in the state Serve keeps for the policy (``last_decision``).
+- The last decision, with its reason, stays in the state Serve keeps for the policy (``last_decision``), and so
+  does the last change of the count (``last_move``); both are published for ``strata status``
+  (:class:`DecisionBoard`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 CPU_METRIC = "cpu_utilization"
 """The custom metric a CPU-scaled replica reports: its process's CPU time over wall time (1.0 = one busy core)."""
@@ -121,15 +128,18 @@ def decide(reading: CpuReading, config: CpuPolicyConfig, state: Mapping[str, Any
     """The replica count for ``reading``, why, and the state to keep for the next tick (see the module's doc)."""
     current = max(reading.current, 0)
     lo, hi = reading.min_replicas, max(reading.min_replicas, reading.max_replicas)
-    new_state: dict[str, Any] = {k: state[k] for k in ("last_change", "high_since", "low_since") if k in state}
+    new_state: dict[str, Any] = {
+        k: state[k] for k in ("last_change", "last_move", "high_since", "low_since") if k in state
+    }
 
     def answer(replicas: int, reason: str) -> Decision:
         replicas = min(max(replicas, lo), hi)
+        mean_text = f"{mean:.2f}" if mean is not None else None
         if replicas != current:
             new_state["last_change"] = reading.now
+            new_state["last_move"] = {"at": reading.now, "from": current, "to": replicas, "reason": reason}
             new_state.pop("high_since", None)
             new_state.pop("low_since", None)
-        mean_text = f"{mean:.2f}" if mean is not None else None
         new_state["last_decision"] = {
             "at": reading.now, "from": current, "to": replicas, "reason": reason, "mean_utilization": mean_text,
         }  # fmt: skip
@@ -169,15 +179,97 @@ def decide(reading: CpuReading, config: CpuPolicyConfig, state: Mapping[str, Any
     low_since = float(state.get("low_since", reading.now))
     new_state["low_since"] = low_since
     fewer = max(current - config.max_step, lo)
-    while fewer < current and current * mean / fewer > config.target:
-        fewer += 1  # the step that would push the rest above the target is too big
+    while fewer < current and current * mean / fewer > config.low_water:
+        fewer += 1  # the step that would push the rest back into the band (or above it) is too big
     if fewer >= current:
-        return answer(current, "below the band, but fewer replicas would run above the target")
+        return answer(current, "below the band, but fewer replicas would run within it")
     if reading.now - low_since < config.down_delay_s:
         return answer(current, "below the band, not for long enough yet")
     if since_change < config.down_cooldown_s:
         return answer(current, "below the band, cooling down from the last change")
     return answer(fewer, f"mean CPU {mean:.0%} below {config.low_water:.0%}")
+
+
+DECISIONS_NAMESPACE = b"strata-autoscaler"
+"""Where the policies publish their decisions in Ray's GCS key-value store (key ``app/deployment``), for
+``strata status``."""
+
+
+def decision_key(app: str, deployment: str) -> bytes:
+    return f"{app}/{deployment}".encode()
+
+
+class DecisionBoard:
+    """Publishes one deployment's latest decision (JSON) to Ray's GCS key-value store, from the Serve controller.
+
+    A policy runs on every autoscaling tick (10 a second); the store is written only when the decision (its target
+    or reason) changes, and otherwise at most every ``refresh_s`` (the metric's value moves). A store that cannot be
+    written costs a warning, never the decision.
+    """
+
+    def __init__(self, refresh_s: float = 5.0, put: Callable[[bytes, bytes], object] | None = None) -> None:
+        self._refresh_s = refresh_s
+        self._put = put
+        self._last: tuple[Any, ...] | None = None
+        self._last_at = -math.inf
+        self._warned = False
+
+    def publish(self, app: str, deployment: str, record: Mapping[str, Any]) -> None:
+        at = float(record.get("at", time.time()))
+        key = (record.get("from"), record.get("to"), record.get("reason"))
+        if key == self._last and at - self._last_at < self._refresh_s:
+            return
+        self._last, self._last_at = key, at
+        try:
+            put = self._put or _gcs_put
+            put(decision_key(app, deployment), json.dumps(dict(record), default=str).encode())
+        except Exception as exc:  # noqa: BLE001 - observability must never break scaling
+            if not self._warned:
+                self._warned = True
+                logger.warning("autoscaler decisions of %s/%s not published: %s", app, deployment, exc)
+
+
+def _gcs_put(key: bytes, value: bytes) -> None:
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    _internal_kv_put(key, value, overwrite=True, namespace=DECISIONS_NAMESPACE)
+
+
+class RequestPolicy:
+    """Serve's own request-based policy (ongoing requests against ``target_ongoing_requests``), publishing its
+    decisions for ``strata status``. Serve applies ``upscale_delay_s``/``downscale_delay_s`` around any policy, so
+    the count it asks for is applied once the ask has held that long."""
+
+    def __init__(self) -> None:
+        self._board = DecisionBoard()
+
+    def __call__(self, ctx: Any) -> tuple[float, dict[str, Any]]:
+        from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
+
+        desired, state = replica_queue_length_autoscaling_policy(ctx)
+        previous = ctx.policy_state or {}
+        state = dict(state or {})
+        current = int(ctx.target_num_replicas)
+        now = float(ctx.current_time or time.time())
+        lo, hi = int(ctx.capacity_adjusted_min_replicas), int(ctx.capacity_adjusted_max_replicas)
+        asked = min(max(math.ceil(float(desired)), lo), max(lo, hi))
+        ongoing = float(ctx.total_num_requests)
+        target = float(ctx.config.get_target_ongoing_requests())
+        reason = f"{ongoing:.1f} ongoing requests on {ctx.current_num_replicas} replica(s), target {target:g} each" + (
+            "" if asked == current else f": asks {asked} (applied after Serve's delay)"
+        )
+        # Serve changes the count after its delay, outside the policy: a target unlike the last tick's is that change.
+        seen = previous.get("seen_target")
+        move = previous.get("last_move")
+        if seen is not None and int(seen) != current:
+            move = {"at": now, "from": int(seen), "to": current, "reason": previous.get("last_reason", "")}
+        state.update(seen_target=current, last_reason=reason, **({"last_move": move} if move else {}))
+        self._board.publish(
+            ctx.app_name, ctx.deployment_name,
+            {"at": now, "from": current, "to": asked, "reason": reason, "metric": "ongoing_requests",
+             "value": ongoing, "replicas": int(ctx.current_num_replicas), "last_change": move},
+        )  # fmt: skip
+        return desired, state
 
 
 class CpuPolicy:
@@ -186,6 +278,7 @@ class CpuPolicy:
 
     def __init__(self, **knobs: Any) -> None:
         self.config = CpuPolicyConfig(**knobs)
+        self._board = DecisionBoard()
 
     def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
         metrics = ctx.aggregated_metrics or {}
@@ -200,6 +293,13 @@ class CpuPolicy:
             max_replicas=int(ctx.capacity_adjusted_max_replicas),
         )
         decision = decide(reading, self.config, ctx.policy_state or {})
+        last = decision.state.get("last_decision", {})
+        mean = last.get("mean_utilization")
+        self._board.publish(
+            ctx.app_name, ctx.deployment_name,
+            {**last, "metric": CPU_METRIC, "value": float(mean) if mean is not None else None,
+             "replicas": len(running), "last_change": decision.state.get("last_move")},
+        )  # fmt: skip
         return decision.replicas, decision.state
 
 

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from ray.serve._private.common import DeploymentID, ReplicaID
-from ray.serve.config import AutoscalingContext
+from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
-from strata.serve_apps._autoscaling import CPU_METRIC, CpuMeter, CpuPolicy, CpuPolicyConfig, CpuReading, decide
+from strata.serve_apps._autoscaling import (
+    CPU_METRIC,
+    CpuMeter,
+    CpuPolicy,
+    CpuPolicyConfig,
+    CpuReading,
+    DecisionBoard,
+    RequestPolicy,
+    decide,
+    decision_key,
+)
 
 CONFIG = CpuPolicyConfig()  # target 0.7, band down to 0.56, up after 3 s, down after 20 s, cooldowns 10 s / 20 s
 TICK_S = 1.0
@@ -123,6 +134,21 @@ def test_a_scale_down_never_takes_the_rest_above_the_target() -> None:
     assert {n for _, n in history} == {2}
 
 
+def test_a_load_one_replica_would_run_near_the_target_keeps_two() -> None:
+    """0.68 cores on two replicas (34 % each, what a live run showed right after scaling one to two): one alone would
+    run at 68 %, inside the band and a breath from the target. Holding at two keeps the count from flapping (a step
+    down to just under the target scaled straight back up in that run)."""
+    history = simulate(lambda t: 0.68, 300, start=2)
+    assert {n for _, n in history} == {2}
+
+
+def test_a_scale_down_comes_once_the_rest_would_run_below_the_band() -> None:
+    """0.5 cores on two replicas: one alone would run at 50 %, below the band (56 %): one step down, after the delay."""
+    moves = changes(simulate(lambda t: 0.5, 300, start=2))
+    assert [n for _, n in moves] == [1]
+    assert moves[0][0] >= CONFIG.down_delay_s
+
+
 def test_the_decision_stays_within_the_bounds_and_says_why() -> None:
     reading = CpuReading(100.0, 6, tuple(f"r{i}" for i in range(6)), {}, 1, 4)
     decision = decide(reading, CONFIG, {})
@@ -141,7 +167,14 @@ def test_nonsense_knobs_are_refused(knobs: dict[str, Any]) -> None:
 
 
 def _context(
-    replicas: list[ReplicaID], target: int, metrics: dict[ReplicaID, float], state: dict[str, Any], now: float
+    replicas: list[ReplicaID],
+    target: int,
+    metrics: dict[ReplicaID, float],
+    state: dict[str, Any],
+    now: float,
+    *,
+    ongoing: float = 0.0,
+    config: AutoscalingConfig | None = None,
 ) -> Any:
     deployment = DeploymentID(name="Processing", app_name="data")
     return AutoscalingContext(
@@ -151,7 +184,7 @@ def _context(
         current_num_replicas=len(replicas),
         target_num_replicas=target,
         running_replicas=replicas,
-        total_num_requests=0.0,
+        total_num_requests=ongoing,
         total_queued_requests=0.0,
         aggregated_metrics={CPU_METRIC: metrics},
         raw_metrics=None,
@@ -161,13 +194,15 @@ def _context(
         last_scale_up_time=None,
         last_scale_down_time=None,
         current_time=now,
-        config=None,
+        config=config,
     )
 
 
 def test_the_policy_reads_serves_context_and_keeps_its_state_between_ticks() -> None:
     """Through Serve's own AutoscalingContext: the policy Serve calls is the decision above."""
     policy = CpuPolicy(up_delay_s=2.0)
+    published: list[dict[str, Any]] = []
+    policy._board = DecisionBoard(put=lambda key, value: published.append(json.loads(value)))
     replica = ReplicaID("a", DeploymentID(name="Processing", app_name="data"))
     state: dict[str, Any] = {}
     counts, count = [], 1
@@ -176,6 +211,40 @@ def test_the_policy_reads_serves_context_and_keeps_its_state_between_ticks() -> 
         counts.append(count)
     assert counts == [1, 1, 2, 2]
     assert state["last_decision"]["to"] == 2
+    assert published[-1]["to"] == 2 and published[-1]["metric"] == CPU_METRIC and published[-1]["value"] == 0.95
+
+
+def test_the_board_writes_a_changed_decision_at_once_and_a_held_one_at_most_every_refresh() -> None:
+    writes: list[tuple[bytes, dict[str, Any]]] = []
+    board = DecisionBoard(refresh_s=5.0, put=lambda key, value: writes.append((key, json.loads(value))))
+    for at, to in ((0.0, 1), (1.0, 1), (2.0, 2), (3.0, 2), (7.5, 2)):
+        board.publish("data", "Processing", {"at": at, "from": 1, "to": to, "reason": f"to {to}"})
+    assert [(w["at"], w["to"]) for _, w in writes] == [(0.0, 1), (2.0, 2), (7.5, 2)]
+    assert {key for key, _ in writes} == {decision_key("data", "Processing")}
+
+
+def test_a_board_that_cannot_write_never_breaks_the_decision() -> None:
+    def broken(key: bytes, value: bytes) -> None:
+        raise ConnectionError("GCS gone")
+
+    DecisionBoard(put=broken).publish("data", "Processing", {"at": 0.0, "from": 1, "to": 2, "reason": "up"})
+
+
+def test_the_request_policy_is_serves_own_and_says_what_it_asks() -> None:
+    """96 ongoing requests on one replica against a target of 32: Serve's request policy asks three replicas."""
+    policy = RequestPolicy()
+    published: list[dict[str, Any]] = []
+    policy._board = DecisionBoard(put=lambda key, value: published.append(json.loads(value)))
+    replica = ReplicaID("g", DeploymentID(name="Gateway", app_name="gateway"))
+    config = AutoscalingConfig(min_replicas=1, max_replicas=4, target_ongoing_requests=32)
+    desired, state = policy(_context([replica], 1, {}, {}, 1000.0, ongoing=96.0, config=config))
+    assert desired == pytest.approx(3.0)
+    assert published[-1]["to"] == 3 and published[-1]["metric"] == "ongoing_requests"
+    assert "96.0 ongoing requests" in published[-1]["reason"]
+    assert published[-1]["last_change"] is None
+    # Serve applies the ask after its delay; the next tick sees the new target and records the change.
+    policy(_context([replica], 3, {}, state, 1004.0, ongoing=96.0, config=config))
+    assert published[-1]["last_change"] == {"at": 1004.0, "from": 1, "to": 3, "reason": state["last_reason"]}
 
 
 def test_the_meter_reports_cpu_time_over_wall_time() -> None:
