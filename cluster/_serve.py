@@ -39,6 +39,8 @@ def serve_config(
     never below its floor), then ``scale``, what `strata scale` recorded (:mod:`strata.cluster._scale`).
     """
     config: dict[str, Any] = yaml.safe_load((path or serve_config_path()).read_text())
+    for key in [k for k in config if k.startswith("x-")]:
+        del config[key]  # the file's shared blocks (YAML anchors), already merged where they are used
     http = config.setdefault("http_options", {})
     if settings.ingress == "haproxy":
         http["host"] = "127.0.0.1"

@@ -124,3 +124,24 @@ def test_recorded_bounds_win_over_the_settings_and_the_file() -> None:
     gateway = deployments["Gateway"]["autoscaling_config"]
     assert (gateway["min_replicas"], gateway["max_replicas"]) == (1, 2)  # no record, no setting: the file's
     ServeDeploySchema.model_validate(serve_config(settings, scale=scale))
+
+
+def test_every_autoscaled_deployment_reacts_in_seconds_through_a_strata_policy() -> None:
+    """Serve's defaults (30 s window, 30 s up, 600 s down, a report every 10 s) kept the gateway at one replica
+    through a 16 s burst: every deployment that autoscales reports each second, looks back 5 s and uses strata's
+    policies, which publish their decisions for `strata status`."""
+    config = ServeDeploySchema.model_validate(serve_config(Settings(_env_file=None)))
+    scaled = {
+        (app.name, d.name): d.autoscaling_config
+        for app in config.applications
+        for d in app.deployments
+        if isinstance(d.autoscaling_config, dict)
+    }
+    assert {app for app, _ in scaled} >= {"gateway", "auth", "users", "data"}
+    for name, autoscaling in scaled.items():
+        assert autoscaling["metrics_interval_s"] <= 1, name
+        assert autoscaling["look_back_period_s"] > autoscaling["metrics_interval_s"], name
+        assert autoscaling["upscale_delay_s"] <= 3 and autoscaling["downscale_delay_s"] <= 30, name
+        policy = autoscaling["policy"]["policy_function"]
+        assert policy.split(":")[1] in {"RequestPolicy", "CpuPolicy"}, name
+        assert callable(getattr(importlib.import_module(policy.split(":")[0]), policy.split(":")[1])), name
