@@ -321,8 +321,8 @@ class RayHeadComponent:
         inherited = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
         env = {**inherited, **self._runtime.env, "RAY_USAGE_STATS_ENABLED": "0"}
         # Ray starts its workers at niceness 15, below the PostgreSQL and Kafka a local head shares the machine with.
-        # strata's replicas are the service: at 15 a busy processing replica got 55-65 % of a core while requests
-        # queued, so the CPU it reports (what it scales on) said "not busy" when the machine was. 0 unless set.
+        # strata's replicas are the service, and a processing replica scales on the CPU it gets: at 15 that is what
+        # the others leave over, not its own demand. 0 unless the operator sets it.
         env.setdefault("RAY_worker_niceness", "0")
         if self._runtime.ray_auth_token:
             # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
