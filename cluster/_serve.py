@@ -37,6 +37,7 @@ def serve_config(
     Replica bounds, in order, each over the one before: the file's, ``STRATA_MIN_REPLICAS`` (a floor, lifting the
     ceiling if needed; a fixed-size deployment's count), ``STRATA_MAX_REPLICAS`` (an autoscaling deployment's ceiling,
     never below its floor), then ``scale``, what `strata scale` recorded (:mod:`strata.cluster._scale`).
+    ``STRATA_CPU_SCALING_TARGET`` replaces the target of every deployment scaled by ``CpuPolicy``.
     """
     config: dict[str, Any] = yaml.safe_load((path or serve_config_path()).read_text())
     for key in [k for k in config if k.startswith("x-")]:
@@ -72,6 +73,11 @@ def serve_config(
                 autoscaling["max_replicas"] = max(autoscaling.get("min_replicas", 1), ceiling)
             if recorded is not None:
                 apply_bounds(deployment, recorded)
+            policy = (autoscaling or {}).get("policy") or {}
+            if settings.cpu_scaling_target is not None and str(policy.get("policy_function", "")).endswith(
+                ":CpuPolicy"
+            ):
+                policy["policy_kwargs"] = {**policy.get("policy_kwargs", {}), "target": settings.cpu_scaling_target}
     return config
 
 

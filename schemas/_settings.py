@@ -224,6 +224,15 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Lower bound of replicas per Serve deployment\'s app, JSON such as {"gateway": 2}.',
     )
+    cpu_scaling_target: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=(
+            "CPU share (of one core) per replica that CPU-scaled deployments aim at; empty: serve.yaml's"
+            " policy_kwargs target (0.7)."
+        ),
+    )
     max_replicas: dict[str, int] = Field(
         default_factory=dict,
         description=(

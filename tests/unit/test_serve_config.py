@@ -145,3 +145,12 @@ def test_every_autoscaled_deployment_reacts_in_seconds_through_a_strata_policy()
         policy = autoscaling["policy"]["policy_function"]
         assert policy.split(":")[1] in {"RequestPolicy", "CpuPolicy"}, name
         assert callable(getattr(importlib.import_module(policy.split(":")[0]), policy.split(":")[1])), name
+
+
+def test_the_cpu_scaling_target_setting_replaces_the_cpu_policys_target_only() -> None:
+    deployments = _bounds(serve_config(Settings(_env_file=None, cpu_scaling_target=0.5)))
+    processing = deployments["DataProcessing"]["autoscaling_config"]["policy"]["policy_kwargs"]
+    assert processing["target"] == 0.5 and processing["down_delay_s"] == 20  # the other knobs stay
+    assert "policy_kwargs" not in deployments["Gateway"]["autoscaling_config"]["policy"]
+    default = _bounds(serve_config(Settings(_env_file=None)))["DataProcessing"]["autoscaling_config"]["policy"]
+    assert default["policy_kwargs"]["target"] == 0.7
