@@ -189,7 +189,13 @@ def _decision(record: Mapping[str, Any] | None, now: float) -> str:
     age = f"{max(0.0, now - float(record['at'])):.0f}s ago" if isinstance(record.get("at"), int | float) else "?"
     value = record.get("value")
     metric = f"{record.get('metric', '?')}={value:.2f}" if isinstance(value, int | float) else record.get("metric", "?")
-    return f"{record.get('from', '?')}->{record.get('to', '?')} {age} ({metric}): {record.get('reason', '')}".rstrip()
+    text = f"{record.get('from', '?')}->{record.get('to', '?')} {age} ({metric}): {record.get('reason', '')}".rstrip()
+    change = record.get("last_change")
+    if isinstance(change, Mapping) and isinstance(change.get("at"), int | float):
+        ago = max(0.0, now - float(change["at"]))
+        moved = f"{change.get('from', '?')}->{change.get('to', '?')}"
+        text += f"; last change {moved} {ago:.0f}s ago: {change.get('reason', '')}"
+    return text
 
 
 def render_deployments(rows: Sequence[Mapping[str, Any]], now: float) -> list[str]:

@@ -173,3 +173,25 @@ def test_cpu_sampling_reads_live_processes_over_the_window_and_leaves_out_gone_o
     assert waited == [0.2]
     assert list(sampled) == [os.getpid()] and sampled[os.getpid()] >= 0.0
     assert sample_cpu([], sleep=waited.append) == {} and waited == [0.2]  # nothing to sample: no wait
+
+
+def test_status_reads_the_namespace_and_keys_the_policies_write() -> None:
+    from strata.cluster._deployments import AUTOSCALER_NAMESPACE, parse_autoscaler_records
+    from strata.serve_apps._autoscaling import DECISIONS_NAMESPACE, decision_key
+
+    assert AUTOSCALER_NAMESPACE == DECISIONS_NAMESPACE
+    records = parse_autoscaler_records({decision_key("data", "DataProcessing"): b'{"to": 2}'})
+    assert records == {("data", "DataProcessing"): {"to": 2}}
+
+
+def test_the_last_decision_names_the_last_change_and_why() -> None:
+    from strata.cluster._deployments import _decision
+
+    record = {
+        "at": 100.0, "from": 2, "to": 2, "reason": "within the band", "metric": "cpu_utilization", "value": 0.6,
+        "last_change": {"at": 40.0, "from": 1, "to": 2, "reason": "mean CPU 73% above the target 70%"},
+    }  # fmt: skip
+    assert _decision(record, now=103.0) == (
+        "2->2 3s ago (cpu_utilization=0.60): within the band;"
+        " last change 1->2 63s ago: mean CPU 73% above the target 70%"
+    )
