@@ -104,7 +104,7 @@ async def test_items_land_in_every_partition_and_a_one_collection_query_scans_on
         return {row["part"] for row in rows}
 
     collections: list[str] = []
-    while len(await filled()) < partitions:
+    while not collections or len(await filled()) < partitions:  # other tests may have filled them already
         assert len(collections) < 200, "200 collections did not reach every partition"
         batch = [await new_collection(owner, name=f"P{len(collections) + i}") for i in range(8)]
         await asyncio.gather(*(data().create_item(owner, c, ItemCreate(title="x")) for c in batch))
