@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
+
 logger = logging.getLogger(__name__)
 
 CPU_METRIC = "cpu_utilization"
@@ -244,8 +246,6 @@ class RequestPolicy:
         self._board = DecisionBoard()
 
     def __call__(self, ctx: Any) -> tuple[float, dict[str, Any]]:
-        from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
-
         desired, state = replica_queue_length_autoscaling_policy(ctx)
         previous = ctx.policy_state or {}
         state = dict(state or {})
