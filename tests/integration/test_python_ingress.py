@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,14 @@ def test_a_user_registers_and_reads_their_profile_through_it(python_ingress: tup
         assert client.post("/v1/auth/register", json=credentials).status_code == 201
         login = client.post("/v1/auth/login", json=credentials)
         assert login.status_code == 200
-        me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
-        assert me.status_code == 200, me.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        # The profile's email comes with the `registered` event (outbox -> Kafka -> the users service): null until
+        # then, as the API documents. Bounded wait; typically well under a second.
+        deadline = time.monotonic() + 30
+        while True:
+            me = client.get("/v1/users/me", headers=headers)
+            assert me.status_code == 200, me.text
+            if me.json()["email"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert me.json()["email"] == credentials["email"]
