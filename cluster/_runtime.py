@@ -87,11 +87,26 @@ _SECRETS: dict[str, Callable[[], str]] = {
 }
 
 
+def _port(settings: Settings, state: State, name: str, configured: int) -> int:
+    """The port of ``name`` (``configured`` if set) from ``state``; a port chosen for it is none that the settings
+    give another server."""
+    return state.port(name, configured, besides=_configured_ports(settings))
+
+
+def _configured_ports(settings: Settings) -> set[int]:
+    ports = (
+        settings.postgres_port, settings.kafka_port, settings.ray_port, settings.ray_dashboard_port,
+        settings.ray_metrics_port, settings.gateway_port, settings.serve_port, settings.haproxy_stats_port,
+        settings.haproxy_metrics_port,
+    )  # fmt: skip
+    return {port for port in ports if port}
+
+
 def postgres_server(settings: Settings, state: State, *, create: bool = True) -> EmbeddedPostgres:
     """The embedded PostgreSQL of ``settings`` under the data dir, on the port chosen once and kept in ``state``."""
     return EmbeddedPostgres(
         settings.data_dir / "postgres",
-        port=state.port("postgres", settings.postgres_port),
+        port=_port(settings, state, "postgres", settings.postgres_port),
         admin_password=secrets_of(settings.data_dir, create=create)["postgres_password"],
     )
 
@@ -102,7 +117,7 @@ def postgres_standbys(settings: Settings, state: State, *, create: bool = True) 
     return [
         EmbeddedStandby(
             settings.data_dir / f"postgres-standby-{n}",
-            port=state.port(f"postgres_standby_{n}", 0),
+            port=_port(settings, state, f"postgres_standby_{n}", 0),
             admin_password=password,
             name=f"strata-standby-{n}",
             slot=f"strata_standby_{n}",
@@ -116,8 +131,8 @@ def kafka_broker(settings: Settings, state: State, *, create: bool = True) -> _k
     generated = secrets_of(settings.data_dir, create=create)
     return _kafka.EmbeddedKafka(
         settings.data_dir / "kafka",
-        port=state.port("kafka", settings.kafka_port),
-        controller_port=state.port("kafka_controller", 0),
+        port=_port(settings, state, "kafka", settings.kafka_port),
+        controller_port=_port(settings, state, "kafka_controller", 0),
         heap=settings.kafka_heap,
         cache_dir=cache_dir(),
         broker_password=generated["kafka_broker_password"],
@@ -135,12 +150,12 @@ def ray_head(settings: Settings, state: State) -> _ray.LocalRayHead:
     """The local Ray head of ``settings`` (its temp dir derived from the data dir), on the ports kept in ``state``."""
     return _ray.LocalRayHead(
         settings.data_dir,
-        port=state.port("ray", settings.ray_port),
-        dashboard_port=state.port("ray_dashboard", settings.ray_dashboard_port),
-        agent_port=state.port("ray_dashboard_agent", 0),
-        client_server_port=state.port("ray_client_server", 0),
+        port=_port(settings, state, "ray", settings.ray_port),
+        dashboard_port=_port(settings, state, "ray_dashboard", settings.ray_dashboard_port),
+        agent_port=_port(settings, state, "ray_dashboard_agent", 0),
+        client_server_port=_port(settings, state, "ray_client_server", 0),
         object_store_mb=settings.ray_object_store_mb,
-        metrics_port=state.port("ray_metrics", settings.ray_metrics_port),
+        metrics_port=_port(settings, state, "ray_metrics", settings.ray_metrics_port),
     )
 
 

@@ -15,7 +15,7 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,13 +99,17 @@ class State:
         )
         os.replace(tmp, path)
 
-    def port(self, name: str, configured: int) -> int:
-        """``configured`` if set, else the port chosen for ``name`` earlier, else a free one (remembered)."""
+    def port(self, name: str, configured: int, *, besides: Iterable[int] = ()) -> int:
+        """``configured`` if set, else the port chosen for ``name`` earlier, else a free one (remembered).
+
+        A free port is none of those already chosen here nor of ``besides`` (ports configured elsewhere): the
+        servers bind theirs only when they start, so until then a port nobody listens on may still be promised.
+        """
         if configured:
             self.ports[name] = configured
             return configured
         if name not in self.ports:
-            self.ports[name] = free_port()
+            self.ports[name] = free_port(taken={*self.ports.values(), *besides})
         return self.ports[name]
 
 
@@ -125,10 +129,12 @@ def ephemeral_ports() -> range:
     return range(low, high + 1)
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on, outside the ephemeral range when there is room below it.
+def free_port(taken: Collection[int] = ()) -> int:
+    """A loopback TCP port nobody listens on and not in ``taken``, outside the ephemeral range when there is room
+    below it.
 
-    Chosen at random, so two callers choosing at once rarely meet; the caller binds it soon after.
+    Chosen at random, so two callers choosing at once rarely meet; the caller binds it soon after. ``taken`` holds
+    the ports already promised to servers that have not bound them yet (two of them once met on the same port).
     """
     ephemeral = ephemeral_ports()
     candidates = range(_OWN_PORTS_FROM, ephemeral.start) if ephemeral.start - _OWN_PORTS_FROM >= 1000 else range(0)
@@ -136,11 +142,15 @@ def free_port() -> int:
         if not candidates:
             break
         port = secrets.choice(candidates)
-        if not port_in_use("127.0.0.1", port):
+        if port not in taken and not port_in_use("127.0.0.1", port):
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
+    raise OSError("no free loopback port")
 
 
 def port_in_use(host: str, port: int) -> bool:

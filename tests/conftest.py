@@ -119,13 +119,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    names = ("gateway_port", "serve_port", "haproxy_stats_port", "haproxy_metrics_port", "ray_dashboard_port")
+    ports: list[int] = []
+    for _ in names:  # servers that listen only once started: each its own port
+        ports.append(free_port(taken=ports))
     values: dict[str, object] = {
         "data_dir": data_dir,
-        "gateway_port": free_port(),
-        "serve_port": free_port(),
-        "haproxy_stats_port": free_port(),
-        "haproxy_metrics_port": free_port(),
-        "ray_dashboard_port": free_port(),
+        **dict(zip(names, ports, strict=True)),
         "db_connections_per_service": 6,
         "db_pool_actors": 2,
         "db_pool_actor_connections": 4,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from strata.cluster import _state
 from strata.cluster._state import Proc, Recorded, State, port_in_use, terminate
@@ -94,3 +95,19 @@ def test_a_chosen_port_lies_outside_the_ephemeral_range_so_no_outgoing_socket_ca
     ephemeral = _state.ephemeral_ports()
     ports = {_state.free_port() for _ in range(50)}
     assert all(_state._OWN_PORTS_FROM <= port < ephemeral.start for port in ports)
+
+
+def test_a_port_chosen_for_one_server_is_never_chosen_for_another_before_either_binds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ports are chosen when the settings are resolved and bound only as each server starts: Kafka's and Ray's metrics
+    # agent were once handed the same free port, and the agent, starting second, could not bind it.
+    draws = iter([25001, 25001, 25002, 25001, 25002, 25003])
+    monkeypatch.setattr(_state.secrets, "choice", lambda _candidates: next(draws))
+    monkeypatch.setattr(_state, "port_in_use", lambda _host, _port: False)
+    state = _state.State()
+    first = state.port("kafka", 0)
+    second = state.port("ray_metrics", 0)
+    third = state.port("ray_dashboard_agent", 0, besides={25002})
+    assert (first, second, third) == (25001, 25002, 25003)
+    assert state.port("kafka", 0) == first, "a name keeps the port chosen for it"
