@@ -1,9 +1,10 @@
-# strata: two commands. `make run` starts everything on loopback; `make test` checks everything.
+# strata: two commands. `make run` starts everything on loopback; `make test` checks everything (`make check`: the
+# fast part of it, no servers).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install kafka-jars run test lint audit typecheck pytest bench wrk clean schemas
+.PHONY: install kafka-jars run test check lint lint-code audit typecheck pytest bench wrk clean schemas
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +25,13 @@ run: install kafka-jars
 	STRATA_SERVE_LOG_BUFFER_RECORDS=$${STRATA_SERVE_LOG_BUFFER_RECORDS:-1} $(BIN)/strata up --foreground
 
 # ruff, then the import contracts of pyproject.toml ([tool.importlinter]): which layer may import which.
-lint: install
+lint: lint-code
+	$(MAKE) --no-print-directory audit
+
+lint-code: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(MAKE) --no-print-directory audit
 
 # pip-audit over the installed environment (.venv, strata itself skipped), ignoring only the IDs in audit-ignore.txt.
 # Known vulnerabilities fail; a vulnerability service that cannot be reached is reported and does not (CI must not
@@ -53,6 +56,11 @@ pytest: install kafka-jars
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The fast loop: lint (no audit: it asks a vulnerability service), types and the unit tests. No server starts, nothing
+# is fetched; under a minute here. Run it after every change, `make test` before a commit lands.
+check: lint-code typecheck
+	$(BIN)/pytest -m 'not integration' -q
 
 # The benchmarks (docs/benchmarks.md): strata and two peers under wrk, one target at a time, and strata's reads with its
 # standby on and off; about 10 minutes plus roughly 8 per strata target for the reads; results in benchmarks/results/.
