@@ -194,7 +194,13 @@ def strata_target(ingress: str, ctx: BenchContext) -> Iterator[Endpoint]:
     failed = True
     try:
         ctx.log(f"  strata up (ingress={ingress}, data dir {data_dir})")
-        runtime = up(settings, echo=lambda line: ctx.log(f"    {line}"))
+        runtime = up(
+            settings,
+            echo=lambda line: ctx.log(f"    {line}"),
+            owner=os.getpid(),
+            throwaway=True,
+            started_by="benchmark",
+        )
         ca = getattr(runtime, "ca_file", None)
         verify: Any = True  # plain HTTP, or a certificate the system trusts
         if ca is not None and Path(ca).exists():

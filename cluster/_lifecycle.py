@@ -6,7 +6,9 @@ order start it unless it runs (or is external) and provision it, then wait for
 the gateway's ``/readyz``. Down is the reverse. What was started is recorded in
 ``<data_dir>/state.json`` (:mod:`strata.cluster._state`); a component recorded
 but dead (a crashed run) has its leftovers stopped and is started again. A start
-that fails stops what that run started, in reverse order.
+that fails stops what that run started, in reverse order. Each system is also
+recorded with its owner in the per-user registry (:mod:`strata.cluster._systems`):
+`up` first stops the throw-away systems whose owner died, and `down` forgets it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from strata.cluster._errors import PortInUse, StartupError
 from strata.cluster._probes import http_ready, wait_until
 from strata.cluster._runtime import Runtime, resolve
 from strata.cluster._state import Recorded, State, exclusive, port_in_use
+from strata.cluster._systems import SystemRecord, register, stop_orphans, unregister
 from strata.schemas import Settings
 
 
@@ -127,10 +130,24 @@ def _open_gateway(runtime: Runtime, state: State, save: Callable[[], None]) -> N
         raise StartupError(f"the gateway at {runtime.gateway_url} is not ready: {reason}")
 
 
-def up(settings: Settings, echo: Echo = print) -> Runtime:
-    """Start whatever is not running yet and wait until the gateway is ready; harmless when all runs."""
+def up(
+    settings: Settings,
+    echo: Echo = print,
+    *,
+    owner: int | None = None,
+    throwaway: bool = False,
+    started_by: str = "strata up",
+) -> Runtime:
+    """Start whatever is not running yet and wait until the gateway is ready; harmless when all runs.
+
+    ``owner`` is the process whose life the system shares (a test session, a benchmark, a foreground `strata up`);
+    ``throwaway`` says its data dir is a temp dir. Both go to the per-user registry, so that the next `up` stops the
+    system if its owner dies without stopping it. First, this `up` stops such orphans in throw-away data dirs.
+    """
     data_dir = settings.data_dir.resolve()
+    stop_orphans(lambda orphan: down(orphan, echo=quiet), throwaway_only=True, besides=data_dir, echo=echo)
     with exclusive(data_dir):
+        register(settings, owner=owner, throwaway=throwaway, started_by=started_by)
         state = State.load(data_dir)
         runtime = resolve(settings, state)
         components = components_of(Context(settings, runtime, state))
@@ -165,7 +182,14 @@ def down(settings: Settings, echo: Echo = print) -> list[int]:
         runtime = resolve(settings, state)
         pids = stop_components(components_of(Context(settings, runtime, state)), state, echo=echo)
         state.save(data_dir)
+        unregister(data_dir)
         return pids
+
+
+def down_orphans(echo: Echo = print) -> list[SystemRecord]:
+    """Stop every system whose owner died without stopping it (:mod:`strata.cluster._systems`): a throw-away data
+    dir is removed, a kept one keeps its data. Returns the systems stopped."""
+    return stop_orphans(lambda orphan: down(orphan, echo=quiet), throwaway_only=False, echo=echo)
 
 
 def stop_component(settings: Settings, name: str) -> None:
@@ -212,6 +236,7 @@ def start_component(settings: Settings, name: str) -> None:
 
 __all__ = [
     "down",
+    "down_orphans",
     "preflight",
     "start_component",
     "stop_component",

@@ -113,6 +113,11 @@ class State:
         return self.ports[name]
 
 
+def running_any(state: State) -> bool:
+    """Whether any process recorded in ``state`` still runs."""
+    return any(p.alive() for recorded in state.components.values() for p in recorded.procs)
+
+
 # Ports strata picks for itself lie between Ray's worker ports (10002-19999 by default) and the kernel's ephemeral
 # range, which every outgoing connection and every port-0 bind (Ray's own gRPC servers among them) draws from: a
 # port chosen from the ephemeral range can be taken by someone's client socket between the choice and the bind.

@@ -7,12 +7,15 @@ a traceback means a bug in strata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -32,7 +35,7 @@ from strata.cluster._errors import ClusterError
 from strata.cluster._kafka import resolve_jars
 from strata.cluster._logs import follow
 from strata.cluster._runtime import cache_dir, resolve
-from strata.cluster._state import State
+from strata.cluster._state import State, running_any
 from strata.schemas import Settings
 
 app = typer.Typer(
@@ -68,7 +71,9 @@ def up(
 ) -> None:
     """Start every component that is not running, wait until the gateway is ready, print its URL."""
     settings = _settings()
-    runtime = _lifecycle.up(settings, echo=_echo)
+    # In the foreground this command owns the system: if it is killed before it can stop it, the next `strata up`
+    # or `strata down --orphans` finds the system orphaned.
+    runtime = _lifecycle.up(settings, echo=_echo, owner=os.getpid() if foreground else None)
     typer.echo(f"gateway:   {runtime.gateway_url}")
     typer.echo(f"dashboard: {runtime.dashboard_url}  (serve status --address {runtime.dashboard_url})")
     metrics = _status.status_metrics_url(settings)
@@ -77,21 +82,65 @@ def up(
     if not foreground:
         return
     stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())
     typer.echo("streaming logs; press Ctrl-C to stop strata")
+    data_dir = runtime.settings.data_dir
+    stopped_elsewhere = _StoppedElsewhere(data_dir)
     try:
-        follow(runtime.settings.data_dir, _echo, stop=stopping.is_set)
+        follow(data_dir, _echo, stop=lambda: stopping.is_set() or stopped_elsewhere())
     except KeyboardInterrupt:
         pass
+    if not stopping.is_set():
+        _reap_children()  # the TLS front is this process's child: once stopped, it must not stay a zombie
+        typer.echo("strata was stopped from elsewhere (strata down); leaving")
+        return
     typer.echo("stopping strata")
     _lifecycle.down(settings, echo=_echo)
     typer.echo("strata is down")
 
 
+class _StoppedElsewhere:
+    """Whether no process the system recorded runs any more (`strata down` in another shell), checked every 2 s."""
+
+    def __init__(self, data_dir: Path, every_s: float = 2.0) -> None:
+        self._data_dir = data_dir
+        self._every_s = every_s
+        self._next = time.monotonic() + every_s
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self._every_s
+        _reap_children()
+        return not running_any(State.load(self._data_dir))
+
+
+def _reap_children() -> None:
+    """Collect the exit status of every child of this process that has ended (none is left a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
 @app.command()
-def down() -> None:
+def down(
+    orphans: Annotated[
+        bool,
+        typer.Option(
+            "--orphans",
+            help="Instead: stop every strata system of this user whose owner (a test session, a benchmark, a"
+            " foreground `strata up`) died without stopping it. A throw-away data dir is removed, a kept one keeps"
+            " its data.",
+        ),
+    ] = False,
+) -> None:
     """Stop exactly what `strata up` started (recorded under the data dir), in reverse order."""
+    if orphans:
+        stopped = _lifecycle.down_orphans(echo=_echo)
+        typer.echo(f"{len(stopped)} orphaned strata systems stopped")
+        return
     pids = _lifecycle.down(_settings(), echo=_echo)
     typer.echo(f"strata is down ({len(pids)} processes stopped)")
 

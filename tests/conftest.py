@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import ssl
 
 # Ray reads its authentication settings once, when it is first imported: the session's cluster runs with
@@ -160,6 +161,25 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the session as Ctrl-C (SIGINT) does: pytest stops and tears the session's fixtures
+    down, so the system stops exactly as at a normal end. Called again after ``ray.init()``, which installs its own
+    SIGTERM handler (a ``sys.exit`` that pytest would count as one failed test, and go on).
+
+    A signal that comes while the system stops is ignored, so a second SIGTERM cannot cut `down` short. SIGKILL
+    cannot be caught: a system whose session was killed is stopped by the next session's `up` (or by
+    `strata down --orphans`), from the per-user registry of systems and their owners.
+    """
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for ignored in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(ignored, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
 @pytest.fixture(scope="session")
 def system() -> Iterator[System]:
     # Not under pytest's own temp dir: that one is private to root (0700), and the embedded PostgreSQL runs
@@ -167,11 +187,15 @@ def system() -> Iterator[System]:
     data_dir = Path(tempfile.mkdtemp(prefix="strata-test-"))
     settings = make_settings(data_dir)
     started = False
+    stop_on_signals()
     try:
-        runtime = up(settings, echo=logger.info)
+        # Owned by this process, in a throw-away data dir: if this session is killed, the next one stops it.
+        runtime = up(settings, echo=logger.info, owner=os.getpid(), throwaway=True, started_by="test session")
         started = True
         yield System(settings, runtime)
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         down(settings, echo=logger.info)
         if started:
             shutil.rmtree(temp_dir_for(settings.data_dir), ignore_errors=True)  # Ray's session logs
@@ -187,5 +211,6 @@ def ray_driver(system: System) -> Iterator[None]:
     import ray
 
     ray.init(address=system.runtime.ray_address, namespace="strata", logging_level=logging.WARNING)
+    stop_on_signals()
     yield
     ray.shutdown()
