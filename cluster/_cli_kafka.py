@@ -5,6 +5,9 @@ topics it was given (exact names, or ``prefix*``), with consumer groups named
 ``<its name>.<anything>``. It can write nothing, create nothing and see
 no other topic. Its password is generated here and printed once; Kafka keeps
 only a salted hash of it.
+
+``repair`` gives strata's embedded broker back the credentials Kafka 4.1 can
+drop when it starts (KAFKA-20774): see :func:`repair_kafka`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ import typer
 
 from strata.actors.kafka import PRINCIPAL_PREFIX, Acl, KafkaAdmin, group_prefix, reader_acls
 from strata.cluster._cli_services import running_strata
-from strata.cluster._components import event_topics
+from strata.cluster._component import Context, Echo, running
+from strata.cluster._components import KafkaComponent, event_topics
 from strata.cluster._errors import ClusterError
+from strata.cluster._runtime import resolve
+from strata.cluster._state import Recorded, State, exclusive
+from strata.schemas import Settings
 
 kafka_users_app = typer.Typer(
-    help="Read-only Kafka principals for external consumers: add, remove, list.", no_args_is_help=True
+    help="Read-only Kafka principals for external consumers: add, remove, list; repair strata's own.",
+    no_args_is_help=True,
 )
 
 _RESERVED = PRINCIPAL_PREFIX.rstrip("-")  # strata-<component> principals, strata.dlq-replay.<group> groups
@@ -97,18 +105,28 @@ def add(
 
 @kafka_users_app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="Username of the principal.")]) -> None:
-    """Remove principal NAME: its credential and every ACL that names it. A connection it still has open is
-    refused every request from then on (the broker authorizes each one), and it cannot log in again."""
+    """Remove principal NAME: every ACL that names it goes, and its password is replaced by a random one nobody
+    keeps. A connection it still has open is refused every request from then on (the broker authorizes each one),
+    and it cannot log in again."""
     _check_name(name)
     settings = running_strata().settings
 
     async def work() -> bool:
         async with KafkaAdmin(settings) as admin:
             await admin.delete_all_acls_of(name)
-            return await admin.delete_user(name)
+            if not await admin.has_user(name):
+                return False
+            # Overwritten, never deleted: a deletion record can make Kafka drop every principal's credential at its
+            # next start (KAFKA-20774; KafkaAdmin.retire_user says how).
+            await admin.retire_user(name)
+            return True
 
     existed = asyncio.run(work())
-    typer.echo(f"removed Kafka principal {name}" if existed else f"no Kafka principal {name} (its ACLs are gone)")
+    typer.echo(
+        f"removed Kafka principal {name}: no ACL names it and its password no longer logs in"
+        if existed
+        else f"no Kafka principal {name} (no ACL names it)"
+    )
 
 
 @kafka_users_app.command("list")
@@ -132,3 +150,45 @@ def list_users(
             typer.echo(json.dumps({"principal": principal, "grants": grants}))
         else:
             typer.echo(f"{principal}: {'; '.join(grants)}")
+
+
+def repair_kafka(settings: Settings, echo: Echo = typer.echo) -> None:
+    """Give strata's embedded broker back the SCRAM credentials of strata's principals; Kafka is left running if it
+    ran (recorded as always), stopped if it was stopped.
+
+    For a data dir whose broker refuses strata-admin at start: Kafka 4.1 to 4.4 can drop every SCRAM credential
+    when it rebuilds them from a metadata log holding a credential removal (KAFKA-20774), which older
+    `strata kafka-user remove` wrote. :meth:`~strata.cluster._components.KafkaComponent.repair` says how.
+    """
+    data_dir = settings.data_dir.resolve()
+    with exclusive(data_dir):
+        state = State.load(data_dir)
+        runtime = resolve(settings, state, create=False)
+        component = KafkaComponent(Context(settings, runtime, state))
+        recorded = state.components.get(component.name)
+        was_running = running(recorded)
+
+        def record(entry: Recorded) -> None:
+            state.components[entry.name] = entry
+            state.save(data_dir)
+
+        try:
+            component.repair(recorded, record, echo)
+        finally:
+            if not was_running:
+                component.stop(state.components.pop(component.name, None), echo)
+            state.save(data_dir)
+    echo("Kafka's credentials are repaired" + ("" if was_running else "; run `strata up`"))
+
+
+@kafka_users_app.command("repair")
+def repair() -> None:
+    """Repair strata's embedded Kafka when it refuses strata's own principals (KAFKA-20774).
+
+    Stops Kafka if it runs, starts it once with an extra listener on 127.0.0.1 only (SASL PLAIN, a random
+    password made for this repair, in the broker's configuration for that start only), and there re-creates the
+    credentials of strata-broker, strata-admin and every component principal from this data dir's secrets, and
+    overwrites with a random secret every credential whose last record is a removal. Then it starts Kafka normally
+    without that listener, checks that strata's principals log in, and leaves Kafka running only if it was. Other
+    principals (`kafka-user add`) keep their passwords."""
+    repair_kafka(Settings())

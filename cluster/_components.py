@@ -10,12 +10,26 @@ event and dead-letter topics; Ray the Serve apps.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import secrets
 import shutil
+import time
 
 import asyncpg
+from pydantic import SecretStr
 
-from strata.actors.kafka import ADMIN, dlq_topic, ensure_topics, kafka_unavailable_reason, provision
+from strata.actors.kafka import (
+    ADMIN,
+    KafkaAdmin,
+    credentials,
+    dlq_topic,
+    ensure_topics,
+    kafka_refused_credentials,
+    kafka_unavailable_reason,
+    principal_name,
+    provision,
+)
 from strata.actors.postgres import (
     apply_migrations,
     ensure_service_role,
@@ -38,13 +52,13 @@ from strata.cluster._component import (
     running,
     stop_recorded,
 )
-from strata.cluster._errors import StartupError, Unreachable
+from strata.cluster._errors import ClusterError, StartupError, Unreachable
 from strata.cluster._front import TlsFront
 from strata.cluster._postgres import EmbeddedPostgres, EmbeddedStandby
 from strata.cluster._probes import postgres_error, ray_answers, wait_until
 from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, postgres_standbys, ray_head, secrets_of
 from strata.cluster._scale import load_scale
-from strata.cluster._state import Recorded, terminate
+from strata.cluster._state import Recorded, free_port, terminate
 from strata.cluster._tls import ensure_certificate
 from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
 
@@ -240,13 +254,7 @@ class KafkaComponent:
         record(Recorded(self.name, broker.bootstrap_servers, [broker.start(timeout=timeout)]))
 
     def provision(self, echo: Echo) -> None:
-        servers = self._settings.kafka_bootstrap_servers
-        # A broker that listens may not serve yet: wait until it answers metadata requests.
-        reason = wait_until(
-            lambda: asyncio.run(kafka_unavailable_reason(self._settings, ADMIN)), self._settings.startup_timeout_s
-        )
-        if reason is not None:
-            raise StartupError(f"Kafka on {servers} did not become ready: {reason}")
+        wait_for_kafka(self._settings, self._settings.startup_timeout_s, self._broker() if self.applies() else None)
         created = asyncio.run(ensure_topics(self._settings, event_topics()))
         if created:
             echo(f"created topics: {', '.join(created)}")
@@ -257,10 +265,164 @@ class KafkaComponent:
     def stop(self, recorded: Recorded | None, echo: Echo) -> list[int]:
         return stop_recorded(recorded, echo, "Kafka", timeout=30)
 
+    def repair(self, recorded: Recorded | None, record: Record, echo: Echo) -> None:
+        """Repair the embedded broker's SCRAM credentials; it ends running, recorded, every strata principal
+        logging in (:class:`StartupError` if one still cannot).
+
+        Stops the broker if it runs, starts it once with a :class:`~strata.cluster._kafka.RepairListener`, and
+        there, as its super user: re-creates the credentials of ``strata-broker``, ``strata-admin`` (this data
+        dir's secrets) and every component principal (derived from the master secret), and overwrites with a
+        random secret every credential whose last record in the metadata log is a removal (what makes Kafka drop
+        them all at start, :func:`~strata.cluster._kafka.lost_at_start`). Then it starts the broker normally.
+        The credentials of other principals (`strata kafka-user add`) are rebuilt from the log at that start, as
+        they were.
+        """
+        if not self.applies():
+            raise ClusterError(
+                "`strata kafka-user repair` repairs strata's embedded Kafka; the Kafka at"
+                f" {self._settings.kafka_bootstrap_servers} is its operator's"
+            )
+        broker = self._broker()
+        if not (broker.data / "meta.properties").exists():
+            raise ClusterError(f"no Kafka storage under {broker.data} to repair (`strata up` makes one)")
+        timeout = self._settings.startup_timeout_s
+        self.stop(recorded, echo)
+        removed = _kafka.trailing_removals(broker.scram_history())
+        own = broker.own_credentials() + [credentials(self._settings, spec.name) for spec in REGISTRY]
+        strays = [name for name in removed if name not in {user for user, _ in own}]
+        listener = _kafka.RepairListener(port=free_port(), password=secrets.token_urlsafe(24))
+        echo(f"starting Kafka once with a one-off repair listener on {listener.bootstrap_servers} (PLAIN)")
+        proc = broker.start(timeout=timeout, repair=listener)
+        try:
+            asyncio.run(_rewrite_credentials(self._settings, listener, own, strays, timeout))
+        finally:
+            echo("stopping it")
+            terminate([proc], timeout=30)
+        echo(f"re-created the credentials of {', '.join(user for user, _ in own)}")
+        if strays:
+            echo(f"overwrote the removed credentials of {', '.join(strays)} with a random secret nobody keeps")
+        echo(f"starting Kafka on {broker.bootstrap_servers}")
+        record(Recorded(self.name, broker.bootstrap_servers, [broker.start(timeout=timeout)]))
+        wait_for_kafka(self._settings, timeout, broker)
+        refused = [
+            spec.name
+            for spec in REGISTRY
+            if asyncio.run(kafka_refused_credentials(self._settings, spec.name)) is not None
+        ]
+        if refused:
+            raise StartupError(f"after the repair Kafka still refuses {', '.join(map(principal_name, refused))}")
+
     def status(self, recorded: Recorded | None) -> StatusRow:
         if self.applies():
             return recorded_row(self.name, recorded)
         return StatusRow(self.name, [], self._settings.kafka_bootstrap_servers, "external")
+
+
+_REFUSED_FOR_S = 5.0
+"""How long the broker must keep refusing the admin's credentials before the wait gives up. A broker serves no
+request before it has loaded its credentials, so a refusal is no start-up race; this only absorbs a one-off."""
+
+
+def wait_for_kafka(settings: Settings, timeout: float, broker: _kafka.EmbeddedKafka | None = None) -> None:
+    """Wait until Kafka answers the admin principal's metadata request; :class:`StartupError` after ``timeout``,
+    or as soon as it has refused the admin's credentials for a few seconds in a row, saying what that means
+    (``broker``: strata's embedded one, whose metadata log is read to tell which case it is)."""
+    servers = settings.kafka_bootstrap_servers
+    refused_since: float | None = None
+
+    def check() -> str | None:
+        nonlocal refused_since
+        # A broker that listens may not serve yet: wait until it answers metadata requests.
+        reason = asyncio.run(kafka_unavailable_reason(settings, ADMIN))
+        if reason is None:
+            return None
+        refused = asyncio.run(kafka_refused_credentials(settings, ADMIN))
+        if refused is None:
+            refused_since = None
+            return reason
+        now = time.monotonic()
+        if refused_since is None:
+            refused_since = now
+        elif now - refused_since >= _REFUSED_FOR_S:
+            # Waiting does not make a password right: say why now, not after the whole timeout.
+            history = _history_or_none(broker) if broker is not None else None
+            raise StartupError(credentials_refused(servers, refused, embedded=broker is not None, history=history))
+        return refused
+
+    reason = wait_until(check, timeout)
+    if reason is not None:
+        raise StartupError(f"Kafka on {servers} did not become ready: {reason}")
+
+
+def _history_or_none(broker: _kafka.EmbeddedKafka) -> list[tuple[str, bool]] | None:
+    try:
+        return broker.scram_history()
+    except (StartupError, OSError):
+        return None
+
+
+def credentials_refused(servers: str, refused: str, *, embedded: bool, history: list[tuple[str, bool]] | None) -> str:
+    """What it means that Kafka on ``servers`` refuses the admin's credentials (``refused``: its answer), and what
+    to do; ``history``: the SCRAM records of the embedded broker's metadata log, when they could be read."""
+    if not embedded:
+        return (
+            f"Kafka at {servers} refuses strata's admin credentials ({refused}): check kafka_username and"
+            " kafka_password (or kafka_admin_password) against that Kafka's principals"
+        )
+    repair = (
+        "Run `strata kafka-user repair` (it restarts Kafka once with a one-off loopback listener and re-creates the"
+        " credentials of strata's principals from this data dir), then `strata up`."
+    )
+    if history is not None and _kafka.lost_at_start(history):
+        removed = ", ".join(_kafka.trailing_removals(history))
+        return (
+            f"Kafka on {servers} refuses strata-admin's credentials ({refused}): it lost every SCRAM credential"
+            f" when it started. Its metadata log ends with a removal of the credential of {removed}, which Kafka"
+            " 4.1 to 4.4 can apply first when it rebuilds the credentials, dropping all the others with it"
+            f" (KAFKA-20774; `strata kafka-user remove` wrote such removals before it overwrote instead). {repair}"
+        )
+    return (
+        f"Kafka on {servers} refuses strata-admin's credentials ({refused}): the credentials in its metadata log"
+        " do not match this data dir's (secrets.json, or kafka_admin_password when set). If those are right,"
+        f" {repair[0].lower()}{repair[1:]}"
+    )
+
+
+async def _rewrite_credentials(
+    settings: Settings,
+    listener: _kafka.RepairListener,
+    own: list[tuple[str, str]],
+    strays: list[str],
+    timeout: float,
+) -> None:
+    """Over ``listener``, as its super user: upsert each of ``own`` (username, password) and overwrite each of
+    ``strays`` with a random secret."""
+    repairing = settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": listener.bootstrap_servers,
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": "PLAIN",
+            "kafka_username": _kafka.REPAIR_PRINCIPAL,
+            "kafka_password": SecretStr(listener.password),
+        }
+    )
+    # aiokafka warns at each PLAIN login over plaintext; this one is on loopback, by design: not worth a line each.
+    conn_log = logging.getLogger("aiokafka.conn")
+    level = conn_log.level
+    conn_log.setLevel(logging.ERROR)
+    try:
+        deadline = time.monotonic() + timeout
+        while (reason := await kafka_unavailable_reason(repairing, ADMIN)) is not None:
+            if time.monotonic() > deadline:
+                raise StartupError(f"Kafka's repair listener on {listener.bootstrap_servers} did not answer: {reason}")
+            await asyncio.sleep(0.5)
+        async with KafkaAdmin(repairing) as admin:
+            for username, password in own:
+                await admin.upsert_user(username, password)
+            for username in strays:
+                await admin.retire_user(username)
+    finally:
+        conn_log.setLevel(level)
 
 
 class RayHeadComponent:

@@ -5,17 +5,25 @@ copied once into a cache keyed by the pom's hash (Maven keeps its own in
 ``~/.m2``). The storage under ``<data_dir>/kafka/data`` is formatted once
 (``StorageTool format --standalone``); logs and committed offsets survive
 restarts.
+
+A data dir whose credentials Kafka 4.1 drops when it starts (KAFKA-20774, see
+:func:`lost_at_start`) is repaired by starting the broker once with
+:class:`RepairListener`: a one-off loopback listener where a random password,
+checked by the broker's own configuration, admits a super user.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +34,103 @@ from strata.cluster._state import Proc, server_env, spawn_detached, wait_for_por
 _POM = "pom.xml"
 _PASSWORD = re.compile(r"[A-Za-z0-9._~-]{16,}")
 _LOG4J = "log4j2.properties"
+_METADATA_LOG = "__cluster_metadata-0"
+_SCRAM_SHA_512 = 2  # the mechanism's type in Kafka's records; strata's principals use no other
+_PAYLOAD = re.compile(r"payload: (\{.*\})\s*$")
+
+REPAIR_PRINCIPAL = "strata-repair"
+"""The super user of the one-off repair listener (PLAIN, password in the broker's configuration only)."""
+
+
+@dataclass(frozen=True)
+class RepairListener:
+    """A one-off listener for repairing credentials: ``127.0.0.1:port``, SASL PLAIN, where ``strata-repair``
+    logs in with ``password`` and is a super user.
+
+    PLAIN is checked against the broker's configuration, not the metadata log, so it admits a client while the
+    log's SCRAM credentials are lost. It binds loopback only, its password is random for each repair (and must be
+    one, :func:`secrets.token_urlsafe`), and it exists only in the configuration of the broker the repair starts:
+    the next normal start rewrites the configuration without it.
+    """
+
+    port: int
+    password: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def scram_history(dump: Iterable[str]) -> list[tuple[str, bool]]:
+    """The SCRAM-SHA-512 records of a metadata log, in order, from ``DumpLogSegments --cluster-metadata-decoder``
+    output: ``(name, removed)`` for each upsertion (``False``) or removal (``True``). Nothing else is kept: the other
+    fields hold salted keys."""
+    history: list[tuple[str, bool]] = []
+    for line in dump:
+        found = _PAYLOAD.search(line)
+        if found is None:
+            continue
+        try:
+            record = json.loads(found.group(1))
+        except ValueError:
+            continue
+        kind = record.get("type") if isinstance(record, dict) else None
+        if kind not in ("USER_SCRAM_CREDENTIAL_RECORD", "REMOVE_USER_SCRAM_CREDENTIAL_RECORD"):
+            continue
+        data = record.get("data") or {}
+        if data.get("mechanism") == _SCRAM_SHA_512 and isinstance(data.get("name"), str):
+            history.append((data["name"], kind.startswith("REMOVE")))
+    return history
+
+
+def trailing_removals(history: Iterable[tuple[str, bool]]) -> list[str]:
+    """The names whose last record in ``history`` is a removal, in the order of those removals."""
+    last: dict[str, bool] = {}
+    for name, removed in history:
+        last.pop(name, None)  # re-inserted: the dict keeps the order of each name's last record
+        last[name] = removed
+    return [name for name, removed in last.items() if removed]
+
+
+def java_string_hash(text: str) -> int:
+    """``String.hashCode()`` of Java, as an unsigned 32-bit int."""
+    units = text.encode("utf-16-be")
+    value = 0
+    for i in range(0, len(units), 2):
+        value = (31 * value + int.from_bytes(units[i : i + 2], "big")) & 0xFFFFFFFF
+    return value
+
+
+def java_hashmap_order(keys: list[str]) -> list[str]:
+    """The iteration order of a ``java.util.HashMap<String, ?>`` into which ``keys`` were put in this order.
+
+    Ascending bucket (the hash spread as ``HashMap.hash`` spreads it, masked by a table that doubles past a 0.75
+    load), and insertion order within a bucket. Exact while no bucket holds 8 keys (Java then makes it a tree).
+    """
+    unique = list(dict.fromkeys(keys))
+    capacity = 16
+    while len(unique) > capacity * 3 // 4:
+        capacity *= 2
+
+    def bucket(key: str) -> int:
+        value = java_string_hash(key)
+        return (value ^ (value >> 16)) & (capacity - 1)
+
+    return sorted(unique, key=lambda key: (bucket(key), unique.index(key)))
+
+
+def lost_at_start(history: list[tuple[str, bool]]) -> bool:
+    """Whether Kafka 4.1 (up to 4.4.0 at least, KAFKA-20774) loses every SCRAM-SHA-512 credential when it rebuilds
+    them from a metadata log holding ``history`` (from its start, no snapshot).
+
+    ``ScramDelta.apply()`` walks the names of the replayed records in :func:`java_hashmap_order`, starting from an
+    empty map; a name whose last record is a removal, met while that map is still empty, removes the mechanism's
+    whole map, and every credential put after it goes into a map that is no longer there.
+    """
+    last = dict.fromkeys(trailing_removals(history), True)
+    for name in java_hashmap_order([name for name, _ in history]):
+        return name in last
+    return False
 
 
 def find_java() -> Path:
@@ -135,6 +240,11 @@ class EmbeddedKafka:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def own_credentials(self) -> list[tuple[str, str]]:
+        """``(username, password)`` of ``strata-broker`` and ``strata-admin``: what formatting wrote into the
+        storage."""
+        return [(principal_name(BROKER), self._broker_password), (principal_name(ADMIN), self._admin_password)]
+
     @property
     def properties_file(self) -> Path:
         return self.home / "server.properties"
@@ -143,8 +253,8 @@ class EmbeddedKafka:
     def _sasl_marker(self) -> Path:
         return self.data / ".strata-sasl"
 
-    def _write_properties(self) -> None:
-        for secret in (self._broker_password, self._admin_password):
+    def _write_properties(self, repair: RepairListener | None = None) -> None:
+        for secret in (self._broker_password, self._admin_password, *([repair.password] if repair else [])):
             if not _PASSWORD.fullmatch(secret):
                 # They go into a JAAS line and a StorageTool argument, where quotes, commas and brackets mean syntax.
                 raise StartupError(
@@ -160,25 +270,44 @@ class EmbeddedKafka:
             "org.apache.kafka.common.security.scram.ScramLoginModule required"
             f' username="{broker}" password="{password}";'
         )
+        listeners = f"CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+        advertised = f"CLIENT://127.0.0.1:{self.port}"
+        protocols = "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT"
+        super_users = f"User:{broker};User:{principal_name(ADMIN)}"
+        repairing = ""
+        if repair is not None:
+            # Advertised too: a client bootstrapping there is told the broker's address on the listener it came by.
+            listeners += f",REPAIR://127.0.0.1:{repair.port}"
+            advertised += f",REPAIR://127.0.0.1:{repair.port}"
+            protocols += ",REPAIR:SASL_PLAINTEXT"
+            super_users += f";User:{REPAIR_PRINCIPAL}"
+            repairing = (
+                "# one-off, for `strata kafka-user repair`: the next normal start writes this file without it\n"
+                "listener.name.repair.sasl.enabled.mechanisms=PLAIN\n"
+                "listener.name.repair.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required"
+                f' user_{REPAIR_PRINCIPAL}="{repair.password}";\n'
+            )
         text = (
             "# strata's embedded broker: KRaft, one node, loopback only, SASL and ACLs on every listener\n"
             "process.roles=broker,controller\n"
             "node.id=1\n"
             f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}\n"
-            f"listeners=CLIENT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
-            f"advertised.listeners=CLIENT://127.0.0.1:{self.port}\n"
+            f"listeners={listeners}\n"
+            f"advertised.listeners={advertised}\n"
             "controller.listener.names=CONTROLLER\n"
             "inter.broker.listener.name=CLIENT\n"
-            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT\n"
+            f"listener.security.protocol.map={protocols}\n"
             "sasl.mechanism.controller.protocol=PLAIN\n"
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512\n"
             "listener.name.controller.sasl.enabled.mechanisms=PLAIN\n"
             f"listener.name.controller.plain.sasl.jaas.config={plain}\n"
             "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512\n"
             f"listener.name.client.scram-sha-512.sasl.jaas.config={scram}\n"
+            f"{repairing}"
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
             "allow.everyone.if.no.acl.found=false\n"
-            f"super.users=User:{broker};User:{principal_name(ADMIN)}\n"
+            f"super.users={super_users}\n"
             f"log.dirs={self.data}\n"
             "num.partitions=3\n"
             "offsets.topic.replication.factor=1\n"
@@ -214,11 +343,12 @@ class EmbeddedKafka:
             *args,
         ]
 
-    def prepare(self) -> Path:
-        """Resolve the jars, write the configuration and format the storage once; returns the jars' directory."""
+    def prepare(self, repair: RepairListener | None = None) -> Path:
+        """Resolve the jars, write the configuration (with ``repair``'s listener if given) and format the storage
+        once; returns the jars' directory."""
         jars = resolve_jars(self.cache_dir)
         self.home.mkdir(parents=True, exist_ok=True)
-        self._write_properties()
+        self._write_properties(repair)
         if (self.data / "meta.properties").exists() and not self._sasl_marker.exists():
             raise StartupError(
                 f"the Kafka storage under {self.data} was formatted before strata's broker required authentication,"
@@ -256,9 +386,12 @@ class EmbeddedKafka:
             self._sasl_marker.touch()
         return jars
 
-    def start(self, timeout: float = 90.0) -> Proc:
-        """Start the broker detached (its own session) and wait until it listens; returns its process."""
-        jars = self.prepare()
+    def start(self, timeout: float = 90.0, *, repair: RepairListener | None = None) -> Proc:
+        """Start the broker detached (its own session) and wait until it listens; returns its process.
+
+        With ``repair``, it also listens there (:class:`RepairListener`); without, the configuration it starts
+        with has no such listener."""
+        jars = self.prepare(repair)
         proc = spawn_detached(
             self._java(jars, "kafka.Kafka", str(self.properties_file), heap=self.heap),
             self.home / "kafka.out",
@@ -272,3 +405,33 @@ class EmbeddedKafka:
         if proc.poll() is not None:
             raise StartupError(f"Kafka exited with {proc.returncode} (see {self.home}/kafka.out)")
         return Proc.of(proc.pid)
+
+    def scram_history(self) -> list[tuple[str, bool]]:
+        """The SCRAM-SHA-512 records of the storage's metadata log, in order (:func:`scram_history`).
+
+        Read with Kafka's ``DumpLogSegments`` from the segment files, so the broker may be stopped or running. Every
+        segment there counts, also one a snapshot has made redundant: what the result is used for (finding removals
+        to overwrite) is harmless for a name that needs none.
+        """
+        segments = sorted((self.data / _METADATA_LOG).glob("*.log"))
+        if not segments:
+            return []
+        jars = resolve_jars(self.cache_dir)
+        result = subprocess.run(
+            self._java(
+                jars,
+                "kafka.tools.DumpLogSegments",
+                "--cluster-metadata-decoder",
+                "--files",
+                ",".join(str(segment) for segment in segments),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=server_env(),
+        )
+        if result.returncode != 0:
+            # Only the last line of stderr: stdout holds salted keys.
+            raise StartupError(f"reading Kafka's metadata log failed: {result.stderr.strip()[-300:]}")
+        return scram_history(result.stdout.splitlines())

@@ -18,7 +18,7 @@ from strata.actors.kafka._dlq import (
     replay_group,
 )
 from strata.actors.kafka._lag import consumer_group_lag, partitions_of
-from strata.actors.kafka._probe import kafka_unavailable_reason
+from strata.actors.kafka._probe import kafka_refused_credentials, kafka_unavailable_reason
 from strata.actors.kafka._security import (
     ADMIN,
     BROKER,
@@ -49,6 +49,7 @@ __all__ = [
     "dlq_topic",
     "ensure_topics",
     "group_prefix",
+    "kafka_refused_credentials",
     "kafka_unavailable_reason",
     "list_dead_letters",
     "partitions_of",

@@ -8,9 +8,12 @@ topics its spec names. :func:`provision` makes the broker agree with it,
 idempotently: SCRAM credentials for every component principal, the ACLs the
 policy lists, and no other ACL of a component principal.
 
-The admin requests (AlterUserScramCredentials, CreateAcls, DescribeAcls,
-DeleteAcls) go through aiokafka's protocol layer; the admin client has no
-methods for them.
+The admin requests (AlterUserScramCredentials, DescribeUserScramCredentials,
+CreateAcls, DescribeAcls, DeleteAcls) go through aiokafka's protocol layer; the
+admin client has no methods for them.
+
+A principal is never removed with a SCRAM credential deletion: see
+:meth:`KafkaAdmin.retire_user`.
 """
 
 from __future__ import annotations
@@ -154,6 +157,38 @@ class _AlterUserScramCredentialsRequest_v0(RequestStruct):  # type: ignore[misc]
     )
 
 
+class _DescribeUserScramCredentialsResponse_v0(Response):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 50
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("error_code", Int16),
+        ("error_message", CompactString("utf-8")),
+        (
+            "results",
+            CompactArray(
+                ("user", CompactString("utf-8")),
+                ("error_code", Int16),
+                ("error_message", CompactString("utf-8")),
+                ("credential_infos", CompactArray(("mechanism", Int8), ("iterations", Int32), ("tags", TaggedFields))),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+class _DescribeUserScramCredentialsRequest_v0(RequestStruct):  # type: ignore[misc]
+    FLEXIBLE_VERSION = True
+    API_KEY = 50
+    API_VERSION = 0
+    RESPONSE_TYPE = _DescribeUserScramCredentialsResponse_v0
+    SCHEMA = Schema(
+        ("users", CompactArray(("name", CompactString("utf-8")), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
 _Struct: TypeAlias = Any
 
 
@@ -206,18 +241,38 @@ class KafkaAdmin:
         upsertion: tuple[Any, ...] = (username, _SCRAM_SHA_512, _SCRAM_ITERATIONS, salt, _salted(password, salt), {})
         await self._alter_users([], [upsertion])
 
-    async def delete_user(self, username: str) -> bool:
-        """Remove the SCRAM-SHA-512 credential of ``username``; ``False`` when it had none."""
-        return await self._alter_users([(username, _SCRAM_SHA_512, {})], [])
+    async def retire_user(self, username: str) -> None:
+        """Make ``username`` unable to log in: its SCRAM-SHA-512 credential becomes one of a random secret that is
+        kept nowhere (a random salt, too).
 
-    async def _alter_users(self, deletions: list[tuple[Any, ...]], upsertions: list[tuple[Any, ...]]) -> bool:
-        response = await self._send(_Prepared(_AlterUserScramCredentialsRequest_v0, deletions, upsertions, {}))
-        for _name, code, message, _tags in response.results:
-            if code == 91:  # RESOURCE_NOT_FOUND: deleting a credential that is not there
+        Not a deletion, on purpose: Kafka 4.1 to 4.4 (KAFKA-20774) rebuilds the credentials from the metadata log
+        when it starts, and a deletion that is the last record of its name, met first in the hash order of the
+        names, drops every SCRAM credential of every principal, strata's own included. An overwrite is an upsert
+        record like any other, which that rebuild applies correctly, and it logs nobody in all the same.
+        """
+        await self.upsert_user(username, secrets.token_urlsafe(32))
+
+    async def has_user(self, username: str) -> bool:
+        """Whether ``username`` has a SCRAM-SHA-512 credential."""
+        response = await self._send(_Prepared(_DescribeUserScramCredentialsRequest_v0, [(username, {})], {}))
+        if response.error_code != 0:
+            raise KafkaAdminError(
+                f"Kafka refused to describe credentials (error {response.error_code}): {response.error_message}"
+            )
+        for _user, code, message, infos, _tags in response.results:
+            if code == 91:  # RESOURCE_NOT_FOUND: no credential of that name
                 return False
             if code != 0:
+                raise KafkaAdminError(f"Kafka refused to describe {username}'s credentials (error {code}): {message}")
+            return any(mechanism == _SCRAM_SHA_512 for mechanism, _iterations, _tags in infos)
+        return False
+
+    async def _alter_users(self, deletions: list[tuple[Any, ...]], upsertions: list[tuple[Any, ...]]) -> None:
+        # strata sends no deletion (see retire_user); the argument stays so the request is the protocol's own.
+        response = await self._send(_Prepared(_AlterUserScramCredentialsRequest_v0, deletions, upsertions, {}))
+        for _name, code, message, _tags in response.results:
+            if code != 0:
                 raise KafkaAdminError(f"Kafka refused the credential change (error {code}): {message}")
-        return True
 
     async def create_acls(self, acls: set[Acl]) -> None:
         """Add ``acls`` (adding one that exists changes nothing)."""
