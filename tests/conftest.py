@@ -150,10 +150,11 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         # Fewer collections' statistics per processing replica than test_autoscaling.py cycles through, so its load is
         # computed each time, not answered from the cache (test_collection_stats.py needs one entry).
         "data_stats_cache_entries": 4,
-        # One processing replica reaches only 0.63-0.76 of a core on a 2-core machine that also runs the rest of the
-        # system and the load (four runs): above 0.7 for 3 s is not assured, above 0.5 is. test_autoscaling.py drives
-        # the CPU policy against this target (docs/operations.md, "Scaling on CPU").
-        "cpu_scaling_target": 0.5,
+        # The CPU policy's target, for test_autoscaling.py (docs/operations.md, "Scaling on CPU"). One busy processing
+        # replica reported at most 0.63-0.76 of a core here on a quiet machine (serve.yaml's 0.7 is not assured) and
+        # 0.62 with one core taken by another process; an idle one reports 0.03. 0.2 is 3x under the busy figure, and
+        # its scale-down band (0.16) 5x over the idle one.
+        "cpu_scaling_target": 0.2,
         # A paused standby leaves read rotation after 2 s instead of 5 (test_replica_reads.py waits for it).
         "replica_max_lag_s": 2.0,
         **overrides,

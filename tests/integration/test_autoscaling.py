@@ -1,13 +1,22 @@
 """Autoscaling against the running system (issue 13): the processing deployment scales on its replicas' CPU from
-one replica to two under ``/stats`` load and back to one after it, and no request fails on the way down.
+one replica to two under ``/stats`` load and back to one after it; users scales on ongoing requests from two replicas
+to three under a burst and back; no request fails on any way down.
 
-The load is real work: collections of 2,000 items with 64 numbers each, seeded straight into PostgreSQL (their
-statistics never saw an event, so no replica holds them), read round-robin by six clients. The session keeps four
-collections' statistics per processing replica (``data_stats_cache_entries``), fewer than the sixteen cycled, so
-every read is computed. Waits are bounded; the figures (times, the CPU the replicas reported) go to the log.
+Neither test depends on how much load this process can generate or how fast the machine is:
 
-The session sets the CPU policy's target to 0.5 (``STRATA_CPU_SCALING_TARGET``), not serve.yaml's 0.7: on a 2-core
-machine one busy replica reported at most 0.63-0.76 of a core across four runs, so 0.7 held for 3 s is not assured.
+- CPU: collections of 2,000 items with 64 numbers each, seeded straight into PostgreSQL (their statistics never saw
+  an event, so no replica holds them), read round-robin by six clients. The session keeps four collections'
+  statistics per processing replica (``data_stats_cache_entries``), fewer than the sixteen cycled, so every read is
+  computed, and six at once keep the one replica's queue from ever running dry. The session sets the policy's target
+  to 0.2 of a core (``STRATA_CPU_SCALING_TARGET``, tests/conftest.py), not serve.yaml's 0.7, which a busy replica
+  does not reach on this 2-core machine even when it is quiet: what the replica gets is well above 0.2 on a loaded
+  machine and what an idle one reports well below the band under it (0.16); the figures are in the setting's
+  comment.
+- Requests: the users replicas hold each request of the burst for a known time (fault injection), so the ongoing
+  count is set by the number of clients, not by the pace at which they can send.
+
+Waits are bounded only to keep a broken policy from hanging the test; the figures (times, what the policies
+reported) go to the log.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import pytest
 
 from strata.serve_apps._autoscaling import DECISIONS_NAMESPACE, decision_key
 from tests.conftest import System
+from tests.integration import faults
 from tests.integration.accounts import Account, account, call
 
 pytestmark = pytest.mark.integration
@@ -42,10 +52,10 @@ ITEMS = 2_000
 NUMBERS = 64
 CLIENTS = 6
 SCALE_UP_WITHIN_S = 150.0
-"""Bound on the scale-up: the policy steps up after 3 s above 70 % (reports each second, averaged over 5 s), so it
-comes within about 15 s of the load starting; the bound only keeps a broken policy from hanging the test."""
+"""Bounds a hang, not a performance figure: the policy steps up after 3 s above its target (reports each second,
+averaged over 5 s), so it comes within about 15 s of the load starting; the time it took goes to the log."""
 SCALE_DOWN_WITHIN_S = 150.0
-"""Bound on the scale-down: 20 s below the band and 20 s since the last change, then Serve drains the replica."""
+"""Bounds a hang, as above: 20 s below the band and 20 s since the last change, then Serve drains the replica."""
 
 _SEED = """
 INSERT INTO data.items (collection_id, id, title, attributes, tags, created_by, updated_by)
@@ -74,11 +84,12 @@ def published_decision(app: str, deployment: str) -> dict[str, Any] | None:
 
 @dataclass
 class Outcomes:
-    """Every response of a load phase, by status, and the CPU figures the policy published meanwhile."""
+    """Every response of a load phase, by status, and the figures the policy published meanwhile (the mean CPU share
+    of a CPU-scaled deployment, the ongoing requests of a request-scaled one)."""
 
     codes: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    cpu: list[float] = field(default_factory=list)
+    reported: list[float] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -131,7 +142,7 @@ async def _watch(app: str, deployment: str, done: Any, outcomes: Outcomes) -> No
     while not done():
         record = await asyncio.to_thread(published_decision, app, deployment)
         if record and record.get("value") is not None:
-            outcomes.cpu.append(float(record["value"]))
+            outcomes.reported.append(float(record["value"]))
         await asyncio.sleep(1.0)
 
 
@@ -151,10 +162,10 @@ async def test_processing_scales_up_on_cpu_and_back_down_without_a_failed_reques
     )
     up = published_decision("data", "DataProcessing")
     logger.info("scale-up after %s s; responses %s; CPU reported max %.2f; %s", up_at, dict(heavy.codes),
-                max(heavy.cpu, default=0.0), up)  # fmt: skip
-    assert up_at is not None, f"no second processing replica within {SCALE_UP_WITHIN_S:.0f}s; CPU {heavy.cpu}"
+                max(heavy.reported, default=0.0), up)  # fmt: skip
+    assert up_at is not None, f"no second processing replica within {SCALE_UP_WITHIN_S:.0f}s; CPU {heavy.reported}"
     target = system.settings.cpu_scaling_target or 0.7
-    assert max(heavy.cpu) > target, f"scaled up without a report above the target {target}: {heavy.cpu}"
+    assert max(heavy.reported) > target, f"scaled up without a report above the target {target}: {heavy.reported}"
     assert up is not None and up["last_change"]["from"] == 1 and up["last_change"]["to"] == 2, up
     assert "above the target" in up["last_change"]["reason"], up
     assert heavy.failed == 0, f"requests failed under load: {heavy.codes} {heavy.errors}"
@@ -169,7 +180,7 @@ async def test_processing_scales_up_on_cpu_and_back_down_without_a_failed_reques
     )
     down = published_decision("data", "DataProcessing")
     logger.info("scale-down after %s s; responses %s; CPU reported %s; %s", down_at, dict(light.codes),
-                light.cpu[-5:], down)  # fmt: skip
+                light.reported[-5:], down)  # fmt: skip
     assert down_at is not None, f"the second processing replica was not removed within {SCALE_DOWN_WITHIN_S:.0f}s"
     assert light.failed == 0, f"requests failed during the scale-down: {light.codes} {light.errors}"
     assert sum(light.codes.values()) > 0
@@ -212,12 +223,21 @@ async def _phase(until: _Reached, load: Any, outcomes: Outcomes) -> float | None
 
 
 STRATA = str(Path(sys.executable).parent / "strata")
-BURST_CLIENTS = 96
-BURST_WITHIN_S = 90.0
-"""Bound on the request-rate scale-up: a count above the target for 3 s (reports each second over 5 s) adds a
-replica, and a new replica starts in a few seconds; the bound only keeps a broken policy from hanging the test."""
+BURST_CLIENTS = 64
+"""As many as the two users replicas run at once (``max_ongoing_requests`` 32 each): none waits in a queue, none is
+refused, and the two gateway replicas carry 32 each, their own target, so only users is pushed past its target."""
+HOLD_S = 3.0
+"""How long each users replica holds a request of the burst (fault injection at its database, ``delay_s``). A client
+spends the rest of each turn outside users (this process, TLS, HAProxy, the gateway): about 0.4 s here, 1.5 s with a
+core taken by another process. Users then holds ``BURST_CLIENTS x HOLD_S / (HOLD_S + that)`` requests, 56 and 43,
+above the 32 that ask for a third replica as long as that time stays under ``HOLD_S``. Not longer: a request may be
+held twice (once more when it waits for the gateway's role -> permissions map, fetched from users every 30 s), and
+both holds and the rest must fit in the gateway's deadline (``request_deadline_s``, 10 s) or it answers 504."""
+BURST_WITHIN_S = 120.0
+"""Bounds a hang, not a performance figure: a count above the target for 3 s (reports each second over 5 s) adds a
+replica, which starts in seconds; the time it took goes to the log."""
 SETTLE_WITHIN_S = 120.0
-"""Bound on a scale-down: 30 s below the target, then Serve drains the replica (graceful shutdown)."""
+"""Bounds a hang, as above: a scale-down comes 30 s below the target, then Serve drains the replica."""
 
 
 def _strata(system: System, *args: str) -> subprocess.CompletedProcess[str]:
@@ -234,6 +254,17 @@ def _wait_settled(deployments: tuple[tuple[str, str], ...], replicas: int) -> No
     deadline = time.monotonic() + SETTLE_WITHIN_S
     while not all(_settled(a, d, replicas) for a, d in deployments) and time.monotonic() < deadline:
         time.sleep(1.0)
+
+
+def _hold_requests(replicas: list[str], delay_s: float) -> None:
+    """These users replicas hold each request ``delay_s`` at their database (fault injection)."""
+    for replica in replicas:
+        faults.on_replica("users", "inject_fault", replica, delay_s=delay_s)
+
+
+def _release(replicas: list[str]) -> None:
+    for replica in replicas:
+        faults.on_replica("users", "clear_fault", replica)
 
 
 async def _me_load(system: System, who: Account, clients: int, until: Any, outcomes: Outcomes, pause_s: float) -> None:
@@ -267,11 +298,16 @@ def _every_second(check: Any) -> Any:
 async def test_a_burst_on_me_scales_up_on_requests_and_every_scale_down_answers_every_request(
     system: System, ray_driver: None
 ) -> None:
-    """The session runs two gateway and two users replicas; here each may grow to three. A burst of 96 clients on
-    ``me`` scales one of them up on ongoing requests; after it, light load sees it return to two, and then
-    ``strata scale users --replicas 1`` under load takes users from two to one; no request fails on any way down."""
+    """The session runs two gateway and two users replicas; here each may grow to three. Each users replica holds
+    every request of a burst of 64 clients on ``me`` for ``HOLD_S``, so users carries close to 64 ongoing requests
+    whatever pace this process sends at, twice the 32 (two replicas x ``target_ongoing_requests`` 16) past which
+    Serve's request policy asks for a third replica: it must add one. After it, light load sees users return to two,
+    and then ``strata scale users --replicas 1`` under load takes it from two to one; no request fails on any way
+    down. The held requests need only 64 / ``HOLD_S`` requests a second from this process: crossing the target does
+    not depend on how fast the machine is (see ``HOLD_S``)."""
     who = await account(system)
     apps = (("gateway", "Gateway"), ("users", "UsersService"))
+    held = sorted(await asyncio.to_thread(faults.replica_states, "users", 2))
     try:
         for app, _ in apps:
             result = _strata(system, "scale", app, "--min", "2", "--max", "3")
@@ -279,20 +315,30 @@ async def test_a_burst_on_me_scales_up_on_requests_and_every_scale_down_answers_
 
         burst = Outcomes()
         started = time.monotonic()
-        grown: list[tuple[str, float]] = []
+        grown: dict[str, float] = {}
 
-        def one_grew() -> bool:
+        def users_grew() -> bool:
             for app, deployment in apps:
-                if not grown and replica_states(app, deployment)["RUNNING"] >= 3:
-                    grown.append((app, time.monotonic() - started))
-            return bool(grown) or time.monotonic() - started > BURST_WITHIN_S
+                if app not in grown and replica_states(app, deployment)["RUNNING"] >= 3:
+                    grown[app] = round(time.monotonic() - started, 1)
+            return "users" in grown or time.monotonic() - started > BURST_WITHIN_S
 
-        await _me_load(system, who, BURST_CLIENTS, _every_second(one_grew), burst, pause_s=0.0)
-        decisions = {app: published_decision(app, deployment) for app, deployment in apps}
-        logger.info("burst: %s; responses %s %s; decisions %s", grown, dict(burst.codes), dict(burst.errors), decisions)
-        assert grown, f"neither the gateway nor users scaled up within {BURST_WITHIN_S:.0f}s: {decisions}"
-        decision = decisions[grown[0][0]]
+        try:
+            await asyncio.to_thread(_hold_requests, held, HOLD_S)
+            await asyncio.gather(
+                _me_load(system, who, BURST_CLIENTS, _every_second(users_grew), burst, pause_s=0.0),
+                _watch("users", "UsersService", users_grew, burst),
+            )
+        finally:
+            await asyncio.to_thread(_release, held)  # both still run: a scale-down comes 30 s after the burst at least
+        decision = published_decision("users", "UsersService")
+        logger.info("burst: grown after %s s; ongoing requests users reported %s; responses %s %s; decision %s",
+                    grown, burst.reported, dict(burst.codes), dict(burst.errors), decision)  # fmt: skip
+        assert "users" in grown, f"users did not scale up within {BURST_WITHIN_S:.0f}s: {burst.reported} {decision}"
+        assert max(burst.reported) > 32, f"scaled up without more than 32 ongoing requests reported: {burst.reported}"
         assert decision is not None and decision["last_change"]["to"] == 3, decision
+        assert "ongoing requests" in decision["last_change"]["reason"], decision
+        assert burst.failed == 0 and sum(burst.codes.values()) > 0, (burst.codes, burst.errors)
 
         # Down on requests: a light load, every request answered, until each is back at two.
         light = Outcomes()

