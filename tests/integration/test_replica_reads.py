@@ -34,6 +34,10 @@ pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
 
 CYCLES = 1000
+"""Write-then-read cycles per mode (with the token, without it)."""
+CHAINS = 5
+"""Each mode's cycles run as this many chains at once, each its own account and item (a chain is sequential: a
+read follows its own write): the same 1,000 cycles per mode, in about half the wall time of one chain per mode."""
 
 
 async def _collection_with_items(client: httpx.AsyncClient, owner: Account, items: int) -> tuple[str, list[str]]:
@@ -133,11 +137,11 @@ SERVICES = ("data", "users", "audit")
 # --- Must show 3: read-your-writes, with and without the token ------------------------------------------------------
 
 
-async def _cycles(client: httpx.AsyncClient, owner: Account, path: str, *, send_token: bool) -> int:
-    """``CYCLES`` times: change the item (If-Match its version), then read it. How many reads missed the change."""
+async def _cycles(client: httpx.AsyncClient, owner: Account, path: str, cycles: int, *, send_token: bool) -> int:
+    """``cycles`` times: change the item (If-Match its version), then read it. How many reads missed the change."""
     version = (await call(client, "GET", path, owner)).json()["version"]
     stale = 0
-    for n in range(CYCLES):
+    for n in range(cycles):
         changed = await _patch(client, owner, path, version, {"attributes": {"n": n}})
         version = changed.json()["version"]
         token = {"Strata-Consistency": changed.headers["strata-consistency"]} if send_token else {}
@@ -152,14 +156,17 @@ async def _cycles(client: httpx.AsyncClient, owner: Account, path: str, *, send_
 async def test_a_thousand_write_then_read_cycles_read_their_own_write_every_time_with_and_without_the_token(
     system: System, ray_driver: None
 ) -> None:
-    # Two clients at once: one sends each answer's token back, one ignores it (the gateway remembers its session).
-    sends, ignores = await account(system), await account(system)
+    # Clients at once: those of one mode send each answer's token back, the others ignore it (the gateway remembers
+    # each account's session).
+    modes = (True, False)
+    owners = {mode: [await account(system) for _ in range(CHAINS)] for mode in modes}
     name = standby_name(system)
     async with system.async_client() as client:
-        paths = []
-        for owner in (sends, ignores):
-            collection_id, (item_id,) = await _collection_with_items(client, owner, 1)
-            paths.append(f"/v1/collections/{collection_id}/items/{item_id}")
+        paths: dict[bool, list[str]] = {mode: [] for mode in modes}
+        for mode in modes:
+            for owner in owners[mode]:
+                collection_id, (item_id,) = await _collection_with_items(client, owner, 1)
+                paths[mode].append(f"/v1/collections/{collection_id}/items/{item_id}")
         await _in_rotation()
         before = {
             "reads": counter(system, "ray_strata_db_reads_total", service="data"),
@@ -169,22 +176,29 @@ async def test_a_thousand_write_then_read_cycles_read_their_own_write_every_time
         }
         # Replay 10 ms behind: a read right after a write finds the standby without it, unless strata waits for
         # replay or reads on the primary (without either, nearly every read here would be stale).
+        per_chain = CYCLES // CHAINS
         async with _replay_delayed(system, 10):
-            stale = await asyncio.gather(
-                _cycles(client, sends, paths[0], send_token=True), _cycles(client, ignores, paths[1], send_token=False)
-            )
-    assert stale == [0, 0], f"reads that did not show the write just made, of {CYCLES} each: {stale}"
-    # Every read counted (two per client besides the cycles' reads), then where they ran: most on the standby.
-    reads = await counted(system, "ray_strata_db_reads_total", before["reads"] + 2 * (CYCLES + 1), service="data")
+            chains = [
+                _cycles(client, owner, path, per_chain, send_token=mode)
+                for mode in modes
+                for owner, path in zip(owners[mode], paths[mode], strict=True)
+            ]
+            stale = await asyncio.gather(*chains)
+    with_token, without = sum(stale[:CHAINS]), sum(stale[CHAINS:])
+    assert (with_token, without) == (0, 0), f"reads that did not show the write just made, of {CYCLES} each: {stale}"
+    # Every read counted (one more per chain besides the cycles' reads), then where they ran: most on the standby.
+    expected = before["reads"] + len(modes) * (CYCLES + CHAINS)
+    reads = await counted(system, "ray_strata_db_reads_total", expected, service="data")
     replica = counter(system, "ray_strata_db_reads_total", service="data", target=name) - before["replica"]
     waits = counter(system, "ray_strata_db_replay_waits_total", service="data") - before["waits"]
     waited_s = counter(system, "ray_strata_db_replay_wait_seconds_total", service="data") - before["waited_s"]
     assert replica >= 1 and waits >= 1, (replica, waits)  # the standby served reads, some after waiting for it
     logger.warning(
-        "%d cycles with the token and %d without: %d of %d reads on the standby, %d on the primary; %d waited for"
-        " replay, %.1f ms each on average",
+        "%d cycles with the token and %d without, %d chains each: %d of %d reads on the standby, %d on the primary;"
+        " %d waited for replay, %.1f ms each on average",
         CYCLES,
         CYCLES,
+        CHAINS,
         replica,
         reads - before["reads"],
         reads - before["reads"] - replica,
