@@ -611,6 +611,11 @@ class Settings(BaseSettings):
             raise ValueError("derived_key needs the master secret (resolved settings)")
         return hmac.new(self.secret_key.get_secret_value().encode(), f"key:{purpose}".encode(), hashlib.sha256).digest()
 
+    def consistency_token_key(self) -> bytes:
+        """The key the gateway signs and verifies ``Strata-Consistency`` tokens with (derived from the master secret,
+        for this purpose alone): only the gateway needs it; a service trusts the positions its callers pass."""
+        return self.derived_key("consistency-token")
+
     def edge_token(self) -> str:
         """The token strata's TLS front adds to every request it forwards (``X-Strata-Edge``), derived from the
         master secret: the gateway trusts the front's ``X-Forwarded-For`` only when it carries this."""
