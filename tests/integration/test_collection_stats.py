@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import System
 from tests.integration.accounts import Account, account, call, is_problem
+from tests.integration.standbys import counted, counter
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +136,67 @@ async def test_stats_equal_the_standard_library_are_cached_and_dropped_by_an_ite
         assert {k: after.json()["attributes"]["price"][k] for k in _reference(changed, "price")} == _reference(
             changed, "price"
         )
+
+
+# --- consistency tokens a client made up, and numbers at the edge of the float range ---------------------------------
+
+
+async def _collection(client: httpx.AsyncClient, owner: Account, items: list[dict[str, Any]]) -> str:
+    made = await call(client, "POST", "/v1/collections", owner, json={"name": f"stats-{uuid.uuid4().hex[:6]}"})
+    assert made.status_code == 201, made.text
+    cid: str = made.json()["id"]
+    batch = await call(client, "POST", f"/v1/collections/{cid}/items/batch", owner, json={"items": items})
+    assert batch.status_code == 200, batch.text
+    return cid
+
+
+async def test_a_forged_consistency_token_is_served_from_the_cache_and_a_huge_one_is_a_400(
+    system: System, ray_driver: None
+) -> None:
+    owner = await account(system)
+    async with system.async_client(timeout=60) as client:
+        cid = await _collection(client, owner, [{"title": f"i{n}", "attributes": {"n": n}} for n in range(50)])
+        first = await _stats(client, owner, cid)
+        assert first.status_code == 200, first.text
+        hits = counter(system, "ray_strata_stats_cache_total", outcome="hit")
+        misses = counter(system, "ray_strata_stats_cache_total", outcome="miss")
+        # A position no server reached: strata did not sign it, so it is ignored (before, every such call waited for
+        # a standby that never reaches it, read on the primary and passed over the cache: a full recompute).
+        forged = await _stats(client, owner, cid, **{"Strata-Consistency": "FFFFFFFF/FFFFFFFF"})
+        assert forged.status_code == 200, forged.text
+        assert forged.json() == first.json(), "the cached figures, computed_at included"
+        answered = forged.headers["strata-consistency"]
+        assert not answered.startswith("FFFFFFFF/FFFFFFFF"), "the forged position is not handed back, signed"
+        # The token strata hands out is honoured: the figures hold it, so the cache answers that too.
+        honoured = await _stats(client, owner, cid, **{"Strata-Consistency": first.headers["strata-consistency"]})
+        assert honoured.status_code == 200 and honoured.json() == first.json(), honoured.text
+        await counted(system, "ray_strata_stats_cache_total", hits + 2, outcome="hit")
+        assert counter(system, "ray_strata_stats_cache_total", outcome="miss") == misses, "nothing recomputed"
+        await counted(system, "ray_strata_consistency_tokens_ignored_total", 1)
+        # A huge or malformed header is a 400 problem, never parsed at length, never a 500.
+        for huge in ("F" * 10_000, "0/1." + "A" * 4000, "FFFFFFFF/FFFFFFFF" * 4):
+            answer = await _stats(client, owner, cid, **{"Strata-Consistency": huge})
+            assert answer.status_code == 400 and is_problem(answer), (huge[:20], answer.status_code, answer.text)
+            assert answer.json()["type"].endswith("/invalid-consistency-token"), answer.text
+
+
+async def test_three_items_of_1e308_give_finite_figures_not_a_500(system: System, ray_driver: None) -> None:
+    owner = await account(system)
+    async with system.async_client(timeout=60) as client:
+        cid = await _collection(client, owner, [{"title": f"big {n}", "attributes": {"x": 1e308}} for n in range(3)])
+        answer = await _stats(client, owner, cid)  # their sum, 3e308, is past the float range
+        assert answer.status_code == 200, answer.text
+        assert b"Infinity" not in answer.content and b"NaN" not in answer.content
+        summary = answer.json()["attributes"]["x"]
+        assert summary == {
+            "count": 3, "min": 1e308, "max": 1e308, "mean": 1e308, "p50": 1e308, "p90": 1e308, "p99": 1e308,
+            "histogram": {"edges": [1e308, 1e308], "counts": [3]},
+        }  # fmt: skip
+        spread = await _collection(
+            client, owner, [{"title": str(x), "attributes": {"x": x}} for x in (-1.7e308, 1e308, 1.7e308)]
+        )
+        wide = await _stats(client, owner, spread)  # the range, 3.4e308, is past it too
+        assert wide.status_code == 200, wide.text
+        figures = wide.json()["attributes"]["x"]
+        assert figures["p50"] == 1e308 and abs(figures["mean"] - 1e308 / 3) < 1e294
+        assert sum(figures["histogram"]["counts"]) == 3 and len(figures["histogram"]["edges"]) == 11
