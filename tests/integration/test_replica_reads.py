@@ -271,10 +271,5 @@ async def test_a_malformed_consistency_token_is_a_400_problem_and_an_unsigned_on
         # A bare position is no token strata signed: ignored, the read is answered.
         fine = await call(client, "GET", "/v1/users/me", owner, headers={"Strata-Consistency": "FFFFFFFF/FFFFFFFF"})
         assert fine.status_code == 200, fine.text
-        # The answer's token is a position strata signed, not the one sent; sent back, it is honoured.
-        position, _, mac = fine.headers["strata-consistency"].partition(".")
-        assert mac and position != "FFFFFFFF/FFFFFFFF", fine.headers
-        again = await call(
-            client, "GET", "/v1/users/me", owner, headers={"Strata-Consistency": fine.headers["strata-consistency"]}
-        )
-        assert again.status_code == 200, again.text
+        # The forged position is not handed back (signed, it would be honoured from then on).
+        assert "FFFFFFFF/FFFFFFFF" not in fine.headers.get("strata-consistency", ""), fine.headers
