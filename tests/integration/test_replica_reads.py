@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 
+from strata.actors.postgres import parse_lsn
+from strata.serve_apps.gateway._consistency import TokenSigner
 from tests.conftest import System
 from tests.integration.accounts import Account, account, call, is_problem
 from tests.integration.eventing import eventually
@@ -273,3 +275,29 @@ async def test_a_malformed_consistency_token_is_a_400_problem_and_an_unsigned_on
         assert fine.status_code == 200, fine.text
         # The forged position is not handed back (signed, it would be honoured from then on).
         assert "FFFFFFFF/FFFFFFFF" not in fine.headers.get("strata-consistency", ""), fine.headers
+
+
+async def test_a_signed_token_past_the_primarys_position_is_answered_with_the_primarys_position(
+    system: System, ray_driver: None
+) -> None:
+    # Only a database restored to an earlier point (or replaced) under the same master secret meets such a token.
+    signer = TokenSigner(system.runtime.settings.consistency_token_key())
+    owner = await account(system)
+    async with system.async_client() as client:
+        collection_id, (item_id,) = await _collection_with_items(client, owner, 1)
+        await _in_rotation()
+        future = signer.sign((1 << 64) - 1)
+        read = await call(
+            client, "GET", f"/v1/collections/{collection_id}/items/{item_id}", owner,
+            headers={"Strata-Consistency": future},
+        )  # fmt: skip
+        assert read.status_code == 200, read.text
+        answered = signer.verify(read.headers["strata-consistency"])
+    conn = await asyncpg.connect(system.admin_dsn)
+    try:
+        primary = parse_lsn(await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+    finally:
+        await conn.close()
+    # The answer names a position that exists: the next request with it is an ordinary one.
+    assert answered is not None and answered <= primary, (read.headers["strata-consistency"], primary)
+    await counted(system, "ray_strata_db_future_positions_total", 1, service="data")
