@@ -270,6 +270,11 @@ class CollectionStats(BaseModel):
     truncated: bool = Field(description="True when the collection holds more items than `limit`: the oldest count.")
     tags: dict[str, int] = Field(description="Items per tag, the most frequent first (at most `data_stats_max_tags`).")
     tags_truncated: bool = Field(description="True when more tags were seen than `tags` holds.")
+    tags_partial: bool = Field(
+        default=False,
+        description="True when the items carry more distinct tags than `data_stats_max_distinct_tags` (10,000): the"
+        " first seen are counted, a tag first seen past the bound is not, so `tags` may miss a frequent one.",
+    )
     attributes: dict[str, NumericSummary] = Field(
         description="Per numeric attribute, by name (at most `data_stats_max_attributes`: the first seen)."
     )

@@ -8,7 +8,7 @@
     │   └── InvalidToken           a bad access or refresh token; ``error`` goes to WWW-Authenticate
     ├── Forbidden                  403: authenticated, but the route's permission is missing
     ├── InvalidCursor              400: a page cursor strata did not make for this listing (tampered, stale)
-    ├── InvalidConsistencyToken    400: a ``Strata-Consistency`` header that is no WAL position
+    ├── InvalidConsistencyToken    400: a ``Strata-Consistency`` header that is no token (malformed, or too long)
     ├── ResourceNotFound           404
     │   ├── UserNotFound           no such user (or the id is no UUID), at the users service
     │   ├── CollectionNotFound     no such collection, or one the caller may not see, at the data service
@@ -100,7 +100,8 @@ class InvalidCursor(DomainError):
 
 
 class InvalidConsistencyToken(DomainError):
-    """A ``Strata-Consistency`` request header that is not a token strata hands out (a WAL position, ``0/16B3748``)."""
+    """A ``Strata-Consistency`` request header that is no token (``0/16B3748.<mac>``): malformed or too long. A
+    well-formed one strata did not sign is ignored, not refused."""
 
     slug = "invalid-consistency-token"
     title = "Invalid consistency token"

@@ -485,6 +485,13 @@ class Settings(BaseSettings):
         default=100_000, ge=1, le=10_000_000, description="Most items `/stats` reads of one collection (the oldest)."
     )
     data_stats_max_tags: int = Field(default=100, ge=1, le=10_000, description="Most tags `/stats` answers.")
+    data_stats_max_distinct_tags: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most distinct tags `/stats` counts while it reads a collection (the first seen; at least"
+        " `data_stats_max_tags`): bounds its memory whatever the items' tags; past it the answer says `tags_partial`.",
+    )
     data_stats_max_attributes: int = Field(
         default=64, ge=1, le=1000, description="Most numeric attributes `/stats` summarizes (the first seen)."
     )
@@ -610,6 +617,11 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             raise ValueError("derived_key needs the master secret (resolved settings)")
         return hmac.new(self.secret_key.get_secret_value().encode(), f"key:{purpose}".encode(), hashlib.sha256).digest()
+
+    def consistency_token_key(self) -> bytes:
+        """The key the gateway signs and verifies ``Strata-Consistency`` tokens with (derived from the master secret,
+        for this purpose alone): only the gateway needs it; a service trusts the positions its callers pass."""
+        return self.derived_key("consistency-token")
 
     def edge_token(self) -> str:
         """The token strata's TLS front adds to every request it forwards (``X-Strata-Edge``), derived from the

@@ -106,7 +106,7 @@ class ServiceClient:
         answer = await self._send(method, args, kwargs)
         if not isinstance(answer, Consistent):
             raise ServiceContractError(f"{self._app}.{method} answered without its read scope")
-        scope.merge(answer.committed, answer.staleness_s)
+        scope.merge(answer.committed, answer.staleness_s, answer.clamped)
         return answer.value
 
     async def _send(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

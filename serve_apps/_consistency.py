@@ -43,6 +43,8 @@ class Consistent:
     value: Any
     committed: int | None
     staleness_s: float | None
+    clamped: int | None = None
+    """The primary's position, when the caller's named one past it (see ``ReadScope.clamped``)."""
 
 
 def consistent(
@@ -58,7 +60,7 @@ def consistent(
             return await method(self, *args, **kwargs)
         with read_scope(asked.position) as scope:
             value = await method(self, *args, **kwargs)
-        return Consistent(value, scope.committed, scope.staleness_s)
+        return Consistent(value, scope.committed, scope.staleness_s, scope.clamped)
 
     call.__strata_consistent__ = True  # type: ignore[attr-defined]
     return call

@@ -47,11 +47,20 @@ class ReadScope:
     - ``committed``: the highest commit position of a write made in the scope (``None``: it wrote nothing).
     - ``staleness_s``: set when a read was served by a standby while the primary was unreachable: the answer holds
       every commit older than this many seconds, and maybe not the newer ones.
+    - ``clamped``: set when ``after`` named a position past the primary's own (a token signed before the database was
+      restored to an earlier point, or replaced): ``after`` is then the primary's position, and so is this.
     """
 
     after: int | None = None
     committed: int | None = None
     staleness_s: float | None = None
+    clamped: int | None = None
+
+    def clamp(self, primary: int) -> None:
+        """If ``after`` is past ``primary`` (the primary's current position), no commit is there: take ``primary``."""
+        if self.after is not None and self.after > primary:
+            self.after = primary
+            self.clamped = primary if self.clamped is None else min(self.clamped, primary)
 
     def wrote(self, position: int) -> None:
         self.committed = position if self.committed is None else max(self.committed, position)
@@ -59,8 +68,10 @@ class ReadScope:
     def stale(self, seconds: float) -> None:
         self.staleness_s = seconds if self.staleness_s is None else max(self.staleness_s, seconds)
 
-    def merge(self, committed: int | None, staleness_s: float | None) -> None:
+    def merge(self, committed: int | None, staleness_s: float | None, clamped: int | None = None) -> None:
         """Fold in what a call made on this scope's behalf reported."""
+        if clamped is not None:
+            self.clamp(clamped)
         if committed is not None:
             self.wrote(committed)
         if staleness_s is not None:

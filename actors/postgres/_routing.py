@@ -8,7 +8,9 @@ primary and one per standby, and routes by method:
   adds its commit position to the caller's :class:`~strata.actors.postgres.ReadScope`;
 * :meth:`~RoutedDatabase.read` (a read-only unit of work) goes to the standby in rotation with the fewest calls in
   flight whose replay has reached the scope's ``after``. If none has, it waits up to ``replica_read_wait_s`` for
-  one to get there, then reads on the primary. With no standby in rotation, it reads on the primary.
+  one to get there, then reads on the primary; an ``after`` past the primary's own position is then taken as the
+  primary's position (:meth:`~strata.actors.postgres.ReadScope.clamp`). With no standby in rotation, it reads on the
+  primary.
 
 A watch task polls the primary's WAL position and each standby's replay position every ``replica_poll_s``:
 
@@ -372,7 +374,30 @@ class RoutedDatabase:
         if reached:
             return furthest
         self._count_fallback("replay-wait")
+        await self._clamp_future(after)
         return None
+
+    async def _clamp_future(self, after: int) -> None:
+        """After a replay wait that timed out: if ``after`` is past the primary's own position too, no commit is there
+        (a token signed before the database was restored to an earlier point, or replaced), so the caller's scope
+        takes the primary's position instead and its answer names a position that exists. One query, only on this
+        path: a position the watch already saw the primary reach is real and costs nothing."""
+        latest = self._history.latest
+        if latest is not None and after <= latest:
+            return
+        try:
+            text = await self._primary.fetchval(_PRIMARY_QUERY)
+        except DatabaseError:
+            return  # the read that follows on the primary says what is wrong
+        primary = parse_lsn(text)
+        scope = current_scope()
+        if after > primary and scope is not None:
+            scope.clamp(primary)
+            inc_counter(
+                "strata_db_future_positions_total",
+                "Reads whose position was past the primary's own (taken as the primary's position).",
+                {"service": self._service},
+            )
 
     async def read(self, fn: TransactionFn[T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(conn, *args, **kwargs)`` in a read-only transaction, on a standby when one may serve it."""

@@ -148,20 +148,21 @@ class DataProcessing(ServiceReplica):
         """The collection's statistics (its reader may ask; strangers get ``CollectionNotFound``)."""
         scope = current_scope()
         after = scope.after if scope is not None else None
-        if self._events.current:
-            await self.db.read(collection_access, caller, collection_id)  # who may read it is never cached
+        await self.db.read(collection_access, caller, collection_id)  # who may read it is never cached nor shared
+        current = self._events.current
+        if current:
             cached = self._cache.lookup(collection_id, after)
             if cached is not None:
                 _count("hit")
                 return cached
-        _count("miss")
-        ticket = self._cache.begin(collection_id)
-        result = None
-        try:
-            result = await self.db.read(collection_stats, caller, collection_id, limits=self._limits)
-        finally:
-            self._cache.finish(ticket, result)
-        return result[0]
+        stats, joined = await self._cache.single_flight(
+            collection_id,
+            after,
+            lambda: self.db.read(collection_stats, caller, collection_id, limits=self._limits),
+            join=current,
+        )
+        _count("joined" if joined else "miss")
+        return stats
 
     async def __del__(self) -> None:
         events = getattr(self, "_events", None)
@@ -172,9 +173,11 @@ class DataProcessing(ServiceReplica):
 
 def _count(outcome: str) -> None:
     inc_counter(
-        "strata_stats_cache_total", "Collection statistics answered from the cache (hit) or computed (miss).",
+        "strata_stats_cache_total",
+        "Collection statistics answered from the cache (hit), computed (miss), or taken from a computation of the"
+        " same collection another request had under way (joined).",
         {"outcome": outcome},
-    )  # fmt: skip
+    )
 
 
 class StatsClient(ServiceClient):

@@ -6,8 +6,15 @@ The arithmetic is plain Python and matches the standard library's: the mean is :
 same integer arithmetic so the figures are the same floats. It is CPU-bound work: measured on a 2-core machine, 100,000
 items of four attributes (three numbers) cost about 1.4 s of CPU to decode and add, and 0.1 s to sort and summarize.
 
-Only top-level attributes whose value is a JSON number count (``true`` is not 1); an item without the attribute is
-not counted for it.
+Only top-level attributes whose value is a JSON number a float holds count (``true`` is not 1, ``1e400`` is beyond
+±1.8e308); an item without the attribute is not counted for it. Every figure is a finite float, so the answer is
+always JSON (no ``Infinity``): where the standard library's arithmetic would overflow (three items of ``1e308`` sum
+past the float range), the mean is the sum of each value divided by the count and a percentile is interpolated with
+fractional weights, within the range of the values.
+
+What one computation holds is bounded whatever the items carry: ``max_attributes`` numeric columns and
+``max_distinct_tags`` tag counters (see :class:`StatsAccumulator`); a processing replica runs at most one
+computation per collection version at a time (:meth:`StatsCache.single_flight`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import asyncio
 import bisect
 import contextlib
 import datetime
+import json
 import math
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,18 +43,45 @@ HISTOGRAM_BINS = 10
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number a float holds: not a boolean, not beyond ±1.8e308 (PostgreSQL's ``jsonb`` keeps any numeric, and
+    an integer of 400 digits is no float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past the float range
+        return False
+
+
+def mean(ordered: Sequence[float]) -> float:
+    """``math.fsum(values) / len(values)`` (``statistics.fmean``); where the sum passes the float range (three items
+    of 1e308), the sum of each value divided by the count, which is within the values' range and so finite."""
+    try:
+        total = math.fsum(ordered)
+    except OverflowError:  # fsum's intermediate overflow: the exact sum is beyond ±1.8e308
+        total = math.inf
+    if math.isfinite(total):
+        return total / len(ordered)
+    return math.fsum(value / len(ordered) for value in ordered)
 
 
 def percentile(ordered: Sequence[float], p: int) -> float:
     """The ``p``-th percentile (1-99) of sorted ``ordered``: ``statistics.quantiles(data, n=100,
-    method="inclusive")[p - 1]``, also for a single value (which the standard library refuses before 3.13)."""
+    method="inclusive")[p - 1]``, also for a single value (which the standard library refuses before 3.13).
+
+    Where that formula overflows (values near ±1.8e308 times 100), the same interpolation is computed with fractional
+    weights and kept between the two closest ranks, so a percentile is always a finite number."""
     if not ordered:
         raise ValueError("no values")
     if len(ordered) == 1:
         return float(ordered[0])
     j, delta = divmod(p * (len(ordered) - 1), 100)
-    return (ordered[j] * (100 - delta) + ordered[j + 1] * delta) / 100
+    low, high = ordered[j], ordered[j + 1]
+    exact = (low * (100 - delta) + high * delta) / 100
+    if math.isfinite(exact):
+        return exact
+    weighted = low * ((100 - delta) / 100) + high * (delta / 100)
+    return min(max(weighted, low), high) if math.isfinite(weighted) else low / 2 + high / 2
 
 
 def histogram(ordered: Sequence[float], bins: int = HISTOGRAM_BINS) -> Histogram:
@@ -54,8 +89,8 @@ def histogram(ordered: Sequence[float], bins: int = HISTOGRAM_BINS) -> Histogram
     low, high = float(ordered[0]), float(ordered[-1])
     if low == high:
         return Histogram(edges=[low, high], counts=[len(ordered)])
-    width = (high - low) / bins
-    edges = [low + i * width for i in range(bins)] + [high]
+    width = high / bins - low / bins  # not (high - low) / bins: the difference may pass the float range
+    edges = [_edge(low, high, width, i, bins) for i in range(bins)] + [high]
     counts = []
     start = 0
     for upper in edges[1:-1]:
@@ -66,6 +101,13 @@ def histogram(ordered: Sequence[float], bins: int = HISTOGRAM_BINS) -> Histogram
     return Histogram(edges=edges, counts=counts)
 
 
+def _edge(low: float, high: float, width: float, i: int, bins: int) -> float:
+    edge = low + i * width
+    if not math.isfinite(edge):  # i * width passed the float range on the way (values spanning ±1.8e308)
+        edge = low * ((bins - i) / bins) + high * (i / bins)
+    return min(edge, high)
+
+
 def summarize(values: Iterable[float]) -> NumericSummary:
     ordered = sorted(values)
     if not ordered:
@@ -74,7 +116,7 @@ def summarize(values: Iterable[float]) -> NumericSummary:
         count=len(ordered),
         min=ordered[0],
         max=ordered[-1],
-        mean=math.fsum(ordered) / len(ordered),
+        mean=mean(ordered),
         p50=percentile(ordered, 50),
         p90=percentile(ordered, 90),
         p99=percentile(ordered, 99),
@@ -86,19 +128,30 @@ class StatsAccumulator:
     """Items added one page at a time; :meth:`tags` and :meth:`attributes` summarize them.
 
     At most ``max_attributes`` attribute names are followed (the first seen); values of later names are not kept, so
-    the memory is bounded by the number of items times ``max_attributes``, whatever the items hold.
+    the memory is bounded by the number of items times ``max_attributes``, whatever the items hold. At most
+    ``max_distinct_tags`` tags are counted (the first seen): a tag first seen past that bound is not counted and
+    :attr:`tags_partial` says so, so the tags held are bounded too (at most 64 characters each), not one per item.
     """
 
-    def __init__(self, max_attributes: int = 64) -> None:
+    def __init__(self, max_attributes: int = 64, max_distinct_tags: int = 10_000) -> None:
         self.items = 0
         self.attributes_truncated = False
+        self.tags_partial = False
         self._max_attributes = max_attributes
+        self._max_distinct_tags = max_distinct_tags
         self._tags: Counter[str] = Counter()
         self._values: dict[str, array[float]] = {}
 
     def add(self, tags: Iterable[str], attributes: Mapping[str, Any]) -> None:
         self.items += 1
-        self._tags.update(set(tags))
+        counts = self._tags
+        for tag in set(tags):
+            if tag in counts:
+                counts[tag] += 1
+            elif len(counts) < self._max_distinct_tags:
+                counts[tag] = 1
+            else:
+                self.tags_partial = True
         for name, value in attributes.items():
             if is_number(value):
                 column = self._values.get(name)
@@ -112,7 +165,7 @@ class StatsAccumulator:
     def add_rows(self, rows: Iterable[Any]) -> None:
         """Rows of ``tags`` (text[]) and ``attributes`` (JSON text), as :func:`collection_stats` reads them."""
         for row in rows:
-            self.add(row["tags"], orjson.loads(row["attributes"]))
+            self.add(row["tags"], _attributes(row["attributes"]))
 
     def tags(self, most: int | None = None) -> dict[str, int]:
         """Items per tag, most frequent first (ties by name), the first ``most`` of them."""
@@ -127,16 +180,31 @@ class StatsAccumulator:
         return {name: summarize(column) for name, column in sorted(self._values.items())}
 
 
+def _attributes(text: str) -> Mapping[str, Any]:
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        # orjson refuses a number past the float range, which jsonb keeps (10**400): the standard library reads it
+        # (as an int, or inf), and :func:`is_number` leaves it out.
+        return json.loads(text)  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class StatsLimits:
     max_items: int = 100_000
     max_tags: int = 100
     max_attributes: int = 64
+    max_distinct_tags: int = 10_000
     page: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StatsLimits:
-        return cls(settings.data_stats_max_items, settings.data_stats_max_tags, settings.data_stats_max_attributes)
+        return cls(
+            settings.data_stats_max_items,
+            settings.data_stats_max_tags,
+            settings.data_stats_max_attributes,
+            max(settings.data_stats_max_distinct_tags, settings.data_stats_max_tags),
+        )
 
 
 _POSITION = "SELECT COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text"
@@ -169,7 +237,7 @@ async def collection_stats(
     thread, as it is one long step.
     """
     collection, position = await collection_access_at(conn, caller, collection_id)
-    stats = StatsAccumulator(limits.max_attributes)
+    stats = StatsAccumulator(limits.max_attributes, limits.max_distinct_tags)
     cursor = await conn.cursor(_ITEMS, collection_uuid(collection.id), limits.max_items + 1)
     wanted = limits.max_items + 1  # one more than the limit says whether it truncated
     read = 0
@@ -198,7 +266,8 @@ async def collection_stats(
             limit=limits.max_items,
             truncated=read > limits.max_items,
             tags=stats.tags(limits.max_tags),
-            tags_truncated=stats.distinct_tags > limits.max_tags,
+            tags_truncated=stats.tags_partial or stats.distinct_tags > limits.max_tags,
+            tags_partial=stats.tags_partial,
             attributes=summaries,
             attributes_truncated=stats.attributes_truncated,
             computed_at=datetime.datetime.now(datetime.UTC).isoformat(),
@@ -220,6 +289,12 @@ class Ticket:
 
 
 @dataclass(frozen=True)
+class _Flight:
+    ticket: Ticket
+    task: asyncio.Future[tuple[CollectionStats, int]]
+
+
+@dataclass(frozen=True)
 class _Entry:
     epoch: int
     position: int
@@ -234,6 +309,10 @@ class StatsCache:
     invalidation count when it starts (:meth:`begin`); an event that arrives before it is stored makes it
     unstorable (its figures may predate the change). An entry is also passed over for a read that must see a
     position past the one the figures hold (the caller's own newer write: read-your-writes).
+
+    :meth:`single_flight` computes a collection's figures at most once at a time per version (epoch and invalidation
+    count): a caller that finds a computation of the version it would compute under way waits for it instead of
+    starting another, so a thousand concurrent misses cost one pass over the items.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -241,6 +320,7 @@ class StatsCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._stamps: dict[str, int] = {}
         self._running: Counter[str] = Counter()
+        self._flights: dict[str, _Flight] = {}
         self.epoch = 0
         self.hits = 0
         self.misses = 0
@@ -270,10 +350,59 @@ class StatsCache:
         self._running[collection_id] += 1
         return Ticket(collection_id, self.epoch, self._stamps.get(collection_id, 0))
 
+    def current(self, ticket: Ticket) -> bool:
+        """Whether nothing invalidated ``ticket``'s collection (or the feed) since it began."""
+        return ticket.epoch == self.epoch and ticket.stamp == self._stamps.get(ticket.collection_id, 0)
+
+    @property
+    def flights(self) -> int:
+        """Computations under way."""
+        return len(self._flights)
+
+    async def single_flight(
+        self,
+        collection_id: str,
+        after: int | None,
+        compute: Callable[[], Awaitable[tuple[CollectionStats, int]]],
+        *,
+        join: bool = True,
+    ) -> tuple[CollectionStats, bool]:
+        """The figures of ``compute()`` (figures, position), and whether they came from another caller's computation.
+
+        With ``join``, a computation of the collection's current version under way is awaited instead of a new one,
+        and its figures answer if they hold ``after`` (else this caller computes: its own write may be newer than
+        that computation's snapshot). Without ``join`` (the event feed is broken: nothing says a computation under
+        way is of the current version) every caller computes. The computation runs as its own task, so a caller
+        that goes away (a cancelled request) does not cancel it for the others; its result is stored as
+        :meth:`finish` says.
+        """
+        while join:
+            flight = self._flights.get(collection_id)
+            if flight is None or not self.current(flight.ticket):
+                break
+            stats, position = await asyncio.shield(flight.task)
+            if after is None or after <= position:
+                return stats, True
+            if self._flights.get(collection_id) is flight:  # its callback has not run yet: do not wait for it again
+                break
+        ticket = self.begin(collection_id)
+        flight = _Flight(ticket, asyncio.ensure_future(compute()))
+        self._flights[collection_id] = flight
+
+        def landed(task: asyncio.Future[tuple[CollectionStats, int]]) -> None:
+            if self._flights.get(collection_id) is flight:
+                del self._flights[collection_id]
+            failed = task.cancelled() or task.exception() is not None  # retrieved: never "exception not retrieved"
+            self.finish(ticket, None if failed else task.result())
+
+        flight.task.add_done_callback(landed)
+        stats, _ = await asyncio.shield(flight.task)
+        return stats, False
+
     def finish(self, ticket: Ticket, result: tuple[CollectionStats, int] | None) -> None:
         """End the computation of ``ticket``; store ``result`` (figures, position) if still valid."""
         cid = ticket.collection_id
-        valid = ticket.epoch == self.epoch and ticket.stamp == self._stamps.get(cid, 0)
+        valid = self.current(ticket)
         self._running[cid] -= 1
         if self._running[cid] <= 0:
             del self._running[cid]

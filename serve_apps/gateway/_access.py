@@ -36,7 +36,7 @@ from fastapi.routing import APIRoute
 
 from strata.actors.postgres import current_scope
 from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions, ServiceUnavailable
-from strata.serve_apps.gateway._consistency import read_after, session_positions
+from strata.serve_apps.gateway._consistency import consistency_signer, read_after, session_positions
 from strata.serve_apps.gateway._fetch import BackedOffFetch
 from strata.serve_apps.gateway._ratelimit import LimitClass, enforce_rate_limit
 from strata.serve_apps.gateway._revocations import CATCH_UP_WAIT_S, FeedProgress, FeedState, Revocations
@@ -188,7 +188,8 @@ async def authorize(request: Request) -> None:
     if reads is not None:  # the request's reads see the client's token and the session's own writes
         positions = session_positions(request.app.state)
         header = request.headers.get("strata-consistency")
-        await read_after(reads, header, caller, positions, ask_shared=request.method in ("GET", "HEAD"))
+        signer = consistency_signer(request.app.state)
+        await read_after(reads, header, caller, positions, signer, ask_shared=request.method in ("GET", "HEAD"))
     permission = route.permission
     if permission == AUTHENTICATED:
         return

@@ -25,7 +25,7 @@ from strata.serve_apps._replica import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router
-from strata.serve_apps.gateway._consistency import ConsistencyTokens
+from strata.serve_apps.gateway._consistency import ConsistencyTokens, TokenSigner
 from strata.serve_apps.gateway._data_routes import MERGE_PATCH_MODELS
 from strata.serve_apps.gateway._data_routes import router as data_router
 from strata.serve_apps.gateway._deps import service_clients
@@ -137,6 +137,8 @@ class Gateway(FaultInjectable):
         # Without standbys every read is the primary's: no position to share, so no ledger call on any request.
         ledgers = ensure_position_ledgers(ttl_s) if self._settings.database_replica_urls else []
         api.state.session_positions = SharedPositions(SessionPositions(ttl_s), ledgers)
+        if self._settings.secret_key is not None:  # else a key of this replica's own (app tests, no master secret)
+            api.state.consistency_signer = TokenSigner(self._settings.consistency_token_key())
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))
         # One typed client per service, for this replica's lifetime (routes get them through gateway/_deps.py).

@@ -17,11 +17,13 @@ import pytest
 
 from tests.conftest import System
 from tests.integration.accounts import Account, account, call, is_problem
+from tests.integration.standbys import counted, counter
 
 pytestmark = pytest.mark.integration
 
 ITEMS = 250
 TAGS = ("red", "green", "blue", "round", "square")
+FORGED_CALLS = 5
 EVENT_WAIT_S = 30.0
 """Bound on the item event's trip (commit -> outbox relay -> Kafka -> the processing replicas): typically well under
 a second; the bound only keeps a broken feed from hanging the test."""
@@ -135,3 +137,80 @@ async def test_stats_equal_the_standard_library_are_cached_and_dropped_by_an_ite
         assert {k: after.json()["attributes"]["price"][k] for k in _reference(changed, "price")} == _reference(
             changed, "price"
         )
+
+
+# --- consistency tokens a client made up, and numbers at the edge of the float range ---------------------------------
+
+
+async def _collection(client: httpx.AsyncClient, owner: Account, items: list[dict[str, Any]]) -> tuple[str, str]:
+    """A new collection holding ``items``, and the consistency token of the write that stored them."""
+    made = await call(client, "POST", "/v1/collections", owner, json={"name": f"stats-{uuid.uuid4().hex[:6]}"})
+    assert made.status_code == 201, made.text
+    cid: str = made.json()["id"]
+    batch = await call(client, "POST", f"/v1/collections/{cid}/items/batch", owner, json={"items": items})
+    assert batch.status_code == 200, batch.text
+    return cid, batch.headers["strata-consistency"]
+
+
+async def _settled(system: System, name: str, **labels: str) -> float:
+    """``name`` once two reads three export periods apart (the session's is 2 s) agree: everything recorded before
+    the call is in it, the baseline later counts are compared with. Bounded."""
+    value = counter(system, name, **labels)
+    for _ in range(20):
+        await asyncio.sleep(6)
+        again = counter(system, name, **labels)
+        if again == value:
+            return value
+        value = again
+    raise AssertionError(f"{name}{labels} kept changing: {value}")
+
+
+async def test_a_forged_consistency_token_is_served_from_the_cache_and_a_huge_one_is_a_400(
+    system: System, ray_driver: None
+) -> None:
+    owner = await account(system)
+    async with system.async_client(timeout=60) as client:
+        cid, written = await _collection(client, owner, [{"title": f"i{n}", "attributes": {"n": n}} for n in range(50)])
+        first = await _stats(client, owner, cid)
+        assert first.status_code == 200, first.text
+        hits = await _settled(system, "ray_strata_stats_cache_total", outcome="hit")
+        # A position no server reached: strata did not sign it, so it is ignored (before, every such call waited for
+        # a standby that never reaches it, read on the primary and passed over the cache: a full recompute).
+        for _ in range(FORGED_CALLS):
+            forged = await _stats(client, owner, cid, **{"Strata-Consistency": "FFFFFFFF/FFFFFFFF"})
+            assert forged.status_code == 200, forged.text
+            assert forged.json() == first.json(), "the cached figures, computed_at included"
+            assert "FFFFFFFF/FFFFFFFF" not in forged.headers.get("strata-consistency", ""), "not handed back, signed"
+        # The token strata handed out for the write is honoured: the figures hold it, so the cache answers that too.
+        honoured = await _stats(client, owner, cid, **{"Strata-Consistency": written})
+        assert honoured.status_code == 200 and honoured.json() == first.json(), honoured.text
+        # Each of them counted a cache hit (a forged call computing instead would leave the count short of this).
+        await counted(system, "ray_strata_stats_cache_total", hits + FORGED_CALLS + 1, outcome="hit")
+        await counted(system, "ray_strata_consistency_tokens_ignored_total", FORGED_CALLS)
+        # A huge or malformed header is a 400 problem, never parsed at length, never a 500.
+        for huge in ("F" * 10_000, "0/1." + "A" * 4000, "FFFFFFFF/FFFFFFFF" * 4):
+            answer = await _stats(client, owner, cid, **{"Strata-Consistency": huge})
+            assert answer.status_code == 400 and is_problem(answer), (huge[:20], answer.status_code, answer.text)
+            assert answer.json()["type"].endswith("/invalid-consistency-token"), answer.text
+
+
+async def test_three_items_of_1e308_give_finite_figures_not_a_500(system: System, ray_driver: None) -> None:
+    owner = await account(system)
+    async with system.async_client(timeout=60) as client:
+        cid, _ = await _collection(client, owner, [{"title": f"big {n}", "attributes": {"x": 1e308}} for n in range(3)])
+        answer = await _stats(client, owner, cid)  # their sum, 3e308, is past the float range
+        assert answer.status_code == 200, answer.text
+        assert b"Infinity" not in answer.content and b"NaN" not in answer.content
+        summary = answer.json()["attributes"]["x"]
+        assert summary == {
+            "count": 3, "min": 1e308, "max": 1e308, "mean": 1e308, "p50": 1e308, "p90": 1e308, "p99": 1e308,
+            "histogram": {"edges": [1e308, 1e308], "counts": [3]},
+        }  # fmt: skip
+        spread, _ = await _collection(
+            client, owner, [{"title": str(x), "attributes": {"x": x}} for x in (-1.7e308, 1e308, 1.7e308)]
+        )
+        wide = await _stats(client, owner, spread)  # the range, 3.4e308, is past it too
+        assert wide.status_code == 200, wide.text
+        figures = wide.json()["attributes"]["x"]
+        assert figures["p50"] == 1e308 and abs(figures["mean"] - 1e308 / 3) < 1e294
+        assert sum(figures["histogram"]["counts"]) == 3 and len(figures["histogram"]["edges"]) == 11

@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 
+from strata.actors.postgres import parse_lsn
+from strata.serve_apps.gateway._consistency import TokenSigner
 from tests.conftest import System
 from tests.integration.accounts import Account, account, call, is_problem
 from tests.integration.eventing import eventually
@@ -273,15 +275,43 @@ async def _patch(
 # --- the token at the edge ------------------------------------------------------------------------------------------
 
 
-async def test_a_malformed_consistency_token_is_a_400_problem(system: System, ray_driver: None) -> None:
+async def test_a_malformed_consistency_token_is_a_400_problem_and_an_unsigned_one_is_ignored(
+    system: System, ray_driver: None
+) -> None:
     owner = await account(system)
     async with system.async_client() as client:
-        for bad in ("yesterday", "0/", "1/2/3", "G/1", "0/" + "F" * 40):
+        for bad in ("yesterday", "0/", "1/2/3", "G/1", "0/" + "F" * 40, "0/1." + "A" * 100):
             answer = await call(client, "GET", "/v1/users/me", owner, headers={"Strata-Consistency": bad})
             assert answer.status_code == 400 and is_problem(answer), (bad, answer.text)
             assert answer.json()["type"].endswith("/invalid-consistency-token"), answer.text
-        fine = await call(client, "GET", "/v1/users/me", owner, headers={"Strata-Consistency": "0/1"})
+        # A bare position is no token strata signed: ignored, the read is answered.
+        fine = await call(client, "GET", "/v1/users/me", owner, headers={"Strata-Consistency": "FFFFFFFF/FFFFFFFF"})
         assert fine.status_code == 200, fine.text
-        # The answer's token is at least the one sent (newer if the read had to create the profile).
-        hi, lo = fine.headers["strata-consistency"].split("/")
-        assert (int(hi, 16) << 32 | int(lo, 16)) >= 1, fine.headers
+        # The forged position is not handed back (signed, it would be honoured from then on).
+        assert "FFFFFFFF/FFFFFFFF" not in fine.headers.get("strata-consistency", ""), fine.headers
+
+
+async def test_a_signed_token_past_the_primarys_position_is_answered_with_the_primarys_position(
+    system: System, ray_driver: None
+) -> None:
+    # Only a database restored to an earlier point (or replaced) under the same master secret meets such a token.
+    signer = TokenSigner(system.runtime.settings.consistency_token_key())
+    owner = await account(system)
+    async with system.async_client() as client:
+        collection_id, (item_id,) = await _collection_with_items(client, owner, 1)
+        await _in_rotation()
+        future = signer.sign((1 << 64) - 1)
+        read = await call(
+            client, "GET", f"/v1/collections/{collection_id}/items/{item_id}", owner,
+            headers={"Strata-Consistency": future},
+        )  # fmt: skip
+        assert read.status_code == 200, read.text
+        answered = signer.verify(read.headers["strata-consistency"])
+    conn = await asyncpg.connect(system.admin_dsn)
+    try:
+        primary = parse_lsn(await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text"))
+    finally:
+        await conn.close()
+    # The answer names a position that exists: the next request with it is an ordinary one.
+    assert answered is not None and answered <= primary, (read.headers["strata-consistency"], primary)
+    await counted(system, "ray_strata_db_future_positions_total", 1, service="data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import statistics
@@ -136,3 +137,121 @@ def test_attributes_past_the_bound_are_not_followed() -> None:
     assert list(stats.attributes()) == ["a", "b"] and stats.attributes_truncated
     stats.add(["x", "y", "z"], {})
     assert stats.tags(most=2) == {"x": 1, "y": 1} and stats.distinct_tags == 3
+
+
+# --- tags held, numbers past the float range, one computation at a time ---------------------------------------------
+
+
+def test_distinct_tags_past_the_bound_are_not_held_and_the_answer_says_partial() -> None:
+    stats = StatsAccumulator(max_distinct_tags=3)
+    for n in range(1000):  # every item a tag of its own, and one tag they all share
+        stats.add([f"t{n}", "common"], {})
+    assert stats.distinct_tags == 3, "what is held stays at the bound, not one per item"
+    assert stats.tags_partial
+    assert stats.tags()["common"] == 1000, "a tag seen before the bound keeps being counted"
+    within = StatsAccumulator(max_distinct_tags=3)
+    within.add(["a", "b", "c"], {})
+    within.add(["a"], {})
+    assert not within.tags_partial and within.tags() == {"a": 2, "b": 1, "c": 1}
+
+
+def test_three_items_of_1e308_summarize_to_finite_figures_that_json_can_carry() -> None:
+    summary = summarize([1e308, 1e308, 1e308])  # their sum, 3e308, is past the float range
+    assert summary.model_dump(exclude={"histogram"}) == {
+        "count": 3, "min": 1e308, "max": 1e308, "mean": 1e308, "p50": 1e308, "p90": 1e308, "p99": 1e308
+    }  # fmt: skip
+    assert summary.histogram.model_dump() == {"edges": [1e308, 1e308], "counts": [3]}
+    spread = summarize([-1.7e308, 1e308, 1.7e308])  # the range itself (3.4e308) is past it
+    assert math.isclose(spread.mean, 1e308 / 3) and spread.p50 == 1e308
+    assert all(math.isfinite(x) for x in [spread.p90, spread.p99, *spread.histogram.edges])
+    assert spread.histogram.edges == sorted(spread.histogram.edges) and sum(spread.histogram.counts) == 3
+    assert spread.p90 == pytest.approx(1e308 + 0.8 * 0.7e308) and spread.p90 <= spread.p99 <= 1.7e308
+    assert "Infinity" not in summary.model_dump_json() + spread.model_dump_json()
+
+
+def test_a_number_past_the_float_range_is_left_out_not_an_error() -> None:
+    stats = StatsAccumulator()
+    # jsonb keeps any numeric; orjson refuses to read these, the standard library reads an int and inf.
+    stats.add_rows([{"tags": [], "attributes": '{"big": 1' + "0" * 400 + ', "huge": 1e400, "n": 2}'}])
+    assert list(stats.attributes()) == ["n"]
+
+
+async def _settle() -> None:
+    """Let every task that can run, run (its computation included): a few turns of the loop."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_misses_of_one_collection_compute_once_and_share_the_figures() -> None:
+    cache = StatsCache(capacity=8)
+    computed = 0
+    release = asyncio.Event()
+
+    async def compute() -> tuple[CollectionStats, int]:
+        nonlocal computed
+        computed += 1
+        await release.wait()
+        return _stats(), 100
+
+    callers = [asyncio.create_task(cache.single_flight("c1", 50, compute)) for _ in range(20)]
+    await _settle()
+    assert computed == 1 and cache.flights == 1
+    release.set()
+    answers = await asyncio.gather(*callers)
+    assert computed == 1 and cache.flights == 0
+    assert [joined for _, joined in answers].count(False) == 1, "one computed, nineteen joined"
+    assert all(stats == _stats() for stats, _ in answers)
+    assert cache.lookup("c1", after=None) == _stats(), "and stored"
+
+
+async def test_a_computation_begun_before_a_change_is_not_joined_and_a_newer_write_computes_again() -> None:
+    cache = StatsCache(capacity=8)
+    calls: list[asyncio.Event] = []
+
+    async def compute() -> tuple[CollectionStats, int]:
+        calls.append(gate := asyncio.Event())
+        n = len(calls)
+        await gate.wait()
+        return _stats(items=n), 100 * n
+
+    first = asyncio.create_task(cache.single_flight("c1", None, compute))
+    await _settle()
+    cache.invalidate("c1")  # an item changed: the figures under way may predate it
+    second = asyncio.create_task(cache.single_flight("c1", None, compute))
+    await _settle()
+    assert len(calls) == 2, "a new version: its own computation"
+    # A caller whose own write (position 150) is past the first computation's snapshot (100) does not take it.
+    third = asyncio.create_task(cache.single_flight("c1", 150, compute))
+    await _settle()
+    for gate in list(calls):
+        gate.set()
+    assert (await first)[0].items == 1 and (await second)[0].items == 2
+    stats, joined = await third
+    assert joined and stats.items == 2, "joined the computation of the current version, whose snapshot holds 200"
+
+
+async def test_a_caller_that_goes_away_leaves_the_computation_to_the_others_and_a_failure_reaches_all() -> None:
+    cache = StatsCache(capacity=8)
+    gate = asyncio.Event()
+
+    async def compute() -> tuple[CollectionStats, int]:
+        await gate.wait()
+        return _stats(), 1
+
+    leader = asyncio.create_task(cache.single_flight("c1", None, compute))
+    await _settle()
+    follower = asyncio.create_task(cache.single_flight("c1", None, compute))
+    await _settle()
+    leader.cancel()
+    gate.set()
+    assert (await follower) == (_stats(), True)
+
+    async def broken() -> tuple[CollectionStats, int]:
+        await asyncio.sleep(0)
+        raise RuntimeError("the database went away")
+
+    cache.invalidate("c1")
+    failing = [asyncio.create_task(cache.single_flight("c2", None, broken)) for _ in range(3)]
+    results = await asyncio.gather(*failing, return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results) and cache.flights == 0
+    assert cache.lookup("c2", after=None) is None

@@ -17,6 +17,7 @@ from strata.actors.postgres import (
     DatabaseUnavailable,
     InvalidPosition,
     QueryError,
+    ReadScope,
     ReplicaBounds,
     RoutedDatabase,
     current_scope,
@@ -129,6 +130,22 @@ async def test_a_read_whose_position_the_standby_reached_goes_there_else_to_the_
     with read_scope(after=102):  # it gets there within the wait: the standby
         results = await asyncio.gather(db.read(served_by), replay_soon())
     assert results[0] == "s0"
+
+
+async def test_a_position_past_the_primarys_own_is_taken_as_the_primarys_and_reported_back() -> None:
+    db, primary, _standby = await routed(primary_at=100, standby_at=100)
+    with read_scope(after=(1 << 64) - 1) as scope:  # a token signed before the database went back to an earlier point
+        assert await db.read(served_by) == "primary"
+    assert scope.after == 100 and scope.clamped == 100 and scope.position == 100
+    # A position the primary has reached (a fresh commit the standby has not replayed yet) stays as it is.
+    primary.position = 150
+    with read_scope(after=150) as fresh:
+        assert await db.read(served_by) == "primary"
+    assert fresh.after == 150 and fresh.clamped is None
+    # The caller's scope learns it from the service's answer, so the next token names a position that exists.
+    caller = ReadScope(after=(1 << 64) - 1)
+    caller.merge(committed=None, staleness_s=None, clamped=150)
+    assert caller.position == 150
 
 
 async def test_a_standby_past_a_bound_leaves_rotation_and_returns_within_half_of_both() -> None:
