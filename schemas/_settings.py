@@ -478,6 +478,17 @@ class Settings(BaseSettings):
     data_max_batch_items: int = Field(
         default=100, ge=1, le=1000, description="Most items one batch create may hold (all are created or none)."
     )
+    data_max_validation_steps: int = Field(
+        default=200_000,
+        ge=1_000,
+        le=10_000_000,
+        description=(
+            "Steps (keyword evaluations) one request may spend checking its items against their collection's"
+            " `item_schema`, all its items together (about 2 microseconds of one core each); past it, 422"
+            " `too-complex`. A schema is accepted only if an empty object costs at most this divided by"
+            " `data_max_batch_items`."
+        ),
+    )
     data_max_page_size: int = Field(
         default=200, ge=1, le=1000, description="Most rows one page of collections, members or items may hold."
     )

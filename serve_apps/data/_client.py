@@ -14,11 +14,12 @@ Errors arrive as the service raised them::
     Unprocessable          ``code`` ``idempotency-key-reused`` (same key, another request),
                            ``invalid-idempotency-key``,
                            ``invalid-attributes`` (the collection's schema refuses them, ``errors`` says where,
-                           ``index`` which item of a batch), ``too-complex`` (checking them takes past the
-                           budget), ``invalid-schema`` (an item schema that does not compile, is too big or deep,
-                           or asks for too much work), ``too-large``, ``too-deep``, ``batch-too-large``,
-                           ``invalid-patch``, ``invalid-limit``, ``invalid-role``, ``owner-not-member``,
-                           ``invalid-user-id``, ``invalid-updated-since``, ``invalid-query``                      422
+                           ``index`` which item of a batch), ``too-complex`` (checking the request's items
+                           takes past its budget, ``limit``), ``invalid-schema`` (an item schema that does not
+                           compile, is too big or deep, or asks for too much work), ``too-large``, ``too-deep``,
+                           ``batch-too-large``, ``invalid-patch``, ``invalid-limit``, ``invalid-role``,
+                           ``owner-not-member``, ``invalid-user-id``, ``invalid-updated-since``,
+                           ``invalid-query``                                                             422
     InvalidCursor          a cursor that is not one this listing made                                   400
     ServiceUnavailable     the service refused the call (its queue is full) or has no replica            503
 

@@ -3,7 +3,9 @@
 Thin: each method runs one unit of work of :mod:`~strata.serve_apps.data._collections`,
 :mod:`~strata.serve_apps.data._members` or :mod:`~strata.serve_apps.data._items` with the limits this replica read
 from its settings; callers reach it through :class:`~strata.serve_apps.data.DataClient` (same names, same
-signatures). Besides its calls, a replica prunes expired idempotency keys every few minutes.
+signatures). Besides its calls, a replica prunes expired idempotency keys every few minutes. Checks of items against
+their collection's schema run on a thread of the replica's own (``ItemChecks``), never on the event loop that answers
+the other requests and Serve's health checks.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.data import _collections, _items, _members
 from strata.serve_apps.data._idempotency import prune_expired_keys
+from strata.serve_apps.data._item_schemas import ItemChecks
 from strata.serve_apps.data._limits import DataLimits
 from strata.serve_apps.data._processing import DataProcessing
 
@@ -58,6 +61,7 @@ class DataService(ServiceReplica):
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         await super().__init__()
         self._limits = DataLimits.from_settings(self._settings)
+        self._checks = ItemChecks.dedicated()
         self._pruner: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._prune_forever())
 
     async def _prune_forever(self) -> None:
@@ -81,6 +85,9 @@ class DataService(ServiceReplica):
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+        checks = getattr(self, "_checks", None)
+        if checks is not None:
+            checks.close()
         await super().__del__()
 
     # --- collections ------------------------------------------------------------------------------------------------
@@ -196,6 +203,7 @@ class DataService(ServiceReplica):
             limits=self._limits,
             idempotency_key=idempotency_key,
             request_id=request_id,
+            checks=self._checks,
         )
 
     async def create_items(
@@ -215,6 +223,7 @@ class DataService(ServiceReplica):
             limits=self._limits,
             idempotency_key=idempotency_key,
             request_id=request_id,
+            checks=self._checks,
         )
 
     async def get_item(self, caller: DataCaller, collection_id: str, item_id: str) -> Item:
@@ -242,6 +251,7 @@ class DataService(ServiceReplica):
             limits=self._limits,
             if_match=if_match,
             request_id=request_id,
+            checks=self._checks,
         )
 
     async def patch_item(
@@ -263,6 +273,7 @@ class DataService(ServiceReplica):
             limits=self._limits,
             if_match=if_match,
             request_id=request_id,
+            checks=self._checks,
         )
 
     async def delete_item(

@@ -50,7 +50,7 @@ from strata.serve_apps.data import _idempotency
 from strata.serve_apps.data._access import CollectionAccess, caller_uuid, collection_access
 from strata.serve_apps.data._collections import record_collection_event
 from strata.serve_apps.data._cursors import next_cursor, verify_cursor
-from strata.serve_apps.data._item_schemas import item_validator, validate_attributes
+from strata.serve_apps.data._item_schemas import ItemChecks, item_validator
 from strata.serve_apps.data._limits import DataLimits, check_attributes, check_json_bounds, check_limit
 from strata.serve_apps.data._merge_patch import patched
 
@@ -59,6 +59,7 @@ ITEM_COLUMNS = (
     " created_by::text AS created_by, updated_by::text AS updated_by, created_at, updated_at"
 )
 _SORT_COLUMNS = {"created": "created_at", "updated": "updated_at"}
+_DEFAULT_CHECKS = ItemChecks()  # the loop's default executor, for callers that bring no executor of their own
 
 
 def public_item(row: asyncpg.Record | dict[str, Any]) -> Item:
@@ -94,20 +95,31 @@ def _clean_tags(tags: list[str]) -> list[str]:
     return sorted(set(tags))
 
 
-def _checked_attributes(
-    access: CollectionAccess, attributes: dict[str, JsonValue], limits: DataLimits, *, index: int | None = None
-) -> str:
-    """``attributes`` as JSON text, within the limits and valid for the collection's schema."""
-    try:
-        encoded = check_attributes(attributes, limits)
-    except Unprocessable as exc:
-        if index is not None:
-            exc.extra["index"] = index
-        raise
+async def _checked_attributes(
+    access: CollectionAccess,
+    items: list[dict[str, JsonValue]],
+    limits: DataLimits,
+    checks: ItemChecks,
+    *,
+    batch: bool,
+) -> list[str]:
+    """Each of ``items`` as JSON text, within the limits and valid for the collection's schema.
+
+    The limits are checked first, on the loop (linear in the request's bytes); the schema checks of all the
+    request's items share one budget (``data_max_validation_steps``) and run off the loop (``checks``).
+    """
+    encoded = []
+    for index, attributes in enumerate(items):
+        try:
+            encoded.append(check_attributes(attributes, limits).decode())
+        except Unprocessable as exc:
+            if batch:
+                exc.extra["index"] = index
+            raise
     if access.item_schema is not None:
         validator = item_validator(access.id, access.version, access.item_schema)
-        validate_attributes(validator, attributes, index=index)
-    return encoded.decode()
+        await checks.check(validator, items, steps=limits.max_validation_steps, batch=batch)
+    return encoded
 
 
 async def _record_item_event(
@@ -154,12 +166,10 @@ async def _insert_items(
     *,
     batch: bool,
     request_id: str | None,
+    checks: ItemChecks,
 ) -> list[Item]:
     access.require_writer("create items")
-    attributes = [
-        _checked_attributes(access, body.attributes, limits, index=i if batch else None)
-        for i, body in enumerate(bodies)
-    ]
+    attributes = await _checked_attributes(access, [body.attributes for body in bodies], limits, checks, batch=batch)
     ids = [str(uuid.uuid4()) for _ in bodies]
     rows = await conn.fetch(
         _INSERT_ITEMS,
@@ -186,6 +196,7 @@ async def create_item(
     limits: DataLimits,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    checks: ItemChecks = _DEFAULT_CHECKS,
 ) -> CreatedItem:
     """A new item (owner or editor), version 1; records ``item_created``."""
     author = caller_uuid(caller)
@@ -196,7 +207,9 @@ async def create_item(
     if replayed is not None:
         return replayed
     access = await collection_access(conn, caller, collection_id, lock="share")
-    (item,) = await _insert_items(conn, access, [body], limits, author, batch=False, request_id=request_id)
+    (item,) = await _insert_items(
+        conn, access, [body], limits, author, batch=False, request_id=request_id, checks=checks
+    )
     created = CreatedItem(item=item)
     location = f"/v1/collections/{item.collection_id}/items/{item.id}"
     await _idempotency.store(conn, request, created, status=201, location=location, ttl_s=limits.idempotency_ttl_s)
@@ -212,6 +225,7 @@ async def create_items(
     limits: DataLimits,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    checks: ItemChecks = _DEFAULT_CHECKS,
 ) -> CreatedItems:
     """Up to ``data_max_batch_items`` items, all or none; one ``item_created`` per item.
 
@@ -227,7 +241,9 @@ async def create_items(
     if replayed is not None:
         return replayed
     access = await collection_access(conn, caller, collection_id, lock="share")
-    items = await _insert_items(conn, access, list(body.items), limits, author, batch=True, request_id=request_id)
+    items = await _insert_items(
+        conn, access, list(body.items), limits, author, batch=True, request_id=request_id, checks=checks
+    )
     created = CreatedItems(batch=ItemBatch(items=items))
     location = f"/v1/collections/{access.id}/items"
     await _idempotency.store(conn, request, created, status=201, location=location, ttl_s=limits.idempotency_ttl_s)
@@ -341,6 +357,7 @@ async def _write_item(
     limits: DataLimits,
     author: str,
     request_id: str | None,
+    checks: ItemChecks,
 ) -> Item:
     """The item after ``body`` replaced it: a new version and its event, or ``item`` as it is when nothing changes.
 
@@ -350,7 +367,7 @@ async def _write_item(
     unchanged = body.title == item.title and _clean_tags(body.tags) == item.tags
     if unchanged and _same_json(body.attributes, item.attributes):
         return item
-    attributes = _checked_attributes(access, body.attributes, limits)
+    (attributes,) = await _checked_attributes(access, [body.attributes], limits, checks, batch=False)
     row = await conn.fetchrow(
         "UPDATE data.items SET title = $3, attributes = $4::jsonb, tags = $5, version = version + 1,"
         " updated_by = $6, updated_at = now()"
@@ -378,11 +395,12 @@ async def replace_item(
     limits: DataLimits,
     if_match: IfMatch,
     request_id: str | None = None,
+    checks: ItemChecks = _DEFAULT_CHECKS,
 ) -> Item:
     """Replace the item's title, attributes and tags (owner or editor); records ``item_updated``."""
     check_attributes(body.attributes, limits)
     access, item = await _locked_item(conn, caller, collection_id, item_id, if_match, "change items")
-    return await _write_item(conn, access, item, body, limits, caller_uuid(caller), request_id)
+    return await _write_item(conn, access, item, body, limits, caller_uuid(caller), request_id, checks)
 
 
 async def patch_item(
@@ -395,6 +413,7 @@ async def patch_item(
     limits: DataLimits,
     if_match: IfMatch,
     request_id: str | None = None,
+    checks: ItemChecks = _DEFAULT_CHECKS,
 ) -> Item:
     """Apply a JSON Merge Patch to the item's title, attributes and tags (owner or editor); records ``item_updated``.
 
@@ -407,7 +426,7 @@ async def patch_item(
     access, item = await _locked_item(conn, caller, collection_id, item_id, if_match, "change items")
     target: dict[str, JsonValue] = {"title": item.title, "attributes": item.attributes, "tags": list(item.tags)}
     body = patched(ItemReplace, target, patch)
-    return await _write_item(conn, access, item, body, limits, caller_uuid(caller), request_id)
+    return await _write_item(conn, access, item, body, limits, caller_uuid(caller), request_id, checks)
 
 
 async def delete_item(

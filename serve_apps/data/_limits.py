@@ -24,6 +24,7 @@ class DataLimits:
     max_schema_bytes: int
     max_batch_items: int
     max_page_size: int
+    max_validation_steps: int
     idempotency_ttl_s: int
     idempotency_wait_s: float
     cursor_key: bytes
@@ -36,6 +37,7 @@ class DataLimits:
             max_schema_bytes=settings.data_max_schema_bytes,
             max_batch_items=settings.data_max_batch_items,
             max_page_size=settings.data_max_page_size,
+            max_validation_steps=settings.data_max_validation_steps,
             idempotency_ttl_s=settings.idempotency_key_ttl_s,
             idempotency_wait_s=settings.idempotency_wait_s,
             cursor_key=settings.derived_key("data-cursor"),

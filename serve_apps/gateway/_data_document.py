@@ -80,6 +80,9 @@ def data_limits_text(settings: Settings) -> str:
   deep; a collection's `item_schema` up to {settings.data_max_schema_bytes} bytes and
   {settings.data_max_json_depth} levels; a batch up to {settings.data_max_batch_items} items; a page up to
   {settings.data_max_page_size} rows; an `Idempotency-Key` is remembered for {settings.idempotency_key_ttl_s} s.
+  Checking one request's items against an `item_schema` takes at most {settings.data_max_validation_steps} steps,
+  all its items together (422 `too-complex` past it); a schema may cost an empty object at most
+  {settings.data_max_validation_steps // settings.data_max_batch_items} of them (422 `invalid-schema`).
 - **Concurrency**: single collections, members and items carry a strong `ETag`; `If-None-Match` answers 304;
   changes of collections and items need `If-Match` (428 without, 412 when it names no current version).
 """
@@ -92,7 +95,8 @@ def _operation_limits(operation_id: str, settings: Settings) -> str:
     if operation_id in ("createItem", "createItems", "replaceItem", "patchItem"):
         notes.append(
             f"`attributes` up to {settings.data_max_attributes_bytes} bytes of JSON and"
-            f" {settings.data_max_json_depth} levels deep, valid for the collection's `item_schema`"
+            f" {settings.data_max_json_depth} levels deep, valid for the collection's `item_schema` (checked within"
+            f" {settings.data_max_validation_steps} steps for the whole request)"
         )
     if operation_id in ("createCollection", "updateCollection"):
         notes.append(

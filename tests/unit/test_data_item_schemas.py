@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import jsonschema._keywords
@@ -9,7 +11,14 @@ import jsonschema._utils
 import pytest
 
 from strata.schemas import Unprocessable
-from strata.serve_apps.data._item_schemas import check_item_schema, item_validator, validate_attributes
+from strata.serve_apps.data._item_schemas import (
+    ItemChecks,
+    ValidationBudget,
+    check_item_schema,
+    item_validator,
+    validate_attributes,
+    validate_request,
+)
 from strata.serve_apps.data._limits import DataLimits, check_attributes, json_depth
 
 LIMITS = DataLimits(
@@ -18,6 +27,7 @@ LIMITS = DataLimits(
     max_schema_bytes=2048,
     max_batch_items=10,
     max_page_size=50,
+    max_validation_steps=200_000,
     idempotency_ttl_s=60,
     idempotency_wait_s=1.0,
     cursor_key=b"k" * 32,
@@ -47,9 +57,9 @@ def test_a_good_schema_passes_and_validates() -> None:
     }
     check_item_schema(schema, LIMITS)
     validator = item_validator("c1", 1, schema)
-    validate_attributes(validator, {"n": 1, "s": "ABC", "x-note": "ok"})
+    validate_attributes(validator, {"n": 1, "s": "ABC", "x-note": "ok"}, ValidationBudget(LIMITS.max_validation_steps))
     with pytest.raises(Unprocessable) as refused:
-        validate_attributes(validator, {"n": "one", "s": "abc", "x-note": 1, "other": True})
+        validate_attributes(validator, {"n": "one", "s": "abc", "x-note": 1, "other": True}, ValidationBudget(1000))
     errors = refused.value.extra["errors"]
     assert refused.value.extra["code"] == "invalid-attributes"
     assert {e["path"] for e in errors} >= {"/n", "/s", "/x-note"} and len(errors) <= 10
@@ -97,15 +107,15 @@ def test_a_catastrophic_pattern_runs_on_re2_never_on_pythons_re(monkeypatch: pyt
     check_item_schema(schema, LIMITS)
     validator = item_validator("c2", 1, schema)
     with pytest.raises(Unprocessable) as refused:
-        validate_attributes(validator, {"s": "a" * 800 + "!", "a" * 100 + "!": 1})
+        validate_attributes(validator, {"s": "a" * 800 + "!", "a" * 100 + "!": 1}, ValidationBudget(1000))
     assert refused.value.extra["code"] == "invalid-attributes"
-    validate_attributes(validator, {"s": "aaaa", "aa": 1})
+    validate_attributes(validator, {"s": "aaaa", "aa": 1}, ValidationBudget(1000))
 
 
 def test_messages_never_echo_large_input() -> None:
     validator = item_validator("c3", 1, {"properties": {"s": {"maxLength": 3}}})
     with pytest.raises(Unprocessable) as refused:
-        validate_attributes(validator, {"s": "y" * 900})
+        validate_attributes(validator, {"s": "y" * 900}, ValidationBudget(1000))
     assert all(len(e["message"]) <= 200 for e in refused.value.extra["errors"])
 
 
@@ -138,6 +148,7 @@ ROOMY = DataLimits(
     max_schema_bytes=16 * 1024,
     max_batch_items=10,
     max_page_size=50,
+    max_validation_steps=200_000,
     idempotency_ttl_s=60,
     idempotency_wait_s=1.0,
     cursor_key=b"k" * 32,
@@ -147,7 +158,9 @@ ROOMY = DataLimits(
 def attributes_code(schema: dict[str, Any], attributes: dict[str, Any]) -> str | None:
     check_item_schema(schema, ROOMY)
     try:
-        validate_attributes(item_validator(f"c-{id(schema)}", 1, schema), attributes)
+        validate_attributes(
+            item_validator(f"c-{id(schema)}", 1, schema), attributes, ValidationBudget(ROOMY.max_validation_steps)
+        )
     except Unprocessable as refused:
         return str(refused.extra["code"])
     return None
@@ -212,3 +225,95 @@ def test_ordinary_items_of_the_largest_size_stay_within_the_budget() -> None:
     )
     flat = {"type": "object", "additionalProperties": {"type": "object", "properties": {"a": {"type": "string"}}}}
     assert attributes_code(flat, {f"k{n}": {"a": "x"} for n in range(600)}) is None
+
+
+# --- one budget per request -----------------------------------------------------------------------------------------
+
+
+def _fan_out(levels: int) -> dict[str, Any]:
+    return {"$defs": _fanning_references(levels), "$ref": "#/$defs/d0"}
+
+
+def test_a_batch_shares_one_budget_that_each_of_its_items_alone_stays_within() -> None:
+    schema = _fan_out(6)  # about 1,400 steps for an empty object
+    validator = item_validator("c-per-request", 1, schema)
+    alone = ValidationBudget(20_000)
+    validate_request(validator, [{}], 20_000, batch=True)
+    validate_attributes(validator, {}, alone)
+    one_item = 20_000 - alone.left
+    assert 1_000 < one_item < 2_000
+    fits = 20_000 // one_item
+    validate_request(validator, [{}] * fits, 20_000, batch=True)  # just within: every item passes
+    with pytest.raises(Unprocessable) as refused:
+        validate_request(validator, [{}] * (fits + 1), 20_000, batch=True)
+    assert refused.value.extra["code"] == "too-complex"
+    assert refused.value.extra["index"] == fits, "the item the budget ran out at"
+    assert refused.value.extra["limit"] == 20_000
+    assert "20000 steps (data_max_validation_steps)" in str(refused.value)
+    for _ in range(fits + 1):  # the same items, one request each: each has a budget of its own
+        validate_request(validator, [{}], 20_000, batch=False)
+
+
+def test_a_budget_spent_stays_spent_and_a_single_item_is_refused_without_an_index() -> None:
+    budget = ValidationBudget(100)
+    validator = item_validator("c-spent", 1, {"type": "object", "properties": {"a": {"enum": list(range(50))}}})
+    validate_attributes(validator, {"a": 1}, budget)
+    assert 0 <= budget.left < 100 - 50
+    with pytest.raises(Unprocessable) as refused:
+        validate_attributes(validator, {"a": 2}, budget)
+    assert refused.value.extra["code"] == "too-complex" and "index" not in refused.value.extra
+
+
+def test_a_schema_is_accepted_only_if_a_full_batch_of_empty_objects_fits_the_request_budget() -> None:
+    default = DataLimits(**{**vars_of(ROOMY), "max_batch_items": 100, "max_validation_steps": 200_000})
+    check_item_schema(_fan_out(6), default)  # ~1,400 steps each: 100 of them fit 200,000
+    with pytest.raises(Unprocessable) as refused:
+        check_item_schema(_fan_out(11), default)  # ~45,000 steps: within the old per-item budget, 4.5 M a batch
+    assert refused.value.extra["code"] == "invalid-schema"
+    assert "data_max_validation_steps / data_max_batch_items = 200000 / 100" in str(refused.value)
+    # The share follows the settings: a larger budget, or smaller batches, leave room for more.
+    check_item_schema(_fan_out(11), DataLimits(**{**vars_of(default), "max_batch_items": 2}))
+    # Ordinary schemas cost a handful of steps on an empty object.
+    check_item_schema({"type": "object", "required": ["a"], "properties": {"a": {"type": "string"}}}, default)
+
+
+def vars_of(limits: DataLimits) -> dict[str, Any]:
+    return {name: getattr(limits, name) for name in DataLimits.__slots__}
+
+
+class _BlockingValidator:
+    """Stands for a validator whose check runs until the event loop has run something else meanwhile."""
+
+    def __init__(self) -> None:
+        self.loop_ran = threading.Event()
+        self.thread: int | None = None
+
+    def iter_errors(self, instance: Any) -> Any:
+        self.thread = threading.get_ident()
+        assert self.loop_ran.wait(timeout=30), "the event loop ran nothing while the check was under way"
+        return iter(())
+
+
+async def test_checks_run_off_the_event_loop_which_goes_on_meanwhile() -> None:
+    checks = ItemChecks.dedicated()
+    validator = _BlockingValidator()
+    try:
+        check = asyncio.ensure_future(checks.check(validator, [{}], steps=10, batch=False))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        validator.loop_ran.set()  # the loop is not blocked by the check under way
+        await check
+        assert validator.thread is not None and validator.thread != threading.get_ident()
+    finally:
+        checks.close()
+        checks.close()  # safe twice
+    with pytest.raises(RuntimeError):
+        await checks.check(validator, [{}], steps=10, batch=False)  # type: ignore[arg-type]
+
+
+async def test_a_refusal_found_off_the_loop_reaches_the_caller() -> None:
+    checks = ItemChecks()  # the loop's default executor
+    validator = item_validator("c-off-loop", 1, {"type": "object", "properties": {"n": {"type": "integer"}}})
+    await checks.check(validator, [{"n": 1}], steps=1_000, batch=True)
+    with pytest.raises(Unprocessable) as refused:
+        await checks.check(validator, [{"n": 1}, {"n": "two"}], steps=1_000, batch=True)
+    assert refused.value.extra["code"] == "invalid-attributes" and refused.value.extra["index"] == 1
