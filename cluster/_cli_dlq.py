@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from strata.actors.kafka import list_dead_letters, replay_dead_letters
+from strata.actors.kafka import OriginUnreadable, list_dead_letters, replay_dead_letters
 from strata.cluster._cli_services import running_strata
+from strata.cluster._errors import ClusterError
 
 dlq_app = typer.Typer(help="Dead letters of a consumer group: list them, replay them once fixed.", no_args_is_help=True)
 
@@ -39,6 +40,18 @@ def list_letters(
 
 @dlq_app.command("replay")
 def replay(group: Annotated[str, typer.Argument(help="Consumer group, e.g. audit.")]) -> None:
-    """Send GROUP's pending dead letters back to their original topics (after fixing their cause)."""
-    letters = asyncio.run(replay_dead_letters(running_strata().settings, group))
-    typer.echo(f"replayed {len(letters)} dead letter(s) of group {group!r}")
+    """Send GROUP's pending dead letters back to their original topics (after fixing their cause).
+
+    A letter goes back only to a topic GROUP reads, and only if that topic still holds the letter's record at the
+    partition and offset it names; any other letter is refused (listed here, exit status 1) and not replayed later.
+    """
+    try:
+        report = asyncio.run(replay_dead_letters(running_strata().settings, group))
+    except OriginUnreadable as exc:
+        raise ClusterError(str(exc)) from exc
+    typer.echo(f"replayed {len(report.replayed)} dead letter(s) of group {group!r}")
+    for refused in report.refused:
+        letter = refused.letter
+        typer.echo(f"refused {letter.partition}@{letter.offset} from {letter.origin}: {refused.reason}", err=True)
+    if report.refused:
+        raise typer.Exit(1)

@@ -89,7 +89,11 @@ class EnsuredAccount(BaseModel):
 
     user_id: str
     email: str
-    created: bool = Field(description="Made now (True), or it existed already and was left as it was (False).")
+    created: bool = Field(description="Made now (True), or it existed already (False).")
+    password_set: bool = Field(
+        default=False, description="An existing account's password was replaced by the operator's (``--existing``)."
+    )
+    revoked_sessions: int = Field(default=0, ge=0, description="Sessions of the existing account that were ended.")
 
 
 class SigningKeyInfo(BaseModel):

@@ -60,6 +60,8 @@ class AuthClient(ServiceClient):
         """Every stored signing key without its material, newest first."""
         return await self._call(SigningKeys, "signing_keys")
 
-    async def ensure_account(self, email: str, password: str) -> EnsuredAccount:
-        """The account of ``email``, made with ``password`` if there is none (an operator's call)."""
-        return await self._call(EnsuredAccount, "ensure_account", email, password)
+    async def ensure_account(self, email: str, password: str, *, existing: bool = False) -> EnsuredAccount:
+        """The account of ``email``, made with ``password`` if there is none; an existing one is refused
+        (``Conflict``, ``account-exists``) unless ``existing``, then given ``password`` with its sessions ended
+        (an operator's call)."""
+        return await self._call(EnsuredAccount, "ensure_account", email, password, existing=existing)

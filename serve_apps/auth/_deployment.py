@@ -87,8 +87,8 @@ class AuthService(ServiceReplica):
     async def signing_keys(self) -> SigningKeys:
         return await self._auth.signing_keys()
 
-    async def ensure_account(self, email: str, password: str) -> EnsuredAccount:
-        return await self._auth.ensure_account(email, password)
+    async def ensure_account(self, email: str, password: str, *, existing: bool = False) -> EnsuredAccount:
+        return await self._auth.ensure_account(email, password, existing=existing)
 
     async def check_health(self) -> None:
         await super().check_health()

@@ -90,6 +90,8 @@ logger = logging.getLogger(__name__)
 INVALID_CREDENTIALS = "wrong email or password"
 INVALID_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"
 TOO_MANY_FAILURES = "too many failed attempts; try again later"
+SYSTEM_ACTOR = "system"
+"""Actor of the changes an operator makes through the ``strata`` command."""
 UNKNOWN_ACCOUNT_KEY = "unknown"
 """Event key (and subject id) of a failed login whose email belongs to no account."""
 
@@ -257,6 +259,39 @@ async def replace_password(
     return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id)
 
 
+async def take_over_account(
+    conn: asyncpg.Connection,
+    now: datetime,
+    policy: ThrottlePolicy,
+    user_id: str,
+    email: str,
+    new_hash: str,
+    request_id: str | None = None,
+) -> int:
+    """An operator takes an existing account over: set ``new_hash`` whatever the password was, end every session.
+
+    Records ``password_changed`` and ``sessions_revoked`` (reason ``password_changed``), actor ``system``, as a
+    password change does: the account's refresh tokens are refused at once and its access tokens at the edge as
+    soon as the gateway reads the event. Returns how many sessions were live.
+    """
+    await conn.execute(
+        "UPDATE auth.accounts SET password_hash = $2, password_changed_at = $3 WHERE user_id = $1",
+        user_id,
+        new_hash,
+        now,
+    )
+    await _throttle.settle_success(conn, policy, subjects_for(email, None))
+    await record_account_event(
+        conn,
+        ACCOUNT_PASSWORD_CHANGED,
+        AccountPasswordChanged(user_id=user_id),
+        key=user_id,
+        request_id=request_id,
+        actor=SYSTEM_ACTOR,
+    )
+    return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id, actor=SYSTEM_ACTOR)
+
+
 async def logout_everywhere(
     conn: asyncpg.Connection, now: datetime, user_id: str, request_id: str | None = None
 ) -> int | None:
@@ -331,25 +366,44 @@ class Authenticator:
             raise Conflict("an account with this email already exists", code="email-taken") from None
         return Registered.model_validate(account)
 
-    async def ensure_account(self, email: str, password: str) -> EnsuredAccount:
-        """The account of ``email``: an existing one as it is (its password unchanged), else a new one with
-        ``password`` (checked against the policy, recording ``registered``).
+    async def ensure_account(self, email: str, password: str, *, existing: bool = False) -> EnsuredAccount:
+        """The account of ``email`` for an operator (``strata users create-admin``): a new one with ``password``, or,
+        only with ``existing``, the account already registered, taken over.
 
-        An operator's call (``strata users create-admin``), made inside the cluster; the gateway routes no request
-        to it. Running it twice changes nothing the second time.
+        Anyone may register any email through the API first, with a password of their own: an existing account is
+        refused (:class:`Conflict`, ``code`` ``account-exists``) unless the operator says ``existing``, and then it
+        gets ``password`` and every session of it ends (:func:`take_over_account`), so whoever registered it can
+        no longer log in, refresh, or use an access token from before. ``password`` meets the policy either way.
+        An operator's call, made inside the cluster; the gateway routes no request to it.
         """
         normalized = check_email(email)
-        existing = await self._db.run_in_transaction(read_account_by_email, normalized)
-        if existing is not None:
-            return EnsuredAccount(user_id=existing["user_id"], email=normalized, created=False)
-        try:
-            registered = await self.register(normalized, password)
-        except Conflict:  # registered meanwhile
-            account = await self._db.run_in_transaction(read_account_by_email, normalized)
-            if account is None:  # and deleted again at once
-                raise
-            return EnsuredAccount(user_id=account["user_id"], email=normalized, created=False)
-        return EnsuredAccount(user_id=registered.user_id, email=registered.email, created=True)
+        check_password_policy(password, normalized)
+        account = await self._db.run_in_transaction(read_account_by_email, normalized)
+        if account is None:
+            try:
+                registered = await self.register(normalized, password)
+            except Conflict:  # registered meanwhile: an existing account after all
+                account = await self._db.run_in_transaction(read_account_by_email, normalized)
+                if account is None:  # and deleted again at once
+                    raise
+            else:
+                return EnsuredAccount(user_id=registered.user_id, email=registered.email, created=True)
+        if not existing:
+            raise Conflict(
+                f"an account with the email {normalized} exists already, registered by whoever chose its password:"
+                " pass --existing to make it an administrator with the password given now (its sessions end)",
+                code="account-exists",
+            )
+        new_hash = await self._hasher.hash_async(password)
+        revoked = await self._db.run_in_transaction(
+            take_over_account, self._now(), self._policy, account["user_id"], normalized, new_hash
+        )
+        logger.warning(
+            "account %s taken over by an operator: password replaced, %d session(s) ended", account["user_id"], revoked
+        )
+        return EnsuredAccount(
+            user_id=account["user_id"], email=normalized, created=False, password_set=True, revoked_sessions=revoked
+        )
 
     # login ------------------------------------------------------------------------------------------------
 

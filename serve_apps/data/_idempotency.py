@@ -11,8 +11,12 @@ stored if and only if the effect commits. How one call goes (:func:`begin`, then
    fingerprint is :class:`~strata.schemas.Unprocessable` ``idempotency-key-reused``; none (or an expired one,
    deleted here): the caller does the effect and :func:`remember` stores its answer.
 
-Keys are 1..255 printable ASCII characters (else ``invalid-idempotency-key``). Expired rows are pruned by the
-replicas (:func:`prune_expired_keys`) in bounded batches.
+The caller authorizes the request before :func:`begin` (the collection's role, in the same transaction): a stored
+answer is replayed only to a caller who may still make the request, so one who lost the right gets the refusal a
+fresh request would get.
+
+Keys are 1..255 printable ASCII characters (else ``invalid-idempotency-key``). Expired rows are pruned by the replicas
+(:func:`prune_expired_keys`) in bounded batches.
 """
 
 from __future__ import annotations

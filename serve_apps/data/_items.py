@@ -203,10 +203,12 @@ async def create_item(
     request = _idempotency.idempotent_request(
         author, "create_item", idempotency_key, {"collection_id": collection_id, "body": body.model_dump(mode="json")}
     )
+    # Authorized before a stored answer is replayed: a replay answers only who may still make the request now.
+    access = await collection_access(conn, caller, collection_id, lock="share")
+    access.require_writer("create items")
     replayed = await _idempotency.replay(conn, request, CreatedItem, wait_s=limits.idempotency_wait_s)
     if replayed is not None:
         return replayed
-    access = await collection_access(conn, caller, collection_id, lock="share")
     (item,) = await _insert_items(
         conn, access, [body], limits, author, batch=False, request_id=request_id, checks=checks
     )
@@ -237,10 +239,11 @@ async def create_items(
     request = _idempotency.idempotent_request(
         author, "create_items", idempotency_key, {"collection_id": collection_id, "body": body.model_dump(mode="json")}
     )
+    access = await collection_access(conn, caller, collection_id, lock="share")  # authorized first, as above
+    access.require_writer("create items")
     replayed = await _idempotency.replay(conn, request, CreatedItems, wait_s=limits.idempotency_wait_s)
     if replayed is not None:
         return replayed
-    access = await collection_access(conn, caller, collection_id, lock="share")
     items = await _insert_items(
         conn, access, list(body.items), limits, author, batch=True, request_id=request_id, checks=checks
     )

@@ -134,6 +134,47 @@ async def test_the_same_post_with_the_same_idempotency_key_makes_one_item_and_on
             assert reused.json()["code"] == "idempotency-key-reused"
 
 
+async def test_an_idempotent_replay_is_authorized_like_a_fresh_request(system: System, ray_driver: None) -> None:
+    """An editor removed from the collection, or made a viewer, replaying its POST with the same Idempotency-Key
+    gets what a fresh request gets (404, 403), not the stored 201."""
+    owner, editor, demoted = await account(system), await account(system), await account(system)
+    async with system.async_client() as client:
+        collection = await _collection(client, owner)
+        cid = collection["id"]
+        for member in (editor, demoted):
+            path = f"/v1/collections/{cid}/members/{member.user_id}"
+            assert (await call(client, "PUT", path, owner, json={"role": "editor"})).status_code == 201
+
+        async def post(who: Account, path: str, body: dict[str, Any]) -> httpx.Response:
+            return await call(client, "POST", path, who, headers={"Idempotency-Key": f"k-{who.user_id}"}, json=body)
+
+        single, batch = f"/v1/collections/{cid}/items", f"/v1/collections/{cid}/items/batch"
+        item, items = {"title": "by an editor"}, {"items": [{"title": "one"}, {"title": "two"}]}
+        for who in (editor, demoted):
+            assert (await post(who, single, item)).status_code == 201
+            replayed = await post(who, single, item)
+            assert replayed.status_code == 201 and replayed.headers.get("idempotent-replayed") == "true"
+        batch_editor = await call(client, "POST", batch, editor, headers={"Idempotency-Key": "batch-key"}, json=items)
+        assert batch_editor.is_success, batch_editor.text
+
+        removed = await call(client, "DELETE", f"/v1/collections/{cid}/members/{editor.user_id}", owner)
+        assert removed.is_success, removed.text
+        changed = await call(
+            client, "PUT", f"/v1/collections/{cid}/members/{demoted.user_id}", owner, json={"role": "viewer"}
+        )
+        assert changed.is_success, changed.text
+
+        gone = await post(editor, single, item)
+        assert gone.status_code == 404 and is_problem(gone), gone.text  # a stranger again: the collection is hidden
+        gone_batch = await call(client, "POST", batch, editor, headers={"Idempotency-Key": "batch-key"}, json=items)
+        assert gone_batch.status_code == 404 and is_problem(gone_batch), gone_batch.text
+        viewer = await post(demoted, single, item)
+        assert viewer.status_code == 403 and is_problem(viewer), viewer.text
+        assert "idempotent-replayed" not in viewer.headers
+        rows = await _admin_count(system, "SELECT count(*) FROM data.items WHERE collection_id = $1", uuid.UUID(cid))
+        assert rows == 4  # the two first answers and the batch: the refused replays made nothing
+
+
 # --- Must show 3: stable cursor pages -------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,11 +22,13 @@ from strata.actors.kafka import (
     stop_quietly,
 )
 from strata.actors.postgres import service_dsn
-from strata.schemas import service_spec
-from strata.schemas.events import ITEM_CREATED, ItemCreated, encode, new_event
+from strata.schemas import UserNotFound, service_spec
+from strata.schemas.events import ITEM_CREATED, USER_ROLES_CHANGED, ItemCreated, UserRolesChanged, encode, new_event
+from strata.serve_apps.auth import AuthClient
+from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration import units_of_work
-from tests.integration.eventing import admin_value, eventually
+from tests.integration.eventing import admin_value, eventually, read_topic
 
 (AUDIT,) = service_spec("audit").consumer_groups
 
@@ -117,8 +120,8 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
             await eventually(caught_up, what="the group to move past the poison event")
 
             await audit.execute("INSERT INTO audit.t_parent (item_id) VALUES ($1)", item_id)  # the fix
-            replayed = await replay_dead_letters(settings, group)
-            assert len(replayed) == 1
+            report = await replay_dead_letters(settings, group, topics=[topic])  # a test group: not in the registry
+            assert len(report.replayed) == 1 and report.refused == []
 
             async def applied() -> bool:
                 count = await admin_value(system, "SELECT count(*) FROM audit.t_child WHERE event_id = $1", event.id)
@@ -133,3 +136,61 @@ async def test_a_poison_event_goes_to_the_dlq_and_replays_once_its_cause_is_fixe
         await audit.close()
         async with KafkaAdmin(settings) as kafka_admin:
             await kafka_admin.delete_acls(grants)
+
+
+async def test_a_letter_naming_another_components_topic_or_forged_bytes_is_not_replayed(
+    system: System, ray_driver: None
+) -> None:
+    """With only the data consumer's credential, letters on strata.dlq.data.v1 that name the auth topic, or the
+    users topic (which the data group reads) with bytes that are not there, are refused; a true copy goes back."""
+    settings = system.runtime.settings
+    users_topic, auth_topic = "strata.users.user.v1", "strata.auth.account.v1"
+    account = await AuthClient().register(f"dlq-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery 9")
+
+    async def users_records() -> list[Any]:
+        return [r for r in await read_topic(system, users_topic) if r.value]
+
+    async def profile() -> bool:
+        try:
+            await UsersClient().set_roles(account.user_id, ["admin"], actor="test")
+        except UserNotFound:
+            return False
+        return True
+
+    await eventually(profile, what="the new account's profile")
+    genuine = (await eventually(users_records, what="an event on the users topic"))[0]
+    user_id = str(uuid.uuid4())
+    forged = new_event(
+        USER_ROLES_CHANGED,
+        UserRolesChanged(user_id=user_id, roles=["admin"], perm_version=2**31 - 1),
+        subject=f"user/{user_id}",
+        key=user_id,
+    ).model_copy(update={"source": "strata/users"})
+
+    def headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+        values = {"strata-dlq-topic": topic, "strata-dlq-partition": str(partition), "strata-dlq-offset": str(offset)}
+        return [(name, value.encode()) for name, value in values.items()]
+
+    producer = AIOKafkaProducer(**system.kafka("data"), enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        for topic, partition, offset, key, value in (
+            (auth_topic, genuine.partition, genuine.offset, user_id.encode(), encode(forged)),
+            (users_topic, genuine.partition, genuine.offset, user_id.encode(), encode(forged)),
+            (users_topic, 0, 10**9, user_id.encode(), encode(forged)),
+            (users_topic, genuine.partition, genuine.offset, genuine.key, genuine.value),
+        ):
+            await producer.send_and_wait(
+                dlq_topic("data"), value=value, key=key, headers=headers(topic, partition, offset)
+            )
+    finally:
+        await stop_quietly(producer)
+
+    report = await replay_dead_letters(settings, "data")
+
+    refused = [r for r in report.refused if r.letter.key == user_id.encode()]
+    assert len(refused) == 3, report
+    assert "not one its consumer group reads" in refused[0].reason
+    assert any(letter.value == genuine.value for letter in report.replayed)
+    for topic in (users_topic, auth_topic):
+        assert all(forged.id.encode() not in (r.value or b"") for r in await read_topic(system, topic))

@@ -445,8 +445,9 @@ async def test_enable_lets_a_disabled_user_log_in_again(system: System, ray_driv
 # --- strata users create-admin --------------------------------------------------------------------------------------
 
 
-def _create_admin(system: System, email: str, password: str) -> subprocess.CompletedProcess[str]:
-    """``strata users create-admin EMAIL --password-stdin`` (straight from its module while cli.py lacks it)."""
+def _create_admin(system: System, email: str, password: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``strata users create-admin EMAIL --password-stdin [options]`` (straight from its module while cli.py lacks
+    it)."""
     from strata.cluster.cli import app
 
     if any(group.name == "users" for group in app.registered_groups):
@@ -454,7 +455,7 @@ def _create_admin(system: System, email: str, password: str) -> subprocess.Compl
     else:
         command = [sys.executable, "-c", "from strata.cluster._cli_users import users_app; users_app()"]
     return subprocess.run(
-        [*command, "create-admin", email, "--password-stdin"],
+        [*command, "create-admin", email, "--password-stdin", *options],
         input=f"{password}\n",
         env=system.env,
         capture_output=True,
@@ -484,27 +485,56 @@ async def test_create_admin_makes_an_account_whose_tokens_carry_admin(system: Sy
 
     repeated = await asyncio.to_thread(_create_admin, system, email, "whatever-Else-entirely-11")
 
-    assert repeated.returncode == 0, repeated.stderr
-    assert repeated.stdout.strip() == user_id and "already existed" in repeated.stderr
+    assert repeated.returncode == 1 and "--existing" in repeated.stderr, repeated.stderr
     assert (await users().get_user(user_id)).perm_version == 2  # nothing changed the second time
+    assert claims_of((await login(email))["access_token"])["sub"] == user_id  # its password neither
 
 
-async def test_create_admin_promotes_an_existing_account(system: System, ray_driver: None) -> None:
-    account = await register()
+async def test_create_admin_refuses_a_registered_account_unless_existing_then_ends_its_owners_access(
+    system: System, ray_driver: None
+) -> None:
+    """Whoever registered the email first (through the public API, with a password of their own) does not become
+    admin: refused without --existing; with it, their password, refresh token and access token stop working."""
+    email = f"squatter-{uuid.uuid4().hex[:10]}@example.org"
+    squatter_password = system.remember_secret(f"Squat-{uuid.uuid4().hex[:12]}")
+    async with system.async_client() as client:
+        registered = await client.post("/v1/auth/register", json={"email": email, "password": squatter_password})
+        assert registered.status_code == 201, registered.text
+        user_id = registered.json()["user_id"]
+        await profile_created(user_id)
+        tokens = (await client.post("/v1/auth/login", json={"email": email, "password": squatter_password})).json()
+        old_access = system.remember_secret(tokens["access_token"])
+        old_refresh = system.remember_secret(tokens["refresh_token"])
+        bearer = {"Authorization": f"Bearer {old_access}"}
+        assert (await client.get("/v1/auth/session", headers=bearer)).status_code == 200
 
-    result = await asyncio.to_thread(_create_admin, system, account["email"], "not-used-Because-it-exists-7")
+        refused = await asyncio.to_thread(_create_admin, system, email, system.remember_secret(PASSWORD))
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == account["user_id"]
+        assert refused.returncode == 1, refused.stderr
+        assert "exists already" in refused.stderr and "--existing" in refused.stderr
+        assert (await users().get_user(user_id)).roles == ["member"]
+        assert (await client.post("/v1/auth/login", json={"email": email, "password": squatter_password})).is_success
 
-    async def promoted() -> bool:
-        return await account_row(system, account["user_id"]) == {
-            "roles": ["admin"],
-            "perm_version": 2,
-            "disabled": False,
-        }
+        taken = await asyncio.to_thread(_create_admin, system, email, PASSWORD, "--existing")
 
-    await eventually(promoted, what="the existing account to become admin")
+        assert taken.returncode == 0, taken.stderr
+        assert taken.stdout.strip() == user_id and "session(s) of it ended" in taken.stderr
+        old_login = await client.post("/v1/auth/login", json={"email": email, "password": squatter_password})
+        assert old_login.status_code == 401, old_login.text
+        old_refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": old_refresh})
+        assert old_refreshed.status_code == 401, old_refreshed.text
+
+        async def old_access_refused() -> bool:
+            return (await client.get("/v1/auth/session", headers=bearer)).status_code == 401
+
+        await eventually(old_access_refused, what="the old access token refused at the edge")
+
+        async def admin_token() -> bool:
+            return bool(claims_of((await login(email))["access_token"])["roles"] == ["admin"])
+
+        await eventually(admin_token, what="the operator's password to log in as admin")
+        events = [e.type for e in await auth_events(system, user_id)]
+        assert "strata.auth.account.password_changed.v1" in events
 
 
 async def test_create_admin_enables_a_disabled_account(system: System, ray_driver: None) -> None:
@@ -518,7 +548,7 @@ async def test_create_admin_enables_a_disabled_account(system: System, ray_drive
 
     await eventually(auth_disabled, what="the auth service to apply disabled")
 
-    result = await asyncio.to_thread(_create_admin, system, account["email"], "not-used-Because-it-exists-7")
+    result = await asyncio.to_thread(_create_admin, system, account["email"], PASSWORD, "--existing")
 
     assert result.returncode == 0, result.stderr
     assert (await users().get_user(user_id)).disabled is False
