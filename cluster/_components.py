@@ -489,6 +489,9 @@ class RayHeadComponent:
         if self._runtime.ray_auth_token:
             # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
             env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self._runtime.ray_auth_token)
+        if self._settings.ingress == "haproxy":
+            # Serve's HAProxy admin socket (mode 666, admin level) goes there: a directory only this user enters.
+            _ray.ensure_private_dir(_ray.haproxy_socket_dir(self._settings.data_dir))
         procs = head.start(env, timeout=self._settings.startup_timeout_s)
         record(Recorded(self.name, head.address, procs, {"dashboard": head.dashboard_url, "metrics": head.metrics_url}))
 
