@@ -56,7 +56,15 @@ from strata.cluster._errors import ClusterError, StartupError, Unreachable
 from strata.cluster._front import TlsFront
 from strata.cluster._postgres import EmbeddedPostgres, EmbeddedStandby
 from strata.cluster._probes import postgres_error, ray_answers, wait_until
-from strata.cluster._runtime import cache_dir, kafka_broker, postgres_server, postgres_standbys, ray_head, secrets_of
+from strata.cluster._runtime import (
+    cache_dir,
+    kafka_broker,
+    postgres_server,
+    postgres_standbys,
+    ray_head,
+    secrets_of,
+    write_credentials,
+)
 from strata.cluster._scale import load_scale
 from strata.cluster._state import Recorded, free_port, terminate
 from strata.cluster._tls import ensure_certificate
@@ -489,6 +497,9 @@ class RayHeadComponent:
         if self._runtime.ray_auth_token:
             # Token authentication on: the dashboard, GCS and clients all require it (workers inherit it).
             env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self._runtime.ray_auth_token)
+        if self._settings.ingress == "haproxy":
+            # Serve's HAProxy admin socket (mode 666, admin level) goes there: a directory only this user enters.
+            _ray.ensure_private_dir(_ray.haproxy_socket_dir(self._settings.data_dir))
         procs = head.start(env, timeout=self._settings.startup_timeout_s)
         record(Recorded(self.name, head.address, procs, {"dashboard": head.dashboard_url, "metrics": head.metrics_url}))
 
@@ -497,7 +508,12 @@ class RayHeadComponent:
         echo("deploying Serve applications")
         runtime = self._runtime
         # With the bounds `strata scale` recorded: a restart keeps what the operator set on the running system.
-        config = _serve.serve_config(self._settings, tls=tls, scale=load_scale(self._settings.data_dir))
+        # Each app its own component's secrets, never the master secret (a local head's workers share this
+        # machine's data dir; an existing cluster's nodes get their settings from their operator).
+        credentials = write_credentials(self._settings) if self.applies() else None
+        config = _serve.serve_config(
+            self._settings, tls=tls, scale=load_scale(self._settings.data_dir), credentials=credentials
+        )
         _serve.deploy(runtime.dashboard_url, config, runtime.ray_auth_token)
         _serve.wait_running(
             runtime.dashboard_url, runtime.ray_auth_token, list(app_names()), self._settings.startup_timeout_s

@@ -256,7 +256,8 @@ class EmbeddedKafka:
     def _write_properties(self, repair: RepairListener | None = None) -> None:
         for secret in (self._broker_password, self._admin_password, *([repair.password] if repair else [])):
             if not _PASSWORD.fullmatch(secret):
-                # They go into a JAAS line and a StorageTool argument, where quotes, commas and brackets mean syntax.
+                # They go into a JAAS line and the format step's argument file, where quotes, commas, brackets and
+                # blanks mean syntax.
                 raise StartupError(
                     "the embedded Kafka's passwords need 16 or more of letters, digits and . _ ~ -"
                     " (kafka_admin_password)"
@@ -356,35 +357,62 @@ class EmbeddedKafka:
                 " nowhere; the services' outboxes keep only unsent rows) and run `strata up` again"
             )
         if not (self.data / "meta.properties").exists():
-            # Kafka's cluster id: a base64url UUID. It may start with "-", so it is passed as --cluster-id=<id>.
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            self._format(jars)
+            self._sasl_marker.touch()
+        return jars
+
+    @property
+    def format_args_file(self) -> Path:
+        """Where the format step's arguments wait for the JVM (0600, removed once it has run)."""
+        return self.home / "format.args"
+
+    def format_arguments(self, cluster_id: str) -> list[str]:
+        """``StorageTool format``'s main class and arguments, the SCRAM credentials of ``strata-broker`` and
+        ``strata-admin`` among them: what the JVM reads from :attr:`format_args_file`, never from its argv."""
+        return [
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.properties_file),
+            "--add-scram",
+            f"SCRAM-SHA-512=[name={principal_name(BROKER)},password={self._broker_password}]",
+            "--add-scram",
+            f"SCRAM-SHA-512=[name={principal_name(ADMIN)},password={self._admin_password}]",
+        ]
+
+    def format_command(self, jars: Path) -> list[str]:
+        """The format step's command line: the JVM reads its main class and arguments from an argument file
+        (``java @file``, expanded inside the launcher), so no password is on a command line that ``ps`` shows."""
+        return self._java(jars, f"@{self.format_args_file}")
+
+    def _format(self, jars: Path) -> None:
+        # Kafka's cluster id: a base64url UUID. It may start with "-", so it is passed as --cluster-id=<id>.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # StorageTool takes SCRAM credentials only as --add-scram arguments. An argument file keeps them off argv; the
+        # passwords are of letters, digits and . _ ~ - (checked above), so no quoting is needed in it.
+        args_file = self.format_args_file
+        args_file.unlink(missing_ok=True)
+        fd = os.open(args_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write("".join(f"{argument}\n" for argument in self.format_arguments(cluster_id)))
             result = subprocess.run(
-                self._java(
-                    jars,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "--standalone",
-                    f"--cluster-id={cluster_id}",
-                    "-c",
-                    str(self.properties_file),
-                    "--add-scram",
-                    f"SCRAM-SHA-512=[name={principal_name(BROKER)},password={self._broker_password}]",
-                    "--add-scram",
-                    f"SCRAM-SHA-512=[name={principal_name(ADMIN)},password={self._admin_password}]",
-                ),
+                self.format_command(jars),
                 capture_output=True,
                 text=True,
                 timeout=120,
                 check=False,
                 env=server_env(),
             )
-            if result.returncode != 0:
-                output = (result.stderr or result.stdout).strip()[-300:]
-                for secret in (self._broker_password, self._admin_password):
-                    output = output.replace(secret, "***")
-                raise StartupError(f"formatting the Kafka storage failed: {output}")
-            self._sasl_marker.touch()
-        return jars
+        finally:
+            args_file.unlink(missing_ok=True)
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip()[-300:]
+            for secret in (self._broker_password, self._admin_password):
+                output = output.replace(secret, "***")
+            raise StartupError(f"formatting the Kafka storage failed: {output}")
 
     def start(self, timeout: float = 90.0, *, repair: RepairListener | None = None) -> Proc:
         """Start the broker detached (its own session) and wait until it listens; returns its process.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -36,8 +37,38 @@ def temp_dir_for(data_dir: Path) -> Path:
 
 def haproxy_socket_dir(data_dir: Path) -> Path:
     """Where Serve's HAProxy puts its Unix sockets. HAProxy allows socket paths of at most 97 characters and
-    Serve adds a 56-character node id, so this sits directly under /tmp with a short name."""
+    Serve adds a 56-character node id, so this sits directly under /tmp with a short name.
+
+    Its admin socket is mode 666 at HAProxy's admin level (it can disable servers, change weights, read the
+    stats): the directory, not the socket, keeps other local users out (:func:`ensure_private_dir`)."""
     return Path("/tmp") / f"strata-hap-{temp_dir_for(data_dir).name.removeprefix('strata-ray-')}"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user may enter: created with mode 0700 if missing; refused with a
+    :class:`StartupError` if it is a link or not a directory, belongs to another user or lets anyone else in
+    (one made in a shared /tmp by someone else, before strata, could hand them what strata puts there)."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise StartupError(
+            f"{path} must be a directory of this user's, not a link or a file: remove it and start again"
+        )
+    if info.st_uid != os.geteuid():
+        raise StartupError(
+            f"{path} belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()}): strata keeps Serve's"
+            " HAProxy admin socket there and will not use a directory another user controls; remove it (as that"
+            " user or root) and start again"
+        )
+    if info.st_mode & 0o077:
+        raise StartupError(
+            f"{path} is mode {stat.S_IMODE(info.st_mode):04o}, open to other users: strata keeps Serve's HAProxy"
+            " admin socket there only in a directory of mode 0700; remove it (`strata down` does) and start again"
+        )
+    return path
 
 
 def _is_worker(cmdline: list[str]) -> bool:

@@ -24,7 +24,7 @@ from strata.cluster import _kafka, _ray
 from strata.cluster._postgres import EmbeddedPostgres, EmbeddedStandby
 from strata.cluster._state import State
 from strata.cluster._tls import tls_dir
-from strata.schemas import Settings
+from strata.schemas import REGISTRY, Settings, component_secrets, credentials_file_of
 
 
 @dataclass
@@ -250,16 +250,47 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """What Ray workers get: the settings, less the admin passwords.
+    """What every Ray worker gets: the settings, less the master secret and the admin passwords.
 
     Workers connect to PostgreSQL as their service's role and to Kafka as
-    their component's principal (both passwords derived from the master
-    secret), never as an admin, so the admin DSN reaches them without its
-    password and the Kafka admin password not at all.
+    their component's principal, never as an admin, so the admin DSN reaches
+    them without its password and the Kafka admin password not at all. The
+    master secret, from which every component's passwords and keys derive,
+    stays in the `strata` command: each Serve application is given its own
+    component's secrets alone (:func:`write_credentials`).
     """
     env = settings_env(settings)
     env.pop("STRATA_RAY_AUTH_TOKEN", None)  # workers get Ray's own RAY_AUTH_TOKEN
     env.pop("STRATA_KAFKA_ADMIN_PASSWORD", None)
+    env.pop("STRATA_SECRET_KEY", None)
+    env.pop("STRATA_CREDENTIALS_FILE", None)
     if settings.database_url is not None:
         env["STRATA_DATABASE_URL"] = strip_password(settings.database_url.get_secret_value())
     return env
+
+
+def write_credentials(settings: Settings) -> dict[str, Path]:
+    """Each component's own derived secrets (:func:`~strata.schemas.component_secrets`), hex by label, into
+    ``<data dir>/credentials/<component>.json`` (mode 0600, the directory 0700); returns the files by component.
+
+    Each Serve application is pointed at its own file (``STRATA_CREDENTIALS_FILE`` in its ``runtime_env``, which
+    the actors its replicas create inherit): no worker gets the master secret or another component's secrets in
+    its environment, and Ray's logs, which show a ``runtime_env`` whole, see a path. Rewritten at each start, so
+    a component that needs a new secret has it.
+    """
+    if settings.secret_key is None:
+        raise ValueError("write_credentials needs the master secret (resolved settings)")
+    files: dict[str, Path] = {}
+    for spec in REGISTRY:
+        path = credentials_file_of(settings.data_dir, spec.name)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        values = {label: settings.secret(label).hex() for label in component_secrets(spec.name)}
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
+        os.replace(tmp, path)
+        files[spec.name] = path
+    return files

@@ -28,6 +28,7 @@ def serve_config(
     path: Path | None = None,
     tls: TlsFiles | None = None,
     scale: Mapping[str, Bounds] | None = None,
+    credentials: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The Serve config to deploy: the file, with Serve's HTTP address and the replica bounds from the settings.
 
@@ -38,6 +39,10 @@ def serve_config(
     ceiling if needed; a fixed-size deployment's count), ``STRATA_MAX_REPLICAS`` (an autoscaling deployment's ceiling,
     never below its floor), then ``scale``, what `strata scale` recorded (:mod:`strata.cluster._scale`).
     ``STRATA_CPU_SCALING_TARGET`` replaces the target of every deployment scaled by ``CpuPolicy``.
+
+    ``credentials`` (:func:`~strata.cluster._runtime.write_credentials`) points each app at its own component's
+    secrets: ``STRATA_CREDENTIALS_FILE`` in its ``runtime_env``, so its replicas and the actors they create hold
+    those and no others.
     """
     config: dict[str, Any] = yaml.safe_load((path or serve_config_path()).read_text())
     for key in [k for k in config if k.startswith("x-")]:
@@ -58,6 +63,9 @@ def serve_config(
             http["ssl_certfile"] = str(tls.certfile)
             http["ssl_keyfile"] = str(tls.keyfile)
     for app in config["applications"]:
+        if credentials is not None and app["name"] in credentials:
+            runtime_env = app.setdefault("runtime_env", {})
+            runtime_env.setdefault("env_vars", {})["STRATA_CREDENTIALS_FILE"] = str(credentials[app["name"]])
         floor = settings.min_replicas.get(app["name"])
         ceiling = settings.max_replicas.get(app["name"])
         recorded = (scale or {}).get(app["name"])

@@ -18,6 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from strata.schemas._secrets import (
+    EDGE_TOKEN,
+    REFRESH_CHILD,
+    SIGNING_KEY_ENCRYPTION,
+    kafka_principal_secret,
+    key_secret,
+    postgres_role_secret,
+)
 from strata.schemas.events import topic_name, topics
 
 DatabaseBackend = Literal["replica", "actors"]
@@ -67,6 +75,9 @@ class ServiceSpec:
     workers: tuple[str, ...] = ()
     """Further deployments of its Serve application, reached by handle like ``deployment`` (the data service's
     CPU-bound ``DataProcessing``): same database role, their own replicas and scaling."""
+    secrets: tuple[str, ...] = ()
+    """Derived secrets its processes hold besides its database role's and Kafka principal's passwords, by label
+    (:mod:`strata.schemas._secrets`; ``key_secret(purpose)`` for a key of :meth:`Settings.derived_key`)."""
 
     @property
     def import_path(self) -> str:
@@ -102,6 +113,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         route_prefix="/",
         owns_schema=False,
         reads=(AUTH_ACCOUNT_TOPIC, USERS_USER_TOPIC),
+        secrets=(EDGE_TOKEN,),
     ),
     ServiceSpec(
         name="auth",
@@ -111,6 +123,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         outbox=True,
         publishes=_topics_of("auth"),
         consumer_groups=(ConsumerGroupSpec("auth", (USERS_USER_TOPIC,), "strata.serve_apps.auth:apply_users_event"),),
+        secrets=(SIGNING_KEY_ENCRYPTION, REFRESH_CHILD),
     ),
     ServiceSpec(
         name="users",
@@ -136,6 +149,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         replica_reads=True,
         reads=(DATA_COLLECTION_TOPIC,),  # DataProcessing's replicas follow it to drop cached statistics
         workers=("DataProcessing",),
+        secrets=(key_secret("data-cursor"),),
     ),
     ServiceSpec(
         name="audit",
@@ -177,3 +191,11 @@ def outbox_owners() -> tuple[ServiceSpec, ...]:
 def consumer_groups() -> tuple[tuple[ServiceSpec, ConsumerGroupSpec], ...]:
     """Every consumer group strata runs, with the component running it."""
     return tuple((spec, group) for spec in REGISTRY for group in spec.consumer_groups)
+
+
+def component_secrets(name: str) -> tuple[str, ...]:
+    """The labels of every derived secret component ``name``'s processes hold: its Kafka principal's password, its
+    database role's (when it owns a schema) and its spec's ``secrets``. Nothing else reaches them."""
+    spec = service_spec(name)
+    own = (kafka_principal_secret(name), *((postgres_role_secret(name),) if spec.owns_schema else ()))
+    return (*own, *spec.secrets)

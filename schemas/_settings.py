@@ -7,18 +7,18 @@ object is then passed down. Defaults run everything locally on loopback.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from strata.schemas._registry import DatabaseBackend, app_names, schema_owners, service_spec
+from strata.schemas._secrets import EDGE_TOKEN, SecretNotHeld, derive_secret, key_secret
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -244,9 +244,17 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Master secret from which per-service database passwords and Kafka principals' passwords are"
-            " derived. Empty: generated once into the data dir (mode 0600)."
+            " derived. Empty: generated once into the data dir (mode 0600). Never given to Ray workers."
         ),
     )
+    credentials_file: Path | None = Field(
+        default=None,
+        description=(
+            "Set by strata for each Serve application: a JSON file (mode 0600) of the secrets derived for that"
+            " component alone, by label. A process without the master secret takes its secrets from there."
+        ),
+    )
+    _held: dict[str, bytes] = PrivateAttr(default_factory=dict)
     db_backends: dict[str, DatabaseBackend] = Field(
         default_factory=dict,
         description=(
@@ -611,6 +619,31 @@ class Settings(BaseSettings):
             )
         return self
 
+    def model_post_init(self, context: object, /) -> None:
+        if self.credentials_file is not None and self.secret_key is None:
+            try:
+                held = json.loads(self.credentials_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise SecretNotHeld(f"cannot read credentials_file {self.credentials_file}: {exc}") from exc
+            self._held = {str(label): bytes.fromhex(value) for label, value in held.items()}
+
+    def secret(self, label: str) -> bytes:
+        """The secret derived for ``label`` (:mod:`strata.schemas._secrets`): from the master secret when this
+        process holds it (the `strata` command), else from its ``credentials_file``; :class:`SecretNotHeld` when
+        it was not given that one (each component holds its own secrets only)."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return derive_secret(self.secret_key.get_secret_value(), label)
+        if label in self._held:
+            return self._held[label]
+        raise SecretNotHeld(
+            f"this process holds no secret {label!r}: each component gets only its own derived secrets, and only"
+            " the strata command the master secret (STRATA_SECRET_KEY)"
+        )
+
+    def holds_secret(self, label: str) -> bool:
+        """Whether :meth:`secret` answers ``label`` in this process."""
+        return bool(self.secret_key is not None and self.secret_key.get_secret_value()) or label in self._held
+
     @property
     def embedded_postgres(self) -> bool:
         return self.database_url is None or not self.database_url.get_secret_value()
@@ -624,10 +657,9 @@ class Settings(BaseSettings):
         return not self.ray_address
 
     def derived_key(self, purpose: str) -> bytes:
-        """A 32-byte key for ``purpose`` (e.g. ``"data-cursor"``), derived from the master secret (resolved)."""
-        if self.secret_key is None:
-            raise ValueError("derived_key needs the master secret (resolved settings)")
-        return hmac.new(self.secret_key.get_secret_value().encode(), f"key:{purpose}".encode(), hashlib.sha256).digest()
+        """A 32-byte key for ``purpose`` (e.g. ``"data-cursor"``), derived from the master secret: the label
+        ``key:<purpose>``, which a component holds when its registry spec names it."""
+        return self.secret(key_secret(purpose))
 
     def consistency_token_key(self) -> bytes:
         """The key the gateway signs and verifies ``Strata-Consistency`` tokens with (derived from the master secret,
@@ -637,9 +669,7 @@ class Settings(BaseSettings):
     def edge_token(self) -> str:
         """The token strata's TLS front adds to every request it forwards (``X-Strata-Edge``), derived from the
         master secret: the gateway trusts the front's ``X-Forwarded-For`` only when it carries this."""
-        if self.secret_key is None:
-            raise ValueError("edge_token needs the master secret (resolved settings)")
-        return hmac.new(self.secret_key.get_secret_value().encode(), b"edge-token", hashlib.sha256).hexdigest()
+        return self.secret(EDGE_TOKEN).hex()
 
     @property
     def rate_limit_exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

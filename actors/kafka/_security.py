@@ -17,12 +17,10 @@ feed, the CLI, the example consumer) takes its connection options from
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ssl
 from typing import Any
 
-from strata.schemas import Settings
+from strata.schemas import SecretNotHeld, Settings, derive_secret, kafka_principal_secret
 
 ADMIN = "admin"
 """The component name of the admin principal (``strata-admin``)."""
@@ -42,8 +40,7 @@ def principal_name(component: str) -> str:
 
 def principal_password(secret_key: str, component: str) -> str:
     """The password of ``strata-<component>``: an HMAC of the master secret, so nothing needs storing."""
-    digest = hmac.new(secret_key.encode(), f"kafka-principal:{component}".encode(), hashlib.sha256).digest()
-    return digest.hex()
+    return derive_secret(secret_key, kafka_principal_secret(component)).hex()
 
 
 def uses_sasl(settings: Settings) -> bool:
@@ -61,9 +58,11 @@ def credentials(settings: Settings, component: str) -> tuple[str, str]:
                 " command, never in a Ray worker"
             )
         return principal_name(ADMIN), settings.kafka_admin_password.get_secret_value()
-    if settings.secret_key is None:
-        raise KafkaCredentialsMissing("no master secret (secret_key) to derive the Kafka password from")
-    return principal_name(component), principal_password(settings.secret_key.get_secret_value(), component)
+    try:
+        # From the master secret in the strata command; a Ray worker holds its own component's password alone.
+        return principal_name(component), settings.secret(kafka_principal_secret(component)).hex()
+    except SecretNotHeld as exc:
+        raise KafkaCredentialsMissing(f"no password of {principal_name(component)} here: {exc}") from exc
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -38,7 +38,7 @@ from strata.actors.postgres._database import (
 )
 from strata.actors.postgres._errors import DatabaseUnavailable
 from strata.actors.postgres._roles import check_service_name, service_dsn
-from strata.schemas import Settings
+from strata.schemas import Settings, credentials_file_of, postgres_role_secret
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,17 @@ def pool_actor_name(service: str, index: int) -> str:
 class PostgresPoolActor:
     """One asyncpg pool for one service's role, behind a Ray actor.
 
-    The DSN is derived inside the actor from its own environment
-    (``STRATA_DATABASE_URL`` and ``STRATA_SECRET_KEY``), so no password travels in
-    a Ray call.
+    The DSN is made inside the actor from its own environment
+    (``STRATA_DATABASE_URL``, and its service's credentials: ``STRATA_CREDENTIALS_FILE``),
+    so no password travels in a Ray call.
     """
 
     def __init__(self, service: str, max_size: int) -> None:
         settings = Settings()
+        if not settings.holds_secret(postgres_role_secret(service)):
+            # Made by a driver (a script, a test), not by its service's replica, whose credentials it would inherit:
+            # its service's own, which `strata up` wrote under the data dir.
+            settings = Settings(credentials_file=credentials_file_of(settings.data_dir, service))
         self._service = service
         self._pool = AsyncpgPool(
             service_dsn(settings, service),

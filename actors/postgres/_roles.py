@@ -2,22 +2,20 @@
 
 The admin DSN (``STRATA_DATABASE_URL``) is used by migrations alone. Each
 service connects as ``strata_<service>``, whose password is derived from the
-master secret, so every replica on every node can compute its own DSN and no
-per-service password has to be stored or shipped.
+master secret (label ``postgres-role:<service>``): the `strata` command
+derives it, and each service's processes are handed their own password alone.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from strata.actors.postgres._errors import map_asyncpg_errors
-from strata.schemas import Settings
+from strata.schemas import Settings, derive_secret, postgres_role_secret
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
@@ -34,7 +32,11 @@ def service_role(service: str) -> str:
 
 
 def service_password(secret_key: str, service: str) -> str:
-    digest = hmac.new(secret_key.encode(), f"postgres-role:{service}".encode(), hashlib.sha256).digest()
+    """The password of ``service``'s role, derived from the master secret ``secret_key``."""
+    return _password_text(derive_secret(secret_key, postgres_role_secret(service)))
+
+
+def _password_text(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
@@ -85,9 +87,8 @@ def replica_dsn(settings: Settings, service: str, replica_url: str) -> str:
 
 
 def _service_credentials(settings: Settings, service: str) -> tuple[str, str]:
-    if settings.secret_key is None:
-        raise ValueError("STRATA_SECRET_KEY is not set (strata up sets it for the processes it starts)")
-    return service_role(service), service_password(settings.secret_key.get_secret_value(), service)
+    # From the master secret in the strata command; from the component's own credentials in its Ray workers.
+    return service_role(service), _password_text(settings.secret(postgres_role_secret(service)))
 
 
 async def ensure_service_role(conn: asyncpg.Connection, service: str, password: str) -> None:

@@ -7,10 +7,11 @@ settings say; an active key of the other algorithm is replaced at the next
 :func:`ensure_active_key`.
 
 At rest, a private key is its PKCS#8 DER encrypted with AES-256-GCM under a key
-derived from the master secret (HKDF-SHA256), with its ``kid`` as associated
-data so a ciphertext cannot be moved to another row. Only the replica holding
-the master secret encrypts and decrypts: units of work that cross to a pool
-actor carry ciphertext only.
+derived from the master secret (HKDF-SHA256; the label ``SIGNING_KEY_ENCRYPTION``
+of :mod:`strata.schemas._secrets`), with its ``kid`` as associated data so a
+ciphertext cannot be moved to another row. Only the auth replicas are given that
+key, never the master secret: units of work that cross to a pool actor carry
+ciphertext only.
 """
 
 from __future__ import annotations
@@ -80,11 +81,15 @@ class SigningKey:
         return f"SigningKey(kid={self.kid!r}, algorithm={self.algorithm!r})"
 
 
-def _encryption_key(secret: str) -> bytes:
+def _encryption_key(secret: str | bytes) -> bytes:
+    """``secret`` is the signing keys' encryption key itself (32 bytes, what an auth replica is given: the label
+    ``SIGNING_KEY_ENCRYPTION``), or the master secret it is derived from (the `strata` command, tests)."""
+    if isinstance(secret, bytes):
+        return secret
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(secret.encode())
 
 
-def encrypt_private_key(private_key: PrivateKey, secret: str, kid: str) -> bytes:
+def encrypt_private_key(private_key: PrivateKey, secret: str | bytes, kid: str) -> bytes:
     """``private_key`` as PKCS#8 DER, encrypted with AES-256-GCM: version byte, 12-byte nonce, ciphertext."""
     der = private_key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -93,7 +98,7 @@ def encrypt_private_key(private_key: PrivateKey, secret: str, kid: str) -> bytes
     return _FORMAT_VERSION + nonce + AESGCM(_encryption_key(secret)).encrypt(nonce, der, kid.encode())
 
 
-def decrypt_private_key(blob: bytes, secret: str, kid: str) -> PrivateKey:
+def decrypt_private_key(blob: bytes, secret: str | bytes, kid: str) -> PrivateKey:
     """The private key in ``blob`` (from :func:`encrypt_private_key`); :class:`KeyDecryptionError` if it fails."""
     blob = bytes(blob)
     if not blob.startswith(_FORMAT_VERSION) or len(blob) <= 1 + _NONCE_BYTES:
@@ -143,7 +148,7 @@ def generate_private_key(algorithm: Algorithm) -> PrivateKey:
     raise ValueError(f"algorithm={algorithm!r}; expected one of {ALGORITHMS}")
 
 
-def new_signing_key(secret: str, algorithm: Algorithm) -> EncryptedKey:
+def new_signing_key(secret: str | bytes, algorithm: Algorithm) -> EncryptedKey:
     """A fresh key pair for ``algorithm``, its private half encrypted under ``secret``. CPU-bound (RSA: ~0.1 s)."""
     private_key = generate_private_key(algorithm)
     jwk = public_jwk(private_key, algorithm)
@@ -176,7 +181,7 @@ async def install_key(conn: asyncpg.Connection, key: EncryptedKey, only_if_none_
     return key.kid
 
 
-async def ensure_active_key(conn: asyncpg.Connection, secret: str, algorithm: Algorithm = "EdDSA") -> str:
+async def ensure_active_key(conn: asyncpg.Connection, secret: str | bytes, algorithm: Algorithm = "EdDSA") -> str:
     """The ``kid`` of the active key, after creating one if there is none (or it uses another algorithm)."""
     active = await conn.fetchrow("SELECT kid, alg FROM auth.signing_keys WHERE retired_at IS NULL")
     if active is not None and active["alg"] == algorithm:
@@ -184,7 +189,7 @@ async def ensure_active_key(conn: asyncpg.Connection, secret: str, algorithm: Al
     return await install_key(conn, new_signing_key(secret, algorithm), only_if_none_active=True)
 
 
-async def rotate_key(conn: asyncpg.Connection, secret: str, algorithm: Algorithm = "EdDSA") -> str:
+async def rotate_key(conn: asyncpg.Connection, secret: str | bytes, algorithm: Algorithm = "EdDSA") -> str:
     """Make a new active key; the current one is retired but stays in the JWKS. Returns the new ``kid``."""
     return await install_key(conn, new_signing_key(secret, algorithm))
 
@@ -195,7 +200,7 @@ async def active_key_record(conn: asyncpg.Connection) -> dict[str, Any] | None:
     return None if row is None else {"kid": row["kid"], "alg": row["alg"], "private_key": bytes(row["private_key"])}
 
 
-async def active_signing_key(conn: asyncpg.Connection, secret: str) -> SigningKey:
+async def active_signing_key(conn: asyncpg.Connection, secret: str | bytes) -> SigningKey:
     """The active key, decrypted; ``LookupError`` when there is none (see :func:`ensure_active_key`)."""
     record = await active_key_record(conn)
     if record is None:
@@ -203,7 +208,7 @@ async def active_signing_key(conn: asyncpg.Connection, secret: str) -> SigningKe
     return signing_key_from_record(record, secret)
 
 
-def signing_key_from_record(record: dict[str, Any], secret: str) -> SigningKey:
+def signing_key_from_record(record: dict[str, Any], secret: str | bytes) -> SigningKey:
     algorithm = record["alg"]
     if algorithm not in ALGORITHMS:
         raise KeyDecryptionError(f"signing key {record['kid']!r} has unknown algorithm {algorithm!r}")
@@ -259,7 +264,7 @@ class ActiveKeyCache:
     def __init__(
         self,
         db: Database,
-        secret: str,
+        secret: str | bytes,
         algorithm: Algorithm,
         *,
         ttl_s: float = KEY_CACHE_TTL_S,

@@ -37,6 +37,8 @@ import asyncpg
 
 from strata.actors.postgres import Database, UniqueViolation
 from strata.schemas import (
+    REFRESH_CHILD,
+    SIGNING_KEY_ENCRYPTION,
     Conflict,
     EnsuredAccount,
     Forbidden,
@@ -82,7 +84,6 @@ from strata.serve_apps.auth._tokens import (
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
-    refresh_child_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -339,15 +340,15 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``clock`` answers Unix seconds (``time.time`` unless a test moves time by hand); it times everything."""
-        if settings.secret_key is None or not settings.secret_key.get_secret_value():
-            raise ValueError("STRATA_SECRET_KEY is not set: the auth service encrypts its signing keys with it")
+        # Its own derived secrets only (SecretNotHeld, a ValueError, when this process was not given them).
+        self._signing_key_key = settings.secret(SIGNING_KEY_ENCRYPTION)
+        self._child_key = settings.secret(REFRESH_CHILD)
         self._db = db
         self._settings = settings
         self._hasher = hasher or PasswordHasher.from_settings(settings)
         self._policy = ThrottlePolicy.from_settings(settings)
         self._clock = clock
-        self._keys = ActiveKeyCache(db, settings.secret_key.get_secret_value(), settings.token_algorithm)
-        self._child_key = refresh_child_key(settings.secret_key.get_secret_value())
+        self._keys = ActiveKeyCache(db, self._signing_key_key, settings.token_algorithm)
 
     async def start(self) -> str:
         """Make sure an active signing key of the configured algorithm exists; return its ``kid``."""
@@ -568,7 +569,9 @@ class Authenticator:
         :data:`~strata.serve_apps.auth._keys.KEY_CACHE_TTL_S` seconds.
         """
         previous = await self._db.run_in_transaction(_keys.active_key_record)
-        candidate = await asyncio.to_thread(_keys.new_signing_key, self._secret, self._settings.token_algorithm)
+        candidate = await asyncio.to_thread(
+            _keys.new_signing_key, self._signing_key_key, self._settings.token_algorithm
+        )
         kid = await self._db.run_in_transaction(_keys.install_key, candidate)
         self._keys.invalidate()
         logger.info("signing key rotated: %s is active", kid)
@@ -585,11 +588,6 @@ class Authenticator:
     def _now(self) -> datetime:
         """The clock's time for one unit of work: read afresh, so a step after a slow hash is timed when it runs."""
         return datetime.fromtimestamp(self._clock(), UTC)
-
-    @property
-    def _secret(self) -> str:
-        assert self._settings.secret_key is not None  # checked in __init__
-        return self._settings.secret_key.get_secret_value()
 
     async def _token_pair(self, session: Session, refresh_token: str) -> TokenPair:
         key = await self._keys.get()

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import jwt
 
-from strata.schemas import Settings
+from strata.schemas import REFRESH_CHILD, Settings
 from strata.serve_apps.auth._keys import Algorithm, PrivateKey
 
 ACCESS_TOKEN_TYPE = "at+jwt"
@@ -74,7 +74,7 @@ def hash_refresh_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-_CHILD_KEY_LABEL = b"strata refresh-token child v1"
+_CHILD_KEY_LABEL = REFRESH_CHILD.encode()  # what an auth replica is given: Settings.secret(REFRESH_CHILD)
 
 
 def refresh_child_key(secret: str) -> bytes:

@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strata.actors import Backoff, keep_running
 from strata.actors.ratelimit import Decision, LeasedLimiter, RatePolicy, ShardedLeases, ensure_rate_limit_shards
-from strata.schemas import RateLimitClass, Settings, TooManyRequests, client_key
+from strata.schemas import EDGE_TOKEN, RateLimitClass, Settings, TooManyRequests, client_key
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def start_rate_limits(settings: Settings) -> GatewayRateLimits:
         description="Requests refused with 429 by the gateway's rate limits, by rate-limit class.",
         tag_keys=("class",),
     )
-    edge_token = settings.edge_token() if settings.secret_key is not None else None
+    edge_token = settings.edge_token() if settings.holds_secret(EDGE_TOKEN) else None
     limits = GatewayRateLimits(
         settings,
         LeasedLimiter(source, lease_ttl_s=_LEASE_TTL_S),

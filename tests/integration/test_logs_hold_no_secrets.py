@@ -14,7 +14,7 @@ from strata.actors.kafka import principal_password
 from strata.actors.postgres import service_password
 from strata.cluster._ray import temp_dir_for
 from strata.cluster._runtime import secrets_of
-from strata.schemas import REGISTRY, schema_owners
+from strata.schemas import REGISTRY, component_secrets, schema_owners
 from tests.conftest import SESSION_RAY_TOKEN, System
 
 pytestmark = [pytest.mark.integration, pytest.mark.last]
@@ -43,6 +43,8 @@ def test_no_secret_appears_in_any_log_line(system: System) -> None:
         settings.edge_token(),  # the TLS front's proof to the gateway
         *(service_password(secret_key, service) for service in (spec.name for spec in schema_owners())),
         *(principal_password(secret_key, spec.name) for spec in REGISTRY),  # the Kafka principals'
+        # Every component's derived secrets in the form its credentials file hands them over (hex).
+        *(settings.secret(label).hex() for spec in REGISTRY for label in component_secrets(spec.name)),
         *(
             secrets_of(system.settings.data_dir.resolve())[name]
             for name in ("kafka_admin_password", "kafka_broker_password")

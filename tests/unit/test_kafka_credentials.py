@@ -4,12 +4,16 @@ every credential at start, the message a refused admin gets, and the one-off rep
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from strata.actors.kafka import principal_name
+from strata.cluster import _kafka
 from strata.cluster._components import credentials_refused
+from strata.cluster._errors import StartupError
 from strata.cluster._kafka import (
     REPAIR_PRINCIPAL,
     EmbeddedKafka,
@@ -130,3 +134,55 @@ def test_the_repair_password_must_be_a_plain_token(tmp_path: Path) -> None:
     broker.home.mkdir(parents=True, exist_ok=True)
     with pytest.raises(Exception, match="16 or more"):
         broker._write_properties(RepairListener(port=40001, password='x";'))
+
+
+def _fake_format(
+    monkeypatch: pytest.MonkeyPatch, broker: EmbeddedKafka, seen: dict[str, object], returncode: int = 0
+) -> None:
+    """StorageTool replaced by a fake that records what the real one would see: its argv and its argument file."""
+    monkeypatch.setattr(_kafka, "resolve_jars", lambda cache_dir: cache_dir / "jars")
+    monkeypatch.setattr(_kafka, "find_java", lambda: Path("/usr/bin/java"))
+
+    def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        args_file = broker.format_args_file
+        seen.update(argv=list(command), mode=args_file.stat().st_mode & 0o777, uid=args_file.stat().st_uid)
+        seen["arguments"] = args_file.read_text().splitlines()
+        if returncode == 0:
+            broker.data.mkdir(parents=True, exist_ok=True)
+            (broker.data / "meta.properties").write_text("cluster.id=x\n")
+        return subprocess.CompletedProcess(command, returncode, "", "failed")
+
+    monkeypatch.setattr(_kafka.subprocess, "run", run)
+
+
+def test_the_format_step_takes_its_passwords_from_a_private_file_not_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = _broker(tmp_path)
+    seen: dict[str, object] = {}
+    _fake_format(monkeypatch, broker, seen)
+    broker.prepare()
+
+    argv = seen["argv"]
+    assert isinstance(argv, list)
+    assert argv[-1] == f"@{broker.format_args_file}"
+    assert not any("b" * 24 in part or "a" * 24 in part or "--add-scram" in part for part in argv)
+    # The JVM read them from a file only this user could read, gone once the step ran.
+    assert seen["mode"] == 0o600 and seen["uid"] == os.getuid()
+    arguments = seen["arguments"]
+    assert isinstance(arguments, list) and arguments[:3] == ["kafka.tools.StorageTool", "format", "--standalone"]
+    assert f"SCRAM-SHA-512=[name={principal_name('broker')},password={'b' * 24}]" in arguments
+    assert f"SCRAM-SHA-512=[name={principal_name('admin')},password={'a' * 24}]" in arguments
+    assert not broker.format_args_file.exists()
+
+
+def test_a_failed_format_removes_its_argument_file_and_names_no_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = _broker(tmp_path)
+    seen: dict[str, object] = {}
+    _fake_format(monkeypatch, broker, seen, returncode=1)
+    with pytest.raises(StartupError, match="formatting the Kafka storage failed"):
+        broker.prepare()
+    assert seen["mode"] == 0o600
+    assert not broker.format_args_file.exists()
