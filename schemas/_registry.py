@@ -113,7 +113,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         route_prefix="/",
         owns_schema=False,
         reads=(AUTH_ACCOUNT_TOPIC, USERS_USER_TOPIC),
-        secrets=(EDGE_TOKEN,),
+        secrets=(EDGE_TOKEN, key_secret("consistency-token")),
     ),
     ServiceSpec(
         name="auth",

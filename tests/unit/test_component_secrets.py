@@ -77,14 +77,16 @@ def test_a_signing_key_encrypted_under_the_master_secret_decrypts_with_the_auth_
     assert decrypt_private_key(blob, derive_secret(MASTER, SIGNING_KEY_ENCRYPTION), "kid-1") is not None
 
 
-def test_only_auth_holds_the_signing_key_encryption_key_and_only_the_gateway_the_edge_token() -> None:
+def test_only_auth_holds_the_signing_key_encryption_key_and_only_the_gateway_the_edge_and_consistency_keys() -> None:
     holders = {label: [s.name for s in REGISTRY if label in component_secrets(s.name)] for label in
-               (SIGNING_KEY_ENCRYPTION, REFRESH_CHILD, EDGE_TOKEN, key_secret("data-cursor"))}  # fmt: skip
+               (SIGNING_KEY_ENCRYPTION, REFRESH_CHILD, EDGE_TOKEN, key_secret("data-cursor"),
+                key_secret("consistency-token"))}  # fmt: skip
     assert holders == {
         SIGNING_KEY_ENCRYPTION: ["auth"],
         REFRESH_CHILD: ["auth"],
         EDGE_TOKEN: ["gateway"],
         key_secret("data-cursor"): ["data"],
+        key_secret("consistency-token"): ["gateway"],
     }
     for spec in REGISTRY:
         others = {kafka_principal_secret(o.name) for o in REGISTRY if o is not spec}
