@@ -16,7 +16,7 @@ from strata.cluster import _serve
 from strata.cluster._component import running
 from strata.cluster._components import RayHeadComponent
 from strata.cluster._errors import ScaleRefused, StartupError
-from strata.cluster._runtime import resolve
+from strata.cluster._runtime import resolve, write_credentials
 from strata.cluster._scale import MAX_REPLICAS, Bounds, check_bounds, deployment_bounds, load_scale, save_scale
 from strata.cluster._state import State, exclusive
 from strata.cluster._tls import ensure_certificate
@@ -71,6 +71,11 @@ def scale(settings: Settings, app: str, wanted: Bounds | None) -> tuple[dict[str
         ours = not settings.local_ray or running(state.components.get(RayHeadComponent.name))
         if not ours or app not in _serve.applications(runtime.dashboard_url, runtime.ray_auth_token):
             return bounds, False
+        if settings.local_ray:
+            # As `strata up` deploys it: each app pointed at its own component's secrets (a local head's workers
+            # read them from this data dir); without them every replica would restart holding no credentials.
+            credentials = write_credentials(runtime.settings)
+            config = _serve.serve_config(runtime.settings, tls=tls, scale=records, credentials=credentials)
         _serve.deploy(runtime.dashboard_url, config, runtime.ray_auth_token)
         _wait_applied(runtime.dashboard_url, runtime.ray_auth_token, app, bounds, runtime.settings.startup_timeout_s)
         return bounds, True
