@@ -23,7 +23,7 @@ from strata.schemas._secrets import EDGE_TOKEN, SecretNotHeld, derive_secret, ke
 Port = Annotated[int, Field(ge=0, le=65535)]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
-RateLimitClass = Literal["auth", "read", "write"]
+RateLimitClass = Literal["auth", "refresh", "read", "write"]
 """Rate-limit classes with a quota (routes of class ``none`` are never limited)."""
 
 _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
@@ -342,6 +342,21 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: int = Field(
         default=30 * 24 * 3600, ge=300, description="Lifetime of a refresh token (and its family), seconds."
     )
+    refresh_rate_per_family: str = Field(
+        default="10/60s",
+        description=(
+            "Refreshes one session (a refresh-token family) may make: '<quota>/<window seconds>s', a bucket refilled"
+            " over the window, kept in the database and shared by every auth replica. A client refreshes about once"
+            " per access_token_ttl_s; past it the refresh answers 429 with Retry-After and the token stays valid."
+        ),
+    )
+    refresh_rate_per_account: str = Field(
+        default="60/60s",
+        description=(
+            "Refreshes all the sessions of one account may make together ('<quota>/<window seconds>s'), so many"
+            " logins of one account do not multiply its allowance. Past it: 429 with Retry-After."
+        ),
+    )
     refresh_reuse_grace_s: float = Field(
         default=5.0,
         ge=0,
@@ -373,8 +388,16 @@ class Settings(BaseSettings):
     rate_limit_auth: str = Field(
         default="20/60s",
         description=(
-            "Rate limit of the auth routes (register, login, refresh, password change) per client address or user:"
+            "Rate limit of the auth routes (register, login, password change) per client address or user:"
             " '<quota>/<window seconds>s', a bucket of quota requests refilled over the window."
+        ),
+    )
+    rate_limit_refresh: str = Field(
+        default="600/60s",
+        description=(
+            "Flood guard of POST /v1/auth/refresh per client address, a bucket of its own (failed logins never"
+            " spend it), sized for many clients behind one address; the limits that count are per session and per"
+            " account (refresh_rate_per_family, refresh_rate_per_account)."
         ),
     )
     rate_limit_read: str = Field(
@@ -586,7 +609,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{info.field_name} must be between 1 and 64: {out_of_range}")
         return value
 
-    @field_validator("rate_limit_auth", "rate_limit_read", "rate_limit_write")
+    @field_validator(
+        "rate_limit_auth",
+        "rate_limit_refresh",
+        "rate_limit_read",
+        "rate_limit_write",
+        "refresh_rate_per_family",
+        "refresh_rate_per_account",
+    )
     @classmethod
     def _rate_limit_form(cls, value: str, info: ValidationInfo) -> str:
         _parse_rate_limit(value, str(info.field_name))
@@ -682,8 +712,12 @@ class Settings(BaseSettings):
         return _parse_networks(self.readyz_detail_networks, "readyz_detail_networks")
 
     def rate_limit(self, limit_class: RateLimitClass) -> tuple[int, float]:
-        """``(quota, window seconds)`` of a rate-limit class (``auth``, ``read``, ``write``)."""
+        """``(quota, window seconds)`` of a rate-limit class (``auth``, ``refresh``, ``read``, ``write``)."""
         return _parse_rate_limit(getattr(self, f"rate_limit_{limit_class}"), f"rate_limit_{limit_class}")
+
+    def refresh_rate(self, scope: Literal["family", "account"]) -> tuple[int, float]:
+        """``refresh_rate_per_<scope>`` as ``(quota, window seconds)``."""
+        return _parse_rate_limit(getattr(self, f"refresh_rate_per_{scope}"), f"refresh_rate_per_{scope}")
 
     def db_backend(self, service: str) -> DatabaseBackend:
         """The database backend ``service`` uses (its registry default unless configured)."""

@@ -147,6 +147,11 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "rate_limit_auth": "20/60s",
         "rate_limit_read": "200/60s",
         "rate_limit_exempt": "127.0.0.1",
+        # Refresh allowances a test exhausts in a few seconds (test_rate_limits.py), with a refill too slow to blur the
+        # count on a loaded machine (one token per 72 s per session); above the 40 refreshes of a session in
+        # test_refresh_races.py, whose races each take a new account.
+        "refresh_rate_per_family": "50/3600s",
+        "refresh_rate_per_account": "80/3600s",
         # Fewer collections' statistics per processing replica than test_autoscaling.py cycles through, so its load is
         # computed each time, not answered from the cache (test_collection_stats.py needs one entry).
         "data_stats_cache_entries": 4,

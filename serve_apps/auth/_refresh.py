@@ -33,6 +33,14 @@ their hashes (:func:`~strata.serve_apps.auth._tokens.hash_refresh_token`).
 :func:`rotate_refresh_token` answers a refusal as a value rather than an
 exception, so a revocation it decided commits before the caller raises.
 
+Rate: a rotation (and a retry answered within the grace window) spends one token of the family's bucket and one of
+its account's (:class:`RefreshRates`, the ``refresh_rate_per_*`` settings), under the family's lock and only once the
+token is known to be good, so an empty bucket answers :class:`Limited` (429) and leaves the token valid. The limits
+follow the session and the account, not the client's address: people behind one address never share an allowance,
+and an address's failed logins never block its refreshes. The account's bucket has a row of its own
+(``auth.refresh_account_rates``), locked after the family, never the account row. Lock order: account, family,
+account rate, token.
+
 Time is the caller's: each unit of work takes ``now`` (an auth replica's clock,
 or the auth consumer's) for every expiry it decides and every timestamp it
 writes, never PostgreSQL's ``now()``, so a test can move it.
@@ -47,6 +55,8 @@ from typing import Literal
 
 import asyncpg
 
+from strata.actors.ratelimit import RatePolicy, TokenBucket
+from strata.schemas import Settings
 from strata.schemas.events import SESSIONS_REVOKED, SessionsRevoked
 from strata.serve_apps.auth._events import record_account_event
 
@@ -74,6 +84,86 @@ class Refused:
     reason: RefusalReason
     user_id: str | None = None
     family_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """A good refresh token refused for now: its session (``family``) or its account refreshed its allowance."""
+
+    scope: Literal["family", "account"]
+    retry_after_s: float
+    policy: RatePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRates:
+    """How often one family and one account may refresh (``refresh_rate_per_family``, ``refresh_rate_per_account``)."""
+
+    family: RatePolicy
+    account: RatePolicy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RefreshRates:
+        return cls(RatePolicy(*settings.refresh_rate("family")), RatePolicy(*settings.refresh_rate("account")))
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One token taken from a stored bucket, or not: what to store back, or how long until one is there."""
+
+    allowed: bool
+    tokens_left: float
+    refilled_at: datetime
+    retry_after_s: float
+
+
+def spend_one(policy: RatePolicy, tokens_left: float | None, refilled_at: datetime | None, now: datetime) -> Spend:
+    """Take one token from a bucket stored as ``(tokens_left, refilled_at)`` (``None``: never spent, full) at ``now``.
+
+    A clock behind the stored time (another replica's) refills nothing and keeps the later time."""
+    bucket = TokenBucket(policy, now.timestamp())
+    if tokens_left is not None and refilled_at is not None:
+        bucket.tokens, bucket.updated = tokens_left, refilled_at.timestamp()
+    taken = bucket.take(policy, 1, now.timestamp())
+    stamp = max(now, refilled_at) if refilled_at is not None else now
+    return Spend(bool(taken), bucket.tokens, stamp, 0.0 if taken else bucket.seconds_until(policy, 1.0))
+
+
+async def _spend_refresh(
+    conn: asyncpg.Connection, now: datetime, family_id: str, family: asyncpg.Record, rates: RefreshRates
+) -> Limited | None:
+    """Spend a refresh of ``family_id`` (locked by the caller) and of its account; nothing is spent when either is
+    empty, which answers :class:`Limited`."""
+    on_family = spend_one(rates.family, family["refresh_tokens_left"], family["refresh_refilled_at"], now)
+    if not on_family.allowed:
+        return Limited("family", on_family.retry_after_s, rates.family)
+    user_id = family["user_id"]
+    await conn.execute(
+        "INSERT INTO auth.refresh_account_rates (user_id, tokens_left, refilled_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (user_id) DO NOTHING",
+        user_id,
+        float(rates.account.quota),
+        now,
+    )
+    account = await conn.fetchrow(
+        "SELECT tokens_left, refilled_at FROM auth.refresh_account_rates WHERE user_id = $1 FOR UPDATE", user_id
+    )
+    on_account = spend_one(rates.account, account["tokens_left"], account["refilled_at"], now)
+    if not on_account.allowed:
+        return Limited("account", on_account.retry_after_s, rates.account)
+    await conn.execute(
+        "UPDATE auth.refresh_families SET refresh_tokens_left = $2, refresh_refilled_at = $3 WHERE family_id = $1",
+        family_id,
+        on_family.tokens_left,
+        on_family.refilled_at,
+    )
+    await conn.execute(
+        "UPDATE auth.refresh_account_rates SET tokens_left = $2, refilled_at = $3 WHERE user_id = $1",
+        user_id,
+        on_account.tokens_left,
+        on_account.refilled_at,
+    )
+    return None
 
 
 async def start_family(
@@ -109,7 +199,8 @@ async def rotate_refresh_token(
     request_id: str | None = None,
     *,
     grace_s: float = 0.0,
-) -> Session | Refused:
+    rates: RefreshRates | None = None,
+) -> Session | Refused | Limited:
     """Exchange a family's newest token for its child at ``now``, or refuse.
 
     Valid means: known, not used, not revoked (itself or its family), not
@@ -120,7 +211,9 @@ async def rotate_refresh_token(
     revokes its whole family and records ``strata.auth.account.sessions_revoked.v1``
     (reason ``refresh_token_reuse``); the transaction then commits, and the
     caller raises. The family row is locked first, so rotations of one family
-    run one after the other and none slips past a revocation.
+    run one after the other and none slips past a revocation. With ``rates``,
+    a good token whose family or account has no refresh left is
+    :class:`Limited` and stays as it was.
     """
     family_id = await conn.fetchval(
         "SELECT family_id::text FROM auth.refresh_tokens WHERE token_hash = $1", presented_hash
@@ -129,7 +222,7 @@ async def rotate_refresh_token(
         return Refused("unknown")
     family = await conn.fetchrow(
         "SELECT f.user_id::text AS user_id, f.expires_at, f.revoked_at, f.expires_at <= $2 AS expired,"
-        " a.disabled, a.roles, a.perm_version"
+        " a.disabled, a.roles, a.perm_version, f.refresh_tokens_left, f.refresh_refilled_at"
         " FROM auth.refresh_families f JOIN auth.accounts a USING (user_id)"
         " WHERE f.family_id = $1 FOR UPDATE OF f",
         family_id,
@@ -147,13 +240,16 @@ async def rotate_refresh_token(
     session = Session(user_id, family_id, family["expires_at"], tuple(family["roles"]), int(family["perm_version"]))
     if token["used_at"] is not None:
         if await _within_grace(conn, now, presented_hash, new_hash, token["used_at"], grace_s, family):
-            return replace(session, replayed=True)
+            limited = None if rates is None else await _spend_refresh(conn, now, family_id, family, rates)
+            return limited or replace(session, replayed=True)
         await _revoke_families(conn, now, user_id, [family_id], "refresh_token_reuse", request_id, actor="system")
         return Refused("reused", user_id, family_id)
     if family["expired"]:
         return Refused("expired", user_id, family_id)
     if family["disabled"]:
         return Refused("disabled", user_id, family_id)
+    if rates is not None and (limited := await _spend_refresh(conn, now, family_id, family, rates)) is not None:
+        return limited
     await conn.execute("UPDATE auth.refresh_tokens SET used_at = $2 WHERE token_hash = $1", presented_hash, now)
     await conn.execute(
         "INSERT INTO auth.refresh_tokens (token_hash, family_id, user_id, parent_hash, created_at, expires_at)"

@@ -77,7 +77,7 @@ from strata.serve_apps.auth._passwords import (
     check_password_policy,
     normalize_email,
 )
-from strata.serve_apps.auth._refresh import Refused, Session
+from strata.serve_apps.auth._refresh import Limited, RefreshRates, Refused, Session
 from strata.serve_apps.auth._throttle import Scope, ThrottlePolicy, retry_after_header, subjects_for
 from strata.serve_apps.auth._tokens import (
     child_refresh_token,
@@ -343,6 +343,7 @@ class Authenticator:
         # Its own derived secrets only (SecretNotHeld, a ValueError, when this process was not given them).
         self._signing_key_key = settings.secret(SIGNING_KEY_ENCRYPTION)
         self._child_key = settings.secret(REFRESH_CHILD)
+        self._refresh_rates = RefreshRates.from_settings(settings)
         self._db = db
         self._settings = settings
         self._hasher = hasher or PasswordHasher.from_settings(settings)
@@ -472,7 +473,15 @@ class Authenticator:
             hash_refresh_token(new_token),
             request_id,
             grace_s=self._settings.refresh_reuse_grace_s,
+            rates=self._refresh_rates,
         )
+        if isinstance(result, Limited):
+            raise TooManyRequests(
+                f"this {'session' if result.scope == 'family' else 'account'} refreshed too often"
+                f" ({result.policy}); the refresh token stays valid: try it again later",
+                retry_after=retry_after_header(result.retry_after_s),
+                limit_class=f"refresh-{result.scope}",
+            )
         if isinstance(result, Session) and result.replayed:
             logger.info(
                 "refresh retried within the grace window: session %s answered its child again", result.family_id

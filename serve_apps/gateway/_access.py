@@ -12,10 +12,13 @@ the permission it requires and its rate-limit class:
   request costs no call. A failed refresh is backed off (doubling, up to 30 s:
   :class:`~strata.serve_apps.gateway._fetch.BackedOffFetch`) and the map
   fetched last serves on; only a replica that never had one answers 503.
-- rate-limit class: ``auth`` (register, login, refresh, password change: the
-  strictest), ``read`` (GET), ``write`` (other changes) or ``none`` (probes and
-  documents that cost nothing); the quotas are the ``rate_limit_*`` settings
-  (see :mod:`strata.serve_apps.gateway._ratelimit`).
+- rate-limit class: ``auth`` (register, login, password change: the
+  strictest), ``refresh`` (a per-address flood guard of its own: the auth
+  service limits refreshes per session and per account, so failed logins
+  from an address never block its refreshes), ``read`` (GET), ``write``
+  (other changes) or ``none`` (probes and documents that cost nothing); the
+  quotas are the ``rate_limit_*`` settings (see
+  :mod:`strata.serve_apps.gateway._ratelimit`).
 
 :func:`authorize`, a dependency of every route, looks the route up, rate-limits
 the caller and enforces the permission. A route missing from the table is
@@ -73,7 +76,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/.well-known/jwks.json", "auth", PUBLIC, "read"),
     Route("POST", "/v1/auth/register", "auth", PUBLIC, "auth"),
     Route("POST", "/v1/auth/login", "auth", PUBLIC, "auth"),
-    Route("POST", "/v1/auth/refresh", "auth", PUBLIC, "auth"),
+    Route("POST", "/v1/auth/refresh", "auth", PUBLIC, "refresh"),  # limited per session and account by the service
     Route("POST", "/v1/auth/logout", "auth", PUBLIC, "write"),  # the refresh token in the body is the credential
     Route("POST", "/v1/auth/logout-all", "auth", AUTHENTICATED, "write"),
     Route("POST", "/v1/auth/password", "auth", AUTHENTICATED, "auth"),

@@ -1,7 +1,7 @@
 """Rate limits at the edge: who the caller is, whether they may go on, and the headers that say so.
 
 Every route has a rate-limit class in the routing table (``_access.py``):
-``auth``, ``read``, ``write`` or ``none``. A request of a limited class spends
+``auth``, ``refresh``, ``read``, ``write`` or ``none``. A request of a limited class spends
 one token of the bucket ``<class>:<identity>``, where the identity is the
 verified token's subject (``sub:<user id>``) or, without one, the client address
 (``ip:<address>``, where every address of an IPv6 /64 is one client:
@@ -46,8 +46,8 @@ from strata.schemas import EDGE_TOKEN, RateLimitClass, Settings, TooManyRequests
 
 logger = logging.getLogger(__name__)
 
-LimitClass = Literal["auth", "read", "write", "none"]
-LIMITED_CLASSES: tuple[RateLimitClass, ...] = ("auth", "read", "write")
+LimitClass = Literal["auth", "refresh", "read", "write", "none"]
+LIMITED_CLASSES: tuple[RateLimitClass, ...] = ("auth", "refresh", "read", "write")
 EDGE_HEADER = "x-strata-edge"
 _SWEEP_S = 1.0
 _LEASE_TTL_S = 2.0

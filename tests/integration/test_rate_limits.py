@@ -229,3 +229,81 @@ async def test_the_login_throttle_counts_failures_per_trusted_client_address(sys
     assert "limit_class" not in throttled.json()  # the throttle's answer, not the rate limit's
     async with _client(system, "127.0.0.26") as other:
         assert (await fail_login(other)).status_code == 401
+
+
+async def _refresh_until_refused(client: httpx.AsyncClient, system: System, token: str, most: int) -> tuple[int, str]:
+    """Refresh the session of ``token`` (each time with its newest token) until a refusal, at most ``most`` times:
+    how many were answered, and the token the session holds now."""
+    for answered in range(most):
+        response = await client.post("/v1/auth/refresh", json={"refresh_token": token})
+        if response.status_code != 200:
+            return answered, token
+        token = system.remember_secret(response.json()["refresh_token"])
+    return most, token
+
+
+async def _refused_refresh(client: httpx.AsyncClient, token: str, limit_class: str) -> None:
+    response = await client.post("/v1/auth/refresh", json={"refresh_token": token})
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["limit_class"] == limit_class
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+async def test_refresh_is_limited_per_session_and_account_not_by_an_addresss_failed_logins(system: System) -> None:
+    """Failed logins that exhaust an address's ``auth`` allowance leave its refreshes alone (a NAT: one person's
+    typos never log the others out); refreshes are limited per session (refresh-token family) and per account, and
+    a refused refresh leaves its token good for later."""
+    auth_quota, _ = _quota(system, "auth")
+    family_quota, _ = system.settings.refresh_rate("family")
+    account_quota, _ = system.settings.refresh_rate("account")
+    assert family_quota < account_quota < 2 * family_quota  # the second session meets the account's bound first
+
+    async def bad_login(c: httpx.AsyncClient) -> httpx.Response:
+        body = {"email": f"typo-{uuid.uuid4().hex[:10]}@example.com", "password": "Wrong-Password-123"}
+        return await c.post("/v1/auth/login", json=body)
+
+    async with _client(system, "127.0.0.27") as client:
+        email = f"nat-{uuid.uuid4().hex[:10]}@example.com"
+        password = system.remember_secret(f"Nat-Pass-{uuid.uuid4().hex[:12]}")
+        registered = await client.post("/v1/auth/register", json={"email": email, "password": password})
+        assert registered.status_code == 201, registered.text
+        sessions = []
+        for _ in range(3):
+            login = await client.post("/v1/auth/login", json={"email": email, "password": password})
+            assert login.status_code == 200, login.text
+            sessions.append(system.remember_secret(login.json()["refresh_token"]))
+
+        failed = await _hammer(client, int(auth_quota * 1.5), bad_login)
+        assert {a.status for a in failed} == {401, 429}
+        _assert_refusal(failed[-1], "auth")
+
+        # The address can log in no more, yet its sessions refresh: each until its own allowance is spent.
+        answered, sessions[0] = await _refresh_until_refused(client, system, sessions[0], 2 * family_quota)
+        assert answered >= family_quota, "the session's whole allowance, the first refresh included"
+        await _refused_refresh(client, sessions[0], "refresh-family")
+
+        # The second session has room of its own, the account less: it stops at the account's bound.
+        answered_second, sessions[1] = await _refresh_until_refused(client, system, sessions[1], 2 * family_quota)
+        assert answered + answered_second >= account_quota
+        assert answered_second < family_quota
+        await _refused_refresh(client, sessions[1], "refresh-account")
+        await _refused_refresh(client, sessions[2], "refresh-account")  # never refreshed, but the same account
+
+        # Another account behind the same address refreshes as usual.
+        other, other_password = f"nat-{uuid.uuid4().hex[:10]}@example.com", f"Nat-Pass-{uuid.uuid4().hex[:12]}"
+        system.remember_secret(other_password)
+    async with _client(system, "127.0.0.28") as elsewhere:  # the first address may register no more
+        made = await elsewhere.post("/v1/auth/register", json={"email": other, "password": other_password})
+        assert made.status_code == 201, made.text
+        login = await elsewhere.post("/v1/auth/login", json={"email": other, "password": other_password})
+        assert login.status_code == 200, login.text
+        token = system.remember_secret(login.json()["refresh_token"])
+    async with _client(system, "127.0.0.27") as client:
+        refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": token})
+        assert refreshed.status_code == 200, refreshed.text
+        system.remember_secret(refreshed.json()["refresh_token"])
+        # The refused tokens are still the sessions' newest: refused for now, neither spent nor revoked.
+        for held in sessions:
+            again = await client.post("/v1/auth/refresh", json={"refresh_token": held})
+            assert again.status_code == 429, again.text

@@ -77,7 +77,8 @@ async def auth(
 ) -> AsyncIterator[Authenticator]:
     # Each test starts from empty tables (the signing key stays), so counts and prunes are the test's own.
     await auth_database.execute(
-        "TRUNCATE auth.login_failures, auth.refresh_tokens, auth.refresh_families, auth.accounts, auth.outbox"
+        "TRUNCATE auth.login_failures, auth.refresh_tokens, auth.refresh_families, auth.refresh_account_rates,"
+        " auth.accounts, auth.outbox"
     )
     settings = unit_postgres.settings(
         login_free_failures=FREE_FAILURES,
@@ -512,6 +513,117 @@ async def test_without_a_grace_window_any_retry_is_reuse(
         await strict.refresh(first.refresh_token)  # at the same instant: still reuse
     with pytest.raises(InvalidToken):
         await strict.refresh(child.refresh_token)
+
+
+# --- how often a session and an account may refresh ------------------------------------------------------------------
+
+FAMILY_RATE = (3, 60)  # a token every 20 s
+ACCOUNT_RATE = (5, 60)  # a token every 12 s
+
+
+@pytest.fixture
+async def rated(
+    auth: Authenticator,
+    auth_database: Database,
+    unit_postgres: UnitPostgres,
+    cheap_hasher: PasswordHasher,
+    clock: FakeClock,
+) -> Authenticator:
+    """An auth replica with small refresh allowances (the tables emptied by ``auth``)."""
+    settings = unit_postgres.settings(
+        refresh_token_ttl_s=REFRESH_TTL_S,
+        refresh_reuse_grace_s=GRACE_S,
+        refresh_rate_per_family=f"{FAMILY_RATE[0]}/{FAMILY_RATE[1]}s",
+        refresh_rate_per_account=f"{ACCOUNT_RATE[0]}/{ACCOUNT_RATE[1]}s",
+    )
+    replica = Authenticator(auth_database, settings, hasher=cheap_hasher, clock=clock)
+    await replica.start()
+    return replica
+
+
+async def refresh_limited(auth: Authenticator, token: str, limit_class: str) -> float:
+    """The ``retry_after`` of a refresh refused by ``limit_class`` (``refresh-family`` or ``refresh-account``)."""
+    with pytest.raises(TooManyRequests) as refused:
+        await auth.refresh(token)
+    assert refused.value.extra == {"limit_class": limit_class}
+    assert refused.value.retry_after is not None
+    return refused.value.retry_after
+
+
+async def test_a_session_refreshes_its_allowance_then_waits_and_its_token_stays_good(
+    rated: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(rated)
+    token = (await rated.login(email, PASSWORD, new_client())).refresh_token
+    for _ in range(FAMILY_RATE[0]):
+        token = (await rated.refresh(token)).refresh_token
+    assert await refresh_limited(rated, token, "refresh-family") == FAMILY_RATE[1] / FAMILY_RATE[0]
+    # Refused for now, not spent: the same token refreshes once a token refilled, and not a moment before.
+    clock.advance(FAMILY_RATE[1] / FAMILY_RATE[0] - 1)
+    await refresh_limited(rated, token, "refresh-family")
+    clock.advance(1)
+    assert (await rated.refresh(token)).refresh_token != token
+    assert not await sessions_revoked(auth_database)
+
+
+async def test_a_retry_within_the_grace_window_spends_the_sessions_allowance_too(
+    rated: Authenticator, clock: FakeClock
+) -> None:
+    email = await registered(rated)
+    first = (await rated.login(email, PASSWORD, new_client())).refresh_token
+    await rated.refresh(first)
+    for _ in range(FAMILY_RATE[0] - 1):
+        await rated.refresh(first)  # a client retrying with the token it has: the same child each time
+    await refresh_limited(rated, first, "refresh-family")
+
+
+async def test_an_accounts_sessions_share_its_allowance_and_another_account_keeps_its_own(
+    rated: Authenticator, clock: FakeClock
+) -> None:
+    email, other = await registered(rated), await registered(rated)
+    sessions = [(await rated.login(email, PASSWORD, new_client())).refresh_token for _ in range(3)]
+    spent = 0
+    for index in range(len(sessions)):  # two refreshes a session: the families' allowances are not the bound
+        for _ in range(2):
+            if spent == ACCOUNT_RATE[0]:
+                break
+            sessions[index] = (await rated.refresh(sessions[index])).refresh_token
+            spent += 1
+    assert spent == ACCOUNT_RATE[0]
+    retry_after = await refresh_limited(rated, sessions[2], "refresh-account")
+    assert retry_after == ACCOUNT_RATE[1] / ACCOUNT_RATE[0]
+    await refresh_limited(rated, sessions[0], "refresh-account")  # its family has room; its account has none
+    stranger = (await rated.login(other, PASSWORD, new_client())).refresh_token
+    await rated.refresh(stranger)
+    clock.advance(retry_after)
+    await rated.refresh(sessions[2])
+
+
+async def test_a_limited_refresh_still_refuses_a_reused_token_and_revokes_its_session(
+    rated: Authenticator, auth_database: Database, clock: FakeClock
+) -> None:
+    email = await registered(rated)
+    first = (await rated.login(email, PASSWORD, new_client())).refresh_token
+    token = first
+    for _ in range(FAMILY_RATE[0]):
+        token = (await rated.refresh(token)).refresh_token
+    clock.advance(GRACE_S + 1)
+    with pytest.raises(InvalidToken):  # a stolen, spent token: refused as reuse, not as "too many"
+        await rated.refresh(first)
+    assert len(await sessions_revoked(auth_database)) == 1
+
+
+def test_a_stored_bucket_refills_with_the_clock_and_a_clock_behind_refills_nothing() -> None:
+    policy = _refresh.RatePolicy(3, 60)
+    t0 = datetime.fromtimestamp(T0, UTC)
+    full = _refresh.spend_one(policy, None, None, t0)
+    assert full.allowed and full.tokens_left == 2 and full.refilled_at == t0
+    empty = _refresh.spend_one(policy, 0.0, t0, t0)
+    assert not empty.allowed and empty.retry_after_s == 20
+    behind = _refresh.spend_one(policy, 0.5, t0, datetime.fromtimestamp(T0 - 30, UTC))
+    assert not behind.allowed and behind.refilled_at == t0 and behind.retry_after_s == 10
+    later = _refresh.spend_one(policy, 0.5, t0, datetime.fromtimestamp(T0 + 10, UTC))
+    assert later.allowed and later.tokens_left == 0
 
 
 def test_a_child_token_is_derived_from_its_parent_under_the_master_secrets_key() -> None:
