@@ -69,24 +69,27 @@ def test_port_in_use_sees_a_listener() -> None:
 
 
 def test_terminate_stops_a_process_and_its_children() -> None:
+    # The parent says its child's pid once the child exists (Popen returns after the fork): the test waits on that
+    # line, not on a time, however slowly a loaded machine starts the two interpreters.
     code = (
         "import subprocess, sys, time;"
-        " subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+        " child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        " print(child.pid, flush=True); time.sleep(60)"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code])
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        proc = psutil.Process(parent.pid)
-        for _ in range(50):
-            if proc.children():
-                break
-            psutil.wait_procs([], timeout=0.1)
-        children = proc.children(recursive=True)
-        assert children
+        assert parent.stdout is not None
+        line = parent.stdout.readline()  # '' only if the parent died first
+        assert line.strip().isdigit(), line
+        child = psutil.Process(int(line))
+        assert child.ppid() == parent.pid
         terminate([Proc.of(parent.pid)], timeout=5)
         parent.wait(timeout=5)
-        assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     finally:
         parent.kill()
+        if parent.stdout is not None:
+            parent.stdout.close()
 
 
 def test_a_chosen_port_lies_outside_the_ephemeral_range_so_no_outgoing_socket_can_take_it() -> None:
