@@ -248,16 +248,7 @@ async def replace_password(
     )
     if status.split()[-1] == "0":
         return None
-    await _throttle.settle_success(conn, policy, subjects_for(email, None))
-    await record_account_event(
-        conn,
-        ACCOUNT_PASSWORD_CHANGED,
-        AccountPasswordChanged(user_id=user_id),
-        key=user_id,
-        request_id=request_id,
-        actor=user_id,
-    )
-    return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id)
+    return await _password_replaced(conn, now, policy, user_id, email, request_id, actor=user_id)
 
 
 async def take_over_account(
@@ -281,6 +272,21 @@ async def take_over_account(
         new_hash,
         now,
     )
+    return await _password_replaced(conn, now, policy, user_id, email, request_id, actor=SYSTEM_ACTOR)
+
+
+async def _password_replaced(
+    conn: asyncpg.Connection,
+    now: datetime,
+    policy: ThrottlePolicy,
+    user_id: str,
+    email: str,
+    request_id: str | None,
+    *,
+    actor: str,
+) -> int:
+    """What follows a new password (its owner's or an operator's): the account's failures forgiven,
+    ``password_changed`` recorded, every session ended; how many were live."""
     await _throttle.settle_success(conn, policy, subjects_for(email, None))
     await record_account_event(
         conn,
@@ -288,9 +294,9 @@ async def take_over_account(
         AccountPasswordChanged(user_id=user_id),
         key=user_id,
         request_id=request_id,
-        actor=SYSTEM_ACTOR,
+        actor=actor,
     )
-    return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id, actor=SYSTEM_ACTOR)
+    return await _refresh.revoke_all(conn, now, user_id, "password_changed", request_id, actor=actor)
 
 
 async def logout_everywhere(
