@@ -18,7 +18,14 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from strata.schemas._registry import DatabaseBackend, app_names, schema_owners, service_spec
-from strata.schemas._secrets import EDGE_TOKEN, SecretNotHeld, derive_secret, key_secret
+from strata.schemas._secrets import (
+    EDGE_TOKEN,
+    SecretNotHeld,
+    credentials_file_of,
+    derive_secret,
+    key_secret,
+    postgres_role_secret,
+)
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -669,6 +676,16 @@ class Settings(BaseSettings):
             f"this process holds no secret {label!r}: each component gets only its own derived secrets, and only"
             " the strata command the master secret (STRATA_SECRET_KEY)"
         )
+
+    @classmethod
+    def of_service(cls, service: str) -> Settings:
+        """The settings of an actor working for ``service`` (a pool, a consumer): made by one of its replicas, it
+        inherits their credentials (``STRATA_CREDENTIALS_FILE``); made by a driver (a script, a test), which hands
+        a worker none, it reads its service's own file, which `strata up` wrote under the data dir."""
+        settings = cls()
+        if settings.holds_secret(postgres_role_secret(service)):
+            return settings
+        return cls(credentials_file=credentials_file_of(settings.data_dir, service))
 
     def holds_secret(self, label: str) -> bool:
         """Whether :meth:`secret` answers ``label`` in this process."""

@@ -145,11 +145,11 @@ class ConsumerRunner:
     async def __init__(  # type: ignore[misc]  # Ray awaits an async constructor
         self, group: str, topics: list[str], handler: Handler, service: str
     ) -> None:
-        self._settings = Settings()
+        self._service = check_service_name(service)
+        self._settings = Settings.of_service(service)
         self._group = group
         self._topics = topics
         self._handler = handler
-        self._service = check_service_name(service)
         self._db = AsyncpgPool(
             service_dsn(self._settings, service),
             max_size=2,

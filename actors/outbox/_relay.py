@@ -65,8 +65,8 @@ class OutboxRelay:
     async def __init__(self, service: str, shard: int, shards: int) -> None:  # type: ignore[misc]  # Ray awaits it
         if not 0 <= shard < shards:
             raise ValueError(f"shard={shard} must be in [0, {shards})")
-        self._settings = Settings()
         self._service = check_service_name(service)
+        self._settings = Settings.of_service(service)
         self._shard = shard
         self._shards = shards
         self._wake = asyncio.Event()

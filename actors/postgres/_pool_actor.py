@@ -38,7 +38,7 @@ from strata.actors.postgres._database import (
 )
 from strata.actors.postgres._errors import DatabaseUnavailable
 from strata.actors.postgres._roles import check_service_name, service_dsn
-from strata.schemas import Settings, credentials_file_of, postgres_role_secret
+from strata.schemas import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,7 @@ class PostgresPoolActor:
     """
 
     def __init__(self, service: str, max_size: int) -> None:
-        settings = Settings()
-        if not settings.holds_secret(postgres_role_secret(service)):
-            # Made by a driver (a script, a test), not by its service's replica, whose credentials it would inherit:
-            # its service's own, which `strata up` wrote under the data dir.
-            settings = Settings(credentials_file=credentials_file_of(settings.data_dir, service))
+        settings = Settings.of_service(service)
         self._service = service
         self._pool = AsyncpgPool(
             service_dsn(settings, service),

@@ -143,3 +143,21 @@ def test_each_app_is_pointed_at_its_own_credentials_in_its_runtime_env(tmp_path:
     for app in config["applications"]:
         assert app["runtime_env"] == {"env_vars": {"STRATA_CREDENTIALS_FILE": str(files[app["name"]])}}
     assert "runtime_env" not in serve_config(_master(tmp_path))["applications"][0]
+
+
+def test_an_actor_a_driver_made_reads_its_own_services_file_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    master = _master(tmp_path)
+    write_credentials(master)
+    for name, value in worker_env(master).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("STRATA_CREDENTIALS_FILE", raising=False)  # what a script's or a test's actor inherits
+    audit = Settings.of_service("audit")
+    assert service_dsn(audit, "audit") == service_dsn(master, "audit")
+    assert client_options(audit, "audit")["sasl_plain_password"] == principal_password(MASTER, "audit")
+    with pytest.raises(SecretNotHeld):
+        service_dsn(audit, "users")
+    # Made by one of its service's replicas, an actor keeps what it inherited.
+    users = _worker(master, "users", monkeypatch)
+    assert Settings.of_service("users").credentials_file == users.credentials_file
