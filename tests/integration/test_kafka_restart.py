@@ -38,8 +38,16 @@ READY_S = 120.0
 _SCRAM_SHA_512 = 2
 
 
+COMMAND_GUARD_S = 600
+"""A hang guard, not a promise: `strata kafka-user repair` stops and starts the broker's JVM twice. The whole
+lock-out test, four JVM starts, took 69-81 s on a quiet machine and 249 s at a load average of 12; a 300 s guard on
+the repair alone killed it mid-start in a loaded full run, and the session's Kafka with it."""
+
+
 def _strata(system: System, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([STRATA, *args], env=system.env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [STRATA, *args], env=system.env, capture_output=True, text=True, timeout=COMMAND_GUARD_S, check=False
+    )
 
 
 def _broker(system: System) -> EmbeddedKafka:
