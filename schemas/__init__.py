@@ -95,6 +95,7 @@ from strata.schemas._registry import (
     service_spec,
 )
 from strata.schemas._secrets import (
+    CONSISTENCY_TOKEN_KEY,
     EDGE_TOKEN,
     REFRESH_CHILD,
     SIGNING_KEY_ENCRYPTION,
@@ -108,6 +109,7 @@ from strata.schemas._secrets import (
 from strata.schemas._settings import RateLimitClass, Settings
 
 __all__ = [
+    "CONSISTENCY_TOKEN_KEY",
     "EDGE_TOKEN",
     "IPV6_CLIENT_PREFIX",
     "PLAIN_TEXT",

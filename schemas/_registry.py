@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from strata.schemas._secrets import (
+    CONSISTENCY_TOKEN_KEY,
     EDGE_TOKEN,
     REFRESH_CHILD,
     SIGNING_KEY_ENCRYPTION,
@@ -113,7 +114,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         route_prefix="/",
         owns_schema=False,
         reads=(AUTH_ACCOUNT_TOPIC, USERS_USER_TOPIC),
-        secrets=(EDGE_TOKEN, key_secret("consistency-token")),
+        secrets=(EDGE_TOKEN, CONSISTENCY_TOKEN_KEY),
     ),
     ServiceSpec(
         name="auth",

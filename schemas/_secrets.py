@@ -44,6 +44,10 @@ def key_secret(purpose: str) -> str:
     return f"key:{purpose}"
 
 
+CONSISTENCY_TOKEN_KEY = key_secret("consistency-token")
+"""The key the gateway signs ``Strata-Consistency`` tokens with (the gateway alone holds it)."""
+
+
 def derive_secret(master: str, label: str) -> bytes:
     """The 32 bytes derived from ``master`` for ``label`` (see the module docstring)."""
     if label.startswith("hkdf:"):

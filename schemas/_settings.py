@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from strata.schemas._registry import DatabaseBackend, app_names, schema_owners, service_spec
 from strata.schemas._secrets import (
+    CONSISTENCY_TOKEN_KEY,
     EDGE_TOKEN,
     SecretNotHeld,
     credentials_file_of,
@@ -711,7 +712,7 @@ class Settings(BaseSettings):
     def consistency_token_key(self) -> bytes:
         """The key the gateway signs and verifies ``Strata-Consistency`` tokens with (derived from the master secret,
         for this purpose alone): only the gateway needs it; a service trusts the positions its callers pass."""
-        return self.derived_key("consistency-token")
+        return self.secret(CONSISTENCY_TOKEN_KEY)
 
     def edge_token(self) -> str:
         """The token strata's TLS front adds to every request it forwards (``X-Strata-Edge``), derived from the

@@ -18,7 +18,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from strata.actors.positions import SessionPositions, SharedPositions, ensure_position_ledgers
-from strata.schemas import DomainError, Settings
+from strata.schemas import CONSISTENCY_TOKEN_KEY, DomainError, Settings
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, replica_id
 from strata.serve_apps._logging import route_strata_logs_to_serve
 from strata.serve_apps._replica import check_event_loop
@@ -137,7 +137,9 @@ class Gateway(FaultInjectable):
         # Without standbys every read is the primary's: no position to share, so no ledger call on any request.
         ledgers = ensure_position_ledgers(ttl_s) if self._settings.database_replica_urls else []
         api.state.session_positions = SharedPositions(SessionPositions(ttl_s), ledgers)
-        if self._settings.secret_key is not None:  # else a key of this replica's own (app tests, no master secret)
+        # Given it by `strata up` (credentials/gateway.json), shared by every replica; else a key of this replica's
+        # own (app tests, given no secrets).
+        if self._settings.holds_secret(CONSISTENCY_TOKEN_KEY):
             api.state.consistency_signer = TokenSigner(self._settings.consistency_token_key())
         self._faults = ReplicaFaults(self._settings.fault_injection)
         api.state.verifier = TokenVerifier(self._settings, JwksCache(_fetch_jwks))

@@ -101,6 +101,14 @@ def _bucket(system: System, key: str) -> dict[str, Any]:
     return dict(info)
 
 
+def _first_refusal(answers: list[Answer]) -> Answer:
+    """The first 429 of ``answers``. Not the last answer: the bucket refills while the requests go on (the ``read``
+    class a token every 0.3 s), so on a slow machine the last one may be let through again."""
+    refused = [a for a in answers if a.status == 429]
+    assert refused, f"no request refused: {sorted({a.status for a in answers})}"
+    return refused[0]
+
+
 def _assert_refusal(answer: Answer, limit_class: str) -> None:
     assert answer.status == 429
     assert answer.headers["content-type"] == "application/problem+json"
@@ -177,12 +185,12 @@ async def test_login_and_reads_are_limited_separately(
     async with _client(system, "127.0.0.22") as client:
         reads = await _hammer(client, int(read_quota * 1.3), anonymous_read)
         assert {a.status for a in reads} == {401, 429}
-        _assert_refusal(reads[-1], "read")
+        _assert_refusal(_first_refusal(reads), "read")
         logins = await _hammer(client, int(auth_quota * 1.5), invalid_login)
     assert {a.status for a in logins} == {422, 429}
     allowed_logins = sum(a.status == 422 for a in logins)
     assert logins[0].status == 422 and logins[0].headers["RateLimit-Policy"] == f'"auth";q={auth_quota};w=60'
-    _assert_refusal(logins[-1], "auth")
+    _assert_refusal(_first_refusal(logins), "auth")
     record_property("auth_allowed_after_reads", allowed_logins)
     assert auth_quota * 0.9 <= allowed_logins <= auth_quota * 1.1 + 1
 
@@ -208,7 +216,7 @@ async def test_forged_forwarding_headers_do_not_make_a_new_client(system: System
     async with _client(system, "127.0.0.24") as client:
         logins = await _hammer(client, int(auth_quota * 1.5), login_as_someone_else)
     assert sum(a.status == 422 for a in logins) <= auth_quota * 1.1 + 1
-    assert logins[-1].status == 429
+    _first_refusal(logins)
 
 
 async def test_the_login_throttle_counts_failures_per_trusted_client_address(system: System) -> None:
@@ -276,7 +284,7 @@ async def test_refresh_is_limited_per_session_and_account_not_by_an_addresss_fai
 
         failed = await _hammer(client, int(auth_quota * 1.5), bad_login)
         assert {a.status for a in failed} == {401, 429}
-        _assert_refusal(failed[-1], "auth")
+        _assert_refusal(_first_refusal(failed), "auth")
 
         # The address can log in no more, yet its sessions refresh: each until its own allowance is spent.
         answered, sessions[0] = await _refresh_until_refused(client, system, sessions[0], 2 * family_quota)

@@ -20,6 +20,7 @@ from strata.actors.postgres import service_dsn, service_password
 from strata.cluster._runtime import worker_env, write_credentials
 from strata.cluster._serve import serve_config
 from strata.schemas import (
+    CONSISTENCY_TOKEN_KEY,
     EDGE_TOKEN,
     REFRESH_CHILD,
     REGISTRY,
@@ -80,13 +81,13 @@ def test_a_signing_key_encrypted_under_the_master_secret_decrypts_with_the_auth_
 def test_only_auth_holds_the_signing_key_encryption_key_and_only_the_gateway_the_edge_and_consistency_keys() -> None:
     holders = {label: [s.name for s in REGISTRY if label in component_secrets(s.name)] for label in
                (SIGNING_KEY_ENCRYPTION, REFRESH_CHILD, EDGE_TOKEN, key_secret("data-cursor"),
-                key_secret("consistency-token"))}  # fmt: skip
+                CONSISTENCY_TOKEN_KEY)}  # fmt: skip
     assert holders == {
         SIGNING_KEY_ENCRYPTION: ["auth"],
         REFRESH_CHILD: ["auth"],
         EDGE_TOKEN: ["gateway"],
         key_secret("data-cursor"): ["data"],
-        key_secret("consistency-token"): ["gateway"],
+        CONSISTENCY_TOKEN_KEY: ["gateway"],
     }
     for spec in REGISTRY:
         others = {kafka_principal_secret(o.name) for o in REGISTRY if o is not spec}
@@ -123,6 +124,8 @@ def test_the_auth_and_gateway_processes_have_their_own_keys(tmp_path: Path, monk
     assert not auth.holds_secret(EDGE_TOKEN)
     gateway = _worker(master, "gateway", monkeypatch)
     assert gateway.edge_token() == master.edge_token()
+    assert gateway.holds_secret(CONSISTENCY_TOKEN_KEY)  # what makes its replicas share one signer
+    assert gateway.consistency_token_key() == master.consistency_token_key()
     assert not gateway.holds_secret(SIGNING_KEY_ENCRYPTION)
 
 
