@@ -529,12 +529,19 @@ class RayHeadComponent:
         if any(p.alive() for p in procs.values()):
             echo("stopping Serve and the Ray head")
             if running(recorded):
-                # Gently first, so replicas close their pools; a half-dead head is just stopped. 10 s: the services'
-                # replicas are done by then (nothing reaches them once the front has stopped), while the gateway's
-                # ingress replicas behind Serve's HAProxy would stay reachable for its 30 s deregistration window
-                # (RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S), for traffic that can no longer come: every
-                # `down` waited out Serve's own 30 s shutdown timeout for that.
-                _serve.shutdown(head.dashboard_url, self._runtime.ray_auth_token, timeout=10)
+                # Gently first, so the services' replicas close their pools; a half-dead head is just stopped. Until
+                # those replicas have left (at most 10 s), not until Serve is done: the gateway's ingress replicas
+                # behind Serve's HAProxy stay for its 30 s deregistration window
+                # (RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S), for traffic that can no longer come once the
+                # front has stopped, and every `down` waited out the whole bound for them.
+                ingress = _serve.ingress_apps()
+                live = list(procs.values())
+                _serve.shutdown(
+                    head.dashboard_url,
+                    self._runtime.ray_auth_token,
+                    timeout=10,
+                    done=lambda: _ray.serve_replica_apps(live) <= ingress,
+                )
             # 5 s, not Ray's 16: the GCS and the autoscaler's monitor let a SIGTERM wait out any grace period given
             # (measured: both still there after 15 s, every `down`), and a local head keeps nothing durable in them.
             terminate(list(procs.values()), timeout=5)

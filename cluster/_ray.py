@@ -86,6 +86,29 @@ def _names_gcs(cmdline: list[str], gcs_port: int | None) -> bool:
     )
 
 
+_REPLICA_TITLE = "ray::ServeReplica:"
+
+
+def serve_replica_apps(procs: list[Proc]) -> set[str]:
+    """The Serve apps with a replica still running among ``procs`` and their descendants (a replica's process is
+    titled ``ray::ServeReplica:<app>:<deployment>``)."""
+    apps: set[str] = set()
+    for p in procs:
+        try:
+            root = psutil.Process(p.pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in family:
+            try:
+                title = (proc.cmdline() or [""])[0]
+            except psutil.Error:
+                continue
+            if title.startswith(_REPLICA_TITLE):
+                apps.add(title.removeprefix(_REPLICA_TITLE).split(":")[0])
+    return apps
+
+
 def find_processes(temp_dir: Path, *, gcs_port: int | None = None, daemons_only: bool = False) -> list[Proc]:
     """Every live process of the head: those whose command line names ``temp_dir`` or its GCS port;
     unless ``daemons_only``, its workers too (which come and go on their own)."""

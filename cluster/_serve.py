@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,34 @@ def wait_running(dashboard_url: str, token: str | None, names: list[str], timeou
     raise StartupError(f"Serve apps not running after {timeout:.0f}s: {pending}")
 
 
-def shutdown(dashboard_url: str, token: str | None, timeout: float = 60.0) -> None:
-    """Delete every Serve app (and Serve's proxies), gently; errors mean Ray is gone already."""
-    try:
-        httpx.delete(dashboard_url + _APPLICATIONS, headers=_headers(token), timeout=timeout)
-    except httpx.HTTPError:
-        pass
+def ingress_apps(path: Path | None = None) -> set[str]:
+    """The apps of the Serve config that take HTTP (a ``route_prefix``): the gateway."""
+    config = yaml.safe_load((path or serve_config_path()).read_text())
+    return {app["name"] for app in config["applications"] if app.get("route_prefix") is not None}
+
+
+def shutdown(
+    dashboard_url: str, token: str | None, timeout: float = 60.0, *, done: Callable[[], bool] | None = None
+) -> None:
+    """Delete every Serve app (and Serve's proxies), gently; errors mean Ray is gone already.
+
+    Returns when Serve says it is done, when ``done()`` says what had to stop gently has stopped (checked every
+    quarter second), or after ``timeout``. The dashboard answers nothing else while it deletes, so ``done`` looks at
+    something other than the dashboard (the replicas' processes).
+    """
+    answered = threading.Event()
+
+    def delete() -> None:
+        try:
+            httpx.delete(dashboard_url + _APPLICATIONS, headers=_headers(token), timeout=timeout)
+        except httpx.HTTPError:
+            pass
+        finally:
+            answered.set()
+
+    # A daemon thread: what is left of the request ends with the Ray head it waits on, or with this process.
+    threading.Thread(target=delete, name="serve-shutdown", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not answered.wait(0.25):
+        if time.monotonic() >= deadline or (done is not None and done()):
+            return

@@ -65,8 +65,8 @@ class Output:
 
 def _lighter(data_dir: Path) -> dict[str, str]:
     """Environment of a `strata` command for a second system in ``data_dir``: the session's settings, one replica
-    per app."""
-    return {**os.environ, **settings_env(make_settings(data_dir, min_replicas={}))}
+    per app, one pool actor and one relay per service."""
+    return {**os.environ, **settings_env(make_settings(data_dir, min_replicas={}, db_pool_actors=1, outbox_relays=1))}
 
 
 def _processes_of(data_dir: Path) -> tuple[list[int], list[int]]:

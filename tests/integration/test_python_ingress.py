@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.last]
 def python_ingress() -> Iterator[tuple[Settings, Runtime]]:
     data_dir = Path(tempfile.mkdtemp(prefix="strata-test-python-"))
     # The Python proxy is what differs here; no standby is needed to show it (one less server to start).
-    settings = make_settings(data_dir, ingress="python", min_replicas={}, outbox_relays=1, postgres_standbys=0)
+    settings = make_settings(
+        data_dir, ingress="python", min_replicas={}, db_pool_actors=1, outbox_relays=1, postgres_standbys=0
+    )
     try:
         yield settings, up(settings, echo=lambda _: None)
     finally:
