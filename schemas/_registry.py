@@ -5,8 +5,10 @@ settings validation (``STRATA_DB_BACKENDS``, ``STRATA_MIN_REPLICAS``), the
 gateway's ``/readyz``, ``strata status``, migrations, topic and dead-letter
 topic creation, consumer startup in the replicas, and the checks of
 ``cluster/serve.yaml`` and of the package data. Adding a component is one
-:class:`ServiceSpec` here plus its package under ``serve_apps/`` (see
-``docs/components.md``).
+:class:`ServiceSpec` here plus its package under ``serve_apps/``, and its place
+in the gateway, which names its services in code (its ``App`` literal, clients,
+routers and OpenAPI tags: ``tests/unit/test_gateway_lists.py`` checks them
+against this list); see ``docs/components.md``.
 
 The registry is data only: handlers are named by import path (``module:function``)
 and resolved where they run, so importing it costs nothing and pulls in neither

@@ -27,7 +27,7 @@ from strata.actors import Backoff, inc_counter, keep_running
 from strata.actors.kafka import client_options, partitions_of, stop_quietly
 from strata.actors.postgres import current_scope
 from strata.schemas import CollectionStats, DataCaller, service_spec
-from strata.schemas.events import check_provenance, decode
+from strata.schemas.events import EVENT_TYPES, check_provenance, decode
 from strata.serve_apps._autoscaling import CPU_METRIC, CpuMeter
 from strata.serve_apps._client import ServiceClient
 from strata.serve_apps._replica import ServiceReplica
@@ -37,7 +37,8 @@ from strata.serve_apps.data._stats import StatsCache, StatsLimits, collection_st
 logger = logging.getLogger(__name__)
 
 TOPICS = service_spec("data").reads
-_COLLECTION_EVENTS = "strata.data.collection."
+_COLLECTION_EVENTS = frozenset(e.type for e in EVENT_TYPES.values() if e.topic in TOPICS)
+"""The types that travel on the topics followed: each names the collection it changed."""
 
 
 class CollectionEvents:
@@ -119,7 +120,7 @@ class CollectionEvents:
             check_provenance(topic, event)
         except ValueError:
             return  # not the data service's event: it changes nothing here
-        if event.type.startswith(_COLLECTION_EVENTS):
+        if event.type in _COLLECTION_EVENTS:
             collection_id = getattr(event.data, "collection_id", None)
             if isinstance(collection_id, str):
                 self._cache.invalidate(collection_id)

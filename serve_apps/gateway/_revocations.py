@@ -50,7 +50,16 @@ from aiokafka.structs import TopicPartition
 from strata.actors import Backoff, keep_running
 from strata.actors.kafka import client_options, partitions_of, stop_quietly
 from strata.schemas import ServiceUnavailable, Settings, service_spec
-from strata.schemas.events import ForeignEvent, check_provenance, decode
+from strata.schemas.events import (
+    ACCOUNT_PASSWORD_CHANGED,
+    SESSIONS_REVOKED,
+    USER_DELETED,
+    USER_DISABLED,
+    USER_ROLES_CHANGED,
+    ForeignEvent,
+    check_provenance,
+    decode,
+)
 from strata.serve_apps.gateway._tokens import AccessClaims
 
 logger = logging.getLogger(__name__)
@@ -58,15 +67,8 @@ logger = logging.getLogger(__name__)
 TOPICS = service_spec("gateway").reads
 """What the feed reads: exactly the topics the gateway's Kafka principal may read."""
 _USER_CUTOFF_TYPES = frozenset(
-    {
-        "strata.auth.account.password_changed.v1",
-        "strata.users.user.roles_changed.v1",
-        "strata.users.user.disabled.v1",
-        "strata.users.user.deleted.v1",
-    }
+    e.type for e in (ACCOUNT_PASSWORD_CHANGED, USER_ROLES_CHANGED, USER_DISABLED, USER_DELETED)
 )
-_SESSIONS_REVOKED = "strata.auth.account.sessions_revoked.v1"
-_ROLES_CHANGED = "strata.users.user.roles_changed.v1"
 _MAX_BACKOFF_S = 5.0
 _RETRY_AFTER_S = 5.0
 """``Retry-After`` of a request refused while the feed is catching up or stale."""
@@ -88,7 +90,7 @@ class Revocations:
 
     def apply(self, event_type: str, data: dict[str, Any], at: float) -> None:
         user_id = data.get("user_id")
-        if event_type == _SESSIONS_REVOKED:
+        if event_type == SESSIONS_REVOKED.type:
             family = data.get("family_id")
             if family:
                 self._sessions[str(family)] = at
@@ -96,7 +98,11 @@ class Revocations:
                 self._cut_off(str(user_id), at)
         elif event_type in _USER_CUTOFF_TYPES and user_id:
             perm_version = data.get("perm_version")
-            if event_type == _ROLES_CHANGED and isinstance(perm_version, int) and not isinstance(perm_version, bool):
+            if (
+                event_type == USER_ROLES_CHANGED.type
+                and isinstance(perm_version, int)
+                and not isinstance(perm_version, bool)
+            ):
                 self._raise_min_pv(str(user_id), perm_version, at)
             else:
                 self._cut_off(str(user_id), at)

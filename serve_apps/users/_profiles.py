@@ -14,9 +14,7 @@ from typing import Any
 import asyncpg
 
 from strata.schemas import Profile, RolePermissions
-from strata.schemas.events import CloudEvent
-
-REGISTERED = "strata.auth.account.registered.v1"
+from strata.schemas.events import ACCOUNT_REGISTERED, CloudEvent
 
 PROFILE_COLUMNS = (
     "user_id::text AS user_id, email, display_name, roles, disabled, perm_version, version, created_at, updated_at"
@@ -34,7 +32,7 @@ def public_profile(row: asyncpg.Record | dict[str, Any]) -> Profile:
 
 async def apply_auth_event(conn: asyncpg.Connection, event: CloudEvent[Any]) -> None:
     """The users service's effect of auth events: a registration creates (or completes) the profile."""
-    if event.type != REGISTERED:
+    if event.type != ACCOUNT_REGISTERED.type:
         return
     await ensure_profile(conn, event.data["user_id"], event.data["email"])
 

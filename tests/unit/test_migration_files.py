@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from strata.actors.postgres import MigrationError, load_migrations, service_migrations_dir
+from strata.schemas import schema_owners
 
 
 def test_migrations_load_in_version_order(tmp_path: Path) -> None:
@@ -33,7 +34,7 @@ def test_a_missing_directory_has_no_migrations(tmp_path: Path) -> None:
     assert load_migrations(tmp_path / "nope") == []
 
 
-@pytest.mark.parametrize("service", ["auth", "users", "data"])
+@pytest.mark.parametrize("service", [spec.name for spec in schema_owners()])
 def test_each_service_ships_its_migrations_beside_its_code(service: str) -> None:
     directory = service_migrations_dir(service)
     assert directory.is_dir()
