@@ -29,10 +29,11 @@ def test_down_leaves_no_raylet_gcs_postgres_or_kafka_behind(system: System, ray_
     serve_ports = [settings.serve_port, settings.haproxy_stats_port, settings.haproxy_metrics_port]
     assert all(port_in_use("127.0.0.1", port) for port in [settings.gateway_port, *serve_ports])
 
+    titles = {p.pid: " ".join(psutil.Process(p.pid).cmdline())[:120] for p in ray_procs if psutil.pid_exists(p.pid)}
     stopped = down(system.settings, echo=lambda _: None)
 
     all_pids = {pid for pids in recorded.values() for pid in pids} | {p.pid for p in ray_procs}
-    assert all_pids <= set(stopped)
+    assert all_pids <= set(stopped), {pid: titles.get(pid) for pid in all_pids - set(stopped)}
     survivors = [
         pid for pid in all_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
