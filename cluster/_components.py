@@ -31,11 +31,9 @@ from strata.actors.kafka import (
     provision,
 )
 from strata.actors.postgres import (
-    apply_migrations,
     ensure_service_role,
-    load_migrations,
+    migrate_component,
     redact_dsn,
-    service_migrations_dir,
     service_password,
 )
 from strata.cluster import _kafka, _ray, _serve
@@ -81,8 +79,7 @@ async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, lis
             service = spec.name
             await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
             params = {name: str(getattr(settings, name)) for name in spec.migration_settings}
-            migrations = load_migrations(service_migrations_dir(service))
-            applied[service] = await apply_migrations(conn, service, migrations, params)
+            applied[service] = await migrate_component(conn, spec, params)
             for name in applied[service]:
                 echo(f"  applied {service}/{name}")
     finally:
