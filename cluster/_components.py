@@ -34,6 +34,7 @@ from strata.actors.postgres import (
     ensure_service_role,
     migrate_component,
     redact_dsn,
+    seed_permissions,
     service_password,
 )
 from strata.cluster import _kafka, _ray, _serve
@@ -66,11 +67,20 @@ from strata.cluster._runtime import (
 from strata.cluster._scale import load_scale
 from strata.cluster._state import Recorded, free_port, terminate
 from strata.cluster._tls import ensure_certificate
-from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
+from strata.schemas import (
+    PERMISSIONS_OWNER,
+    REGISTRY,
+    Settings,
+    app_names,
+    consumer_groups,
+    defined_permissions,
+    schema_owners,
+)
 
 
 async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, list[str]]:
-    """Create each service's role and schema, then apply its pending migrations (admin DSN)."""
+    """Create each service's role and schema, apply its pending migrations (its shared plumbing first), then seed the
+    registry's permissions into their catalogue (admin DSN)."""
     assert settings.database_url is not None and settings.secret_key is not None
     applied: dict[str, list[str]] = {}
     conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
@@ -82,6 +92,9 @@ async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, lis
             applied[service] = await migrate_component(conn, spec, params)
             for name in applied[service]:
                 echo(f"  applied {service}/{name}")
+        # After every schema: the catalogue's table is the owner's, made by its migrations.
+        for name in await seed_permissions(conn, PERMISSIONS_OWNER, defined_permissions()):
+            echo(f"  seeded permission {name}")
     finally:
         await conn.close()
     return applied

@@ -33,6 +33,7 @@ from strata.actors.postgres._errors import (
 )
 from strata.actors.postgres._factory import open_database
 from strata.actors.postgres._migrations import Migration, apply_migrations, load_migrations, service_migrations_dir
+from strata.actors.postgres._permissions import seed_permissions
 from strata.actors.postgres._plumbing import SUPERSEDED, migrate_component, plumbing_kinds, plumbing_migrations
 from strata.actors.postgres._pool_actor import (
     PoolActorDatabase,
@@ -99,6 +100,7 @@ __all__ = [
     "read_scope",
     "redact_dsn",
     "replica_dsn",
+    "seed_permissions",
     "service_dsn",
     "service_migrations_dir",
     "service_password",
