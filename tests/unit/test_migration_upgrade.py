@@ -16,7 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from strata.actors.postgres import apply_migrations, ensure_service_role, load_migrations, service_password
+from strata.actors.postgres import (
+    MigrationError,
+    apply_migrations,
+    ensure_service_role,
+    load_migrations,
+    service_password,
+)
 from strata.cluster import migrate_async
 from strata.schemas import defined_permissions, schema_owners
 from tests.unit.conftest import UnitPostgres
@@ -154,3 +160,20 @@ async def test_a_database_of_before_migrates_forward_without_loss_and_ends_as_a_
     finally:
         await old.close()
         await new.close()
+
+
+async def test_only_the_recorded_checksums_of_before_are_settled(
+    unit_postgres: UnitPostgres, databases: tuple[str, str]
+) -> None:
+    # A file of before that was edited locally (its record matches neither then nor now) is still refused, and
+    # its record kept: the runner settles the exact files it knows, nothing else.
+    before, _ = databases
+    await _migrate_as_before(before, unit_postgres.secret_key)
+    conn = await asyncpg.connect(before)
+    try:
+        await conn.execute("UPDATE users.schema_migrations SET checksum = 'edited' WHERE name = '0002_profiles.sql'")
+        with pytest.raises(MigrationError, match=r"0002_profiles\.sql .* was edited after it was applied"):
+            await migrate_async(unit_postgres.settings(database_url=before))
+        assert await conn.fetchval("SELECT count(*) FROM users.schema_migrations WHERE checksum = 'edited'") == 1
+    finally:
+        await conn.close()
