@@ -31,11 +31,10 @@ from strata.actors.kafka import (
     provision,
 )
 from strata.actors.postgres import (
-    apply_migrations,
     ensure_service_role,
-    load_migrations,
+    migrate_component,
     redact_dsn,
-    service_migrations_dir,
+    seed_permissions,
     service_password,
 )
 from strata.cluster import _kafka, _ray, _serve
@@ -68,11 +67,20 @@ from strata.cluster._runtime import (
 from strata.cluster._scale import load_scale
 from strata.cluster._state import Recorded, free_port, terminate
 from strata.cluster._tls import ensure_certificate
-from strata.schemas import REGISTRY, Settings, app_names, consumer_groups, schema_owners
+from strata.schemas import (
+    PERMISSIONS_OWNER,
+    REGISTRY,
+    Settings,
+    app_names,
+    consumer_groups,
+    defined_permissions,
+    schema_owners,
+)
 
 
 async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, list[str]]:
-    """Create each service's role and schema, then apply its pending migrations (admin DSN)."""
+    """Create each service's role and schema, apply its pending migrations (its shared plumbing first), then seed the
+    registry's permissions into their catalogue (admin DSN)."""
     assert settings.database_url is not None and settings.secret_key is not None
     applied: dict[str, list[str]] = {}
     conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
@@ -81,10 +89,12 @@ async def migrate_async(settings: Settings, echo: Echo = quiet) -> dict[str, lis
             service = spec.name
             await ensure_service_role(conn, service, service_password(settings.secret_key.get_secret_value(), service))
             params = {name: str(getattr(settings, name)) for name in spec.migration_settings}
-            migrations = load_migrations(service_migrations_dir(service))
-            applied[service] = await apply_migrations(conn, service, migrations, params)
+            applied[service] = await migrate_component(conn, spec, params)
             for name in applied[service]:
                 echo(f"  applied {service}/{name}")
+        # After every schema: the catalogue's table is the owner's, made by its migrations.
+        for name in await seed_permissions(conn, PERMISSIONS_OWNER, defined_permissions()):
+            echo(f"  seeded permission {name}")
     finally:
         await conn.close()
     return applied

@@ -2,7 +2,8 @@
 
 Everything that needs to know "which services are there" reads :data:`REGISTRY`:
 settings validation (``STRATA_DB_BACKENDS``, ``STRATA_MIN_REPLICAS``), the
-gateway's ``/readyz``, ``strata status``, migrations, topic and dead-letter
+gateway's ``/readyz``, ``strata status``, migrations (the shared outbox and inbox
+tables included), the catalogue of permissions, topic and dead-letter
 topic creation, consumer startup in the replicas, and the checks of
 ``cluster/serve.yaml`` and of the package data. Adding a component is one
 :class:`ServiceSpec` here plus its package under ``serve_apps/``, and its place
@@ -47,6 +48,18 @@ class ConsumerGroupSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PermissionSpec:
+    """A permission a component's routes require (``<resource>:<action>``), as the catalogue describes it.
+
+    Which roles hold it is not the component's to say: roles and their grants are the users service's
+    (:data:`PERMISSIONS_OWNER`), in its migrations.
+    """
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """One component of strata: a Serve application and what it owns.
 
@@ -78,6 +91,8 @@ class ServiceSpec:
     workers: tuple[str, ...] = ()
     """Further deployments of its Serve application, reached by handle like ``deployment`` (the data service's
     CPU-bound ``DataProcessing``): same database role, their own replicas and scaling."""
+    permissions: tuple[PermissionSpec, ...] = ()
+    """Permissions its routes require; ``strata migrate`` seeds them into the catalogue of :data:`PERMISSIONS_OWNER`."""
     secrets: tuple[str, ...] = ()
     """Derived secrets its processes hold besides its database role's and Kafka principal's passwords, by label
     (:mod:`strata.schemas._secrets`; ``key_secret(purpose)`` for a key of :meth:`Settings.derived_key`)."""
@@ -116,6 +131,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         route_prefix="/",
         owns_schema=False,
         reads=(AUTH_ACCOUNT_TOPIC, USERS_USER_TOPIC),
+        permissions=(PermissionSpec("ops:read", "Reads operational details (the gateway's /readyz report)."),),
         secrets=(EDGE_TOKEN, CONSISTENCY_TOKEN_KEY),
     ),
     ServiceSpec(
@@ -139,6 +155,12 @@ REGISTRY: tuple[ServiceSpec, ...] = (
             ConsumerGroupSpec("users", (AUTH_ACCOUNT_TOPIC,), "strata.serve_apps.users:apply_auth_event"),
         ),
         replica_reads=True,
+        permissions=(
+            PermissionSpec("profile:read", "Reads one's own profile."),
+            PermissionSpec("profile:write", "Changes one's own profile."),
+            PermissionSpec("users:read", "Lists and reads every user's profile."),
+            PermissionSpec("users:write", "Changes other users: their roles, disables, enables and deletes them."),
+        ),
     ),
     ServiceSpec(
         name="data",
@@ -152,6 +174,11 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         replica_reads=True,
         reads=(DATA_COLLECTION_TOPIC,),  # DataProcessing's replicas follow it to drop cached statistics
         workers=("DataProcessing",),
+        permissions=(
+            PermissionSpec("data:read", "Reads the collections one owns or is a member of, and their items."),
+            PermissionSpec("data:write", "Creates collections and writes those one owns or edits."),
+            PermissionSpec("data:admin", "Reads every collection (read only)."),
+        ),
         secrets=(key_secret("data-cursor"),),
     ),
     ServiceSpec(
@@ -161,11 +188,16 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         description="the audit log: one row per domain event, read by administrators",
         consumer_groups=(ConsumerGroupSpec("audit", tuple(topics()), "strata.serve_apps.audit:record_audit_event"),),
         replica_reads=True,
+        permissions=(PermissionSpec("audit:read", "Reads the audit log."),),
     ),
 )
 """Every component, in start order (the gateway first: it is the application the others are reached through)."""
 
 _BY_NAME = {spec.name: spec for spec in REGISTRY}
+
+PERMISSIONS_OWNER = "users"
+"""The component owning roles, their grants and the catalogue (``<schema>.permissions``) of every spec's
+permissions."""
 
 
 def service_spec(name: str) -> ServiceSpec:
@@ -202,3 +234,8 @@ def component_secrets(name: str) -> tuple[str, ...]:
     spec = service_spec(name)
     own = (kafka_principal_secret(name), *((postgres_role_secret(name),) if spec.owns_schema else ()))
     return (*own, *spec.secrets)
+
+
+def defined_permissions() -> tuple[tuple[ServiceSpec, PermissionSpec], ...]:
+    """Every permission a component defines, with the component, in registry order."""
+    return tuple((spec, permission) for spec in REGISTRY for permission in spec.permissions)

@@ -33,6 +33,8 @@ from strata.actors.postgres._errors import (
 )
 from strata.actors.postgres._factory import open_database
 from strata.actors.postgres._migrations import Migration, apply_migrations, load_migrations, service_migrations_dir
+from strata.actors.postgres._permissions import seed_permissions
+from strata.actors.postgres._plumbing import SUPERSEDED, migrate_component, plumbing_kinds, plumbing_migrations
 from strata.actors.postgres._pool_actor import (
     PoolActorDatabase,
     PostgresPoolActor,
@@ -54,6 +56,7 @@ from strata.actors.postgres._routing import ReplicaBounds, RoutedDatabase, Stand
 
 __all__ = [
     "NAMESPACE",
+    "SUPERSEDED",
     "AsyncpgPool",
     "CommandTimedOut",
     "Database",
@@ -87,13 +90,17 @@ __all__ = [
     "get_or_create_pool_actor",
     "load_migrations",
     "map_asyncpg_errors",
+    "migrate_component",
     "open_database",
     "parse_lsn",
+    "plumbing_kinds",
+    "plumbing_migrations",
     "pool_actor_name",
     "pool_size_for",
     "read_scope",
     "redact_dsn",
     "replica_dsn",
+    "seed_permissions",
     "service_dsn",
     "service_migrations_dir",
     "service_password",

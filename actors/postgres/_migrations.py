@@ -5,17 +5,24 @@ Each file runs in its own transaction as the service's role (so what it creates
 belongs to that role and lives in its schema) and is recorded with its SHA-256
 in ``<service>.schema_migrations``. Applying again is a no-op; a file edited
 after it was applied is refused, since the database no longer matches it.
+
+Tables every component of a kind has (the outbox, the inbox) are not copied into
+each service's folder: they are *plumbing* (:mod:`~strata.actors.postgres._plumbing`),
+one definition applied to each schema that needs it before the service's own files
+and recorded by name in ``<service>.schema_plumbing``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -77,9 +84,22 @@ def _lock_key(service: str) -> int:
 
 
 async def apply_migrations(
-    conn: asyncpg.Connection, service: str, migrations: list[Migration], params: Mapping[str, str] | None = None
+    conn: asyncpg.Connection,
+    service: str,
+    migrations: list[Migration],
+    params: Mapping[str, str] | None = None,
+    *,
+    plumbing: Sequence[Migration] = (),
+    superseded: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Apply what is pending of ``migrations`` to ``service``'s schema; return the names applied.
+    """Apply what is pending of ``plumbing``, then of ``migrations``, to ``service``'s schema; return the names applied.
+
+    ``plumbing`` are the shared steps the registry gives the service (named ``<kind>/NNNN_what.sql``), recorded by
+    name in ``schema_plumbing``; they run first, so a service's files may rely on its outbox and inbox.
+    ``superseded`` maps the file names of service migrations that once carried plumbing DDL to the checksum databases
+    recorded for them: once the plumbing is recorded, such a record is dropped if its file is gone, or takes the
+    checksum of the file as it ships now (without that DDL). Only those exact checksums are accepted, so any other
+    edit of an applied file is still refused.
 
     ``params`` are set for each file's transaction as PostgreSQL settings ``strata.<name>``, which its SQL reads with
     ``current_setting('strata.<name>')`` (the registry's ``migration_settings``: e.g. the data service's partition
@@ -118,7 +138,11 @@ async def apply_migrations(
             )
             set_role = await conn.fetchval("SELECT format('SET LOCAL ROLE %I', $1::text)", role)
             set_path = await conn.fetchval("SELECT format('SET LOCAL search_path TO %I', $1::text)", service)
-            applied = {r["version"]: r for r in await conn.fetch(select_applied)}
+            if plumbing:
+                applied_now += await _apply_plumbing(conn, service, role, plumbing, set_role, set_path)
+            applied = {r["version"]: dict(r) for r in await conn.fetch(select_applied)}
+            if plumbing and superseded:
+                await _settle_superseded(conn, service, applied, migrations, superseded)
             for migration in migrations:
                 done = applied.get(migration.version)
                 if done is not None:
@@ -129,22 +153,116 @@ async def apply_migrations(
                             " add a new migration instead of changing an applied one"
                         )
                     continue
-                try:
-                    async with conn.transaction():
-                        await conn.execute(set_role)
-                        await conn.execute(set_path)
-                        for name, value in (params or {}).items():
-                            await conn.execute("SELECT set_config($1, $2, true)", f"strata.{name}", value)
-                        await conn.execute(migration.sql)
-                        await conn.execute(insert_applied, migration.version, migration.name, migration.checksum)
-                except asyncpg.exceptions.PostgresError as exc:
-                    raise MigrationError(
-                        f"migration {migration.name} of service {service!r} failed and was rolled back:"
-                        f" {type(exc).__name__}: {exc}",
-                        sqlstate=getattr(exc, "sqlstate", None),
-                    ) from exc
+                async with _applying(conn, service, migration, set_role, set_path):
+                    for name, value in (params or {}).items():
+                        await conn.execute("SELECT set_config($1, $2, true)", f"strata.{name}", value)
+                    await conn.execute(migration.sql)
+                    await conn.execute(insert_applied, migration.version, migration.name, migration.checksum)
                 logger.info("applied migration %s to schema %s", migration.name, service)
                 applied_now.append(migration.name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(service))
     return applied_now
+
+
+@contextlib.asynccontextmanager
+async def _applying(
+    conn: asyncpg.Connection, service: str, migration: Migration, set_role: str, set_path: str
+) -> AsyncIterator[None]:
+    """One transaction, as the service's role in its schema, for one step; a server error rolls it back and is
+    reported as a :class:`MigrationError` naming the step."""
+    try:
+        async with conn.transaction():
+            await conn.execute(set_role)
+            await conn.execute(set_path)
+            yield
+    except asyncpg.exceptions.PostgresError as exc:
+        raise MigrationError(
+            f"migration {migration.name} of service {service!r} failed and was rolled back:"
+            f" {type(exc).__name__}: {exc}",
+            sqlstate=getattr(exc, "sqlstate", None),
+        ) from exc
+
+
+async def _apply_plumbing(
+    conn: asyncpg.Connection, service: str, role: str, plumbing: Sequence[Migration], set_role: str, set_path: str
+) -> list[str]:
+    """Apply the pending shared steps, each in its own transaction, recorded by name in ``schema_plumbing``."""
+    await conn.execute(
+        await conn.fetchval(
+            "SELECT format('CREATE TABLE IF NOT EXISTS %I.schema_plumbing ("
+            " name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',"
+            " $1::text)",
+            service,
+        )
+    )
+    await conn.execute(
+        await conn.fetchval(
+            "SELECT format('ALTER TABLE %I.schema_plumbing OWNER TO %I', $1::text, $2::text)", service, role
+        )
+    )
+    select_applied = await conn.fetchval(
+        "SELECT format('SELECT name, checksum FROM %I.schema_plumbing', $1::text)", service
+    )
+    insert_applied = await conn.fetchval(
+        "SELECT format('INSERT INTO %I.schema_plumbing (name, checksum) VALUES ($1, $2)', $1::text)", service
+    )
+    applied = {r["name"]: r["checksum"] for r in await conn.fetch(select_applied)}
+    applied_now: list[str] = []
+    for step in plumbing:
+        done = applied.get(step.name)
+        if done is not None:
+            if done != step.checksum:
+                raise MigrationError(
+                    f"shared migration {step.name} of service {service!r} was edited after it was applied"
+                    f" (recorded checksum {done[:12]}..., now {step.checksum[:12]}...);"
+                    " add a new step instead of changing an applied one"
+                )
+            continue
+        async with _applying(conn, service, step, set_role, set_path):
+            await conn.execute(step.sql)
+            await conn.execute(insert_applied, step.name, step.checksum)
+        logger.info("applied shared migration %s to schema %s", step.name, service)
+        applied_now.append(step.name)
+    return applied_now
+
+
+async def _settle_superseded(
+    conn: asyncpg.Connection,
+    service: str,
+    applied: dict[int, dict[str, Any]],
+    migrations: list[Migration],
+    superseded: Mapping[str, str],
+) -> None:
+    """Bring the records of files whose plumbing DDL moved out to what a fresh database records (``applied`` too).
+
+    Runs once the plumbing is recorded: the tables those files created are the plumbing's now. A record of a file
+    that is gone is deleted; a record of a file that ships without that DDL now takes its new checksum. One
+    transaction, so a database never records half of the move.
+    """
+    shipped = {m.version: m for m in migrations}
+    delete = await conn.fetchval(
+        "SELECT format('DELETE FROM %I.schema_migrations WHERE version = $1 AND checksum = $2', $1::text)", service
+    )
+    update = await conn.fetchval(
+        "SELECT format('UPDATE %I.schema_migrations SET checksum = $3 WHERE version = $1 AND checksum = $2', $1::text)",
+        service,
+    )
+    async with conn.transaction():
+        for version, record in list(applied.items()):
+            name, checksum = str(record["name"]), str(record["checksum"])
+            if superseded.get(name) != checksum:
+                continue
+            now = shipped.get(version)
+            if now is None:
+                await conn.execute(delete, version, checksum)
+                del applied[version]
+            elif now.name == name:
+                await conn.execute(update, version, checksum, now.checksum)
+                record["checksum"] = now.checksum
+            else:
+                raise MigrationError(
+                    f"migration {now.name} of service {service!r} took version {version:04d} of {name},"
+                    " whose DDL moved into the shared plumbing: give it a version of its own"
+                )
+            logger.info("settled the record of %s of schema %s (its plumbing DDL is shared now)", name, service)

@@ -19,16 +19,14 @@ import pytest
 
 from strata.actors.postgres import (
     Database,
-    apply_migrations,
     ensure_service_role,
-    load_migrations,
+    migrate_component,
     open_database,
-    service_migrations_dir,
     service_password,
 )
 from strata.cluster._postgres import EmbeddedPostgres
 from strata.cluster._state import free_port
-from strata.schemas import Settings
+from strata.schemas import Settings, service_spec
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ async def auth_database(unit_postgres: UnitPostgres) -> AsyncIterator[Database]:
     conn = await asyncpg.connect(unit_postgres.admin_dsn, timeout=10)
     try:
         await ensure_service_role(conn, "auth", service_password(unit_postgres.secret_key, "auth"))
-        await apply_migrations(conn, "auth", load_migrations(service_migrations_dir("auth")))
+        await migrate_component(conn, service_spec("auth"))
     finally:
         await conn.close()
     database = await open_database(unit_postgres.settings(), "auth")

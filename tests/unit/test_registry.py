@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
+import re
 import tomllib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from ray.serve.deployment import Application
 
-from strata.schemas import REGISTRY, Settings, consumer_groups, schema_owners, service_spec
+from strata.schemas import REGISTRY, Settings, consumer_groups, defined_permissions, schema_owners, service_spec
 from strata.schemas.events import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +112,21 @@ def test_settings_know_exactly_the_registered_components() -> None:
 def test_an_unknown_component_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown component 'billing'; known: \['audit', 'auth'"):
         service_spec("billing")
+
+
+def test_permissions_are_defined_once_and_named_resource_action() -> None:
+    names = [permission.name for _, permission in defined_permissions()]
+    assert names and len(names) == len(set(names)), names
+    for spec, permission in defined_permissions():
+        assert re.fullmatch(r"[a-z][a-z0-9_]*:[a-z][a-z0-9_]*", permission.name), (spec.name, permission.name)
+        assert permission.description.endswith("."), (spec.name, permission.name)
+
+
+def test_every_route_s_permission_is_one_a_component_defines() -> None:
+    from strata.serve_apps.gateway._access import AUTHENTICATED, OR_SELF, PUBLIC, ROUTES
+    from strata.serve_apps.gateway._readiness import DETAILS_PERMISSION
+
+    defined = {permission.name for _, permission in defined_permissions()}
+    required = {r.permission.removesuffix(OR_SELF) for r in ROUTES if r.permission not in (PUBLIC, AUTHENTICATED)}
+    assert required <= defined, sorted(required - defined)
+    assert DETAILS_PERMISSION in defined  # /readyz's details ask for it in code, not in the routing table

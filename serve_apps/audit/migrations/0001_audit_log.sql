@@ -13,12 +13,3 @@ CREATE TABLE log (
 CREATE INDEX log_by_time ON log (occurred_at DESC);
 CREATE INDEX log_by_actor ON log (actor, occurred_at DESC);
 CREATE INDEX log_by_type ON log (type, occurred_at DESC);
-
--- Event ids a consumer group has applied, written in the same transaction as the effect,
--- so a redelivered event has no second effect.
-CREATE TABLE inbox (
-    consumer_group text        NOT NULL,
-    event_id       uuid        NOT NULL,
-    processed_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_group, event_id)
-);

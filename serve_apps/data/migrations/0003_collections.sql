@@ -87,12 +87,3 @@ CREATE TABLE idempotency_keys (
 );
 
 CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
-
--- Event ids the data service's consumer group (`data`, reading the users service's events) has applied, written in
--- the same transaction as the effect, so a redelivered event has no second effect.
-CREATE TABLE inbox (
-    consumer_group text        NOT NULL,
-    event_id       uuid        NOT NULL,
-    processed_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_group, event_id)
-);

@@ -34,11 +34,3 @@ CREATE TABLE profiles (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
-
--- Event ids the users service's consumer group applied (same transaction as the effect).
-CREATE TABLE inbox (
-    consumer_group text        NOT NULL,
-    event_id       uuid        NOT NULL,
-    processed_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_group, event_id)
-);
