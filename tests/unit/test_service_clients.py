@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -282,10 +283,9 @@ async def test_a_service_that_cannot_reach_its_database_is_unavailable_not_an_er
             raise self.raised
 
     for raised in (DatabaseUnavailable("connection refused"), CommandTimedOut("command timed out")):
-        replica: Any = object.__new__(Stalled)
-        replica.raised = raised
+        replica: Any = SimpleNamespace(service="data", raised=raised)  # a replica's state, not one to start
         with pytest.raises(ServiceUnavailable) as in_replica:
-            await replica.get_item(CALLER, COLLECTION.id, ITEM.id)
+            await Stalled.get_item(replica, CALLER, COLLECTION.id, ITEM.id)
         wrapped = RayTaskError("get_item", "Traceback ...", in_replica.value).as_instanceof_cause()
         data = DataClient(_as_handle(FakeHandle({"get_item": wrapped})))
         with pytest.raises(ServiceUnavailable) as caught:
