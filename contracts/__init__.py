@@ -17,7 +17,6 @@ from strata.contracts._client import (
     ReplicaOperations,
     ServiceClient,
     ServiceContractError,
-    answer_type,
 )
 from strata.contracts._hop import (
     CONSISTENCY_ARGUMENT,
@@ -52,7 +51,6 @@ __all__ = [
     "StatsOperations",
     "UsersClient",
     "UsersOperations",
-    "answer_type",
     "refused_as_unavailable",
     "retry_after_of",
     "service_handle",

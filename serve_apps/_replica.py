@@ -13,7 +13,7 @@ import importlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
 
 from ray import serve
 
@@ -50,8 +50,14 @@ from strata.serve_apps._loop import check_event_loop
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
-R = TypeVar("R")
 T = TypeVar("T")
+
+
+class _Service(Protocol):
+    service: ClassVar[str]
+
+
+R = TypeVar("R", bound=_Service)
 
 # A pool that cannot run SELECT 1 this fast is exhausted or broken; well within the 5 s health check timeout.
 _POOL_CHECK_TIMEOUT_S = 2.0
@@ -92,8 +98,7 @@ def unavailable_without_database(
         try:
             return await method(self, *args, **kwargs)
         except DatabaseUnavailable:
-            service = getattr(self, "service", "a")
-            raise ServiceUnavailable(f"the {service} service cannot reach its database", retry_after=2) from None
+            raise ServiceUnavailable(f"the {self.service} service cannot reach its database", retry_after=2) from None
 
     return call
 
