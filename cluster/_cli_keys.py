@@ -14,7 +14,8 @@ keys_app = typer.Typer(help="Keys that sign access tokens: rotate them, list the
 def rotate() -> None:
     """Make a new active signing key. The previous one stays in the JWKS, so tokens it signed verify until they
     expire; every auth replica signs with the new key within 30 seconds."""
-    from strata.serve_apps.auth import KEY_CACHE_TTL_S, AuthClient
+    from strata.contracts import AuthClient
+    from strata.serve_apps.auth import KEY_CACHE_TTL_S
 
     async def work() -> KeyRotation:
         return await AuthClient().rotate_keys()
@@ -31,7 +32,7 @@ def rotate() -> None:
 @keys_app.command("list")
 def list_keys() -> None:
     """Show the stored signing keys (no key material): kid, algorithm, when activated and retired."""
-    from strata.serve_apps.auth import AuthClient
+    from strata.contracts import AuthClient
 
     async def work() -> SigningKeys:
         return await AuthClient().signing_keys()

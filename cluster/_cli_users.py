@@ -49,8 +49,7 @@ async def make_admin(email: str, password: str, *, existing: bool = False) -> En
     account is refused (``Conflict``, ``account-exists``) unless ``existing``: then it gets ``password``, its
     sessions end, and it becomes admin, enabled if it was disabled.
     """
-    from strata.serve_apps.auth import AuthClient
-    from strata.serve_apps.users import UsersClient
+    from strata.contracts import AuthClient, UsersClient
 
     account = await AuthClient().ensure_account(email, password, existing=existing)
     users = UsersClient()

@@ -1,11 +1,12 @@
-"""A caller's consistency, carried across the one hop from a client to a service replica and back.
+"""A caller's consistency, carried across the one hop from a client to a service replica and back: the replica's side.
 
-A typed client called inside a :class:`~strata.actors.postgres.ReadScope` (the gateway opens one per request) passes
-the scope's position to the service as one extra keyword argument, and gets the service's answer wrapped in a
-:class:`Consistent`, which also carries the commit position of the call's writes and the staleness of its reads;
-the client folds both into the scope and returns the answer alone. Outside a request's scope (the CLI, a script, a
-test) the clients of a process share one scope (``PROCESS_SCOPE`` in ``_client.py``): a script reads its own writes.
-A caller of a deployment handle that passes no :class:`ReadAfter` gets the bare answer.
+A typed client called inside a :class:`~strata.actors.ReadScope` (the gateway opens one per request) passes the
+scope's position to the service as one extra keyword argument, and gets the service's answer wrapped in a
+:class:`~strata.contracts.Consistent`, which also carries the commit position of the call's writes and the staleness of
+its reads; the client folds both into the scope and returns the answer alone. Outside a request's scope (the CLI, a
+script, a test) the clients of a process share one scope (``PROCESS_SCOPE`` in :mod:`strata.contracts`): a script
+reads its own writes. What travels (:class:`~strata.contracts.ReadAfter`, :class:`~strata.contracts.Consistent`)
+is the contracts' (:mod:`strata.contracts._hop`), so that callers need no server code to speak it.
 
 On the replica side, :func:`consistent` wraps each call of a service deployment (``ServiceReplica`` applies it to
 every public method a service defines): it opens the scope for the call, so the replica's ``Database`` routes reads
@@ -16,35 +17,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from strata.actors.postgres import read_scope
+from strata.actors import read_scope
+from strata.contracts import CONSISTENCY_ARGUMENT, Consistent, ReadAfter
 
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
-
-CONSISTENCY_ARGUMENT = "_strata_consistency"
-"""The keyword argument a client adds to a call made inside a scope (never a parameter name of a service call)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadAfter:
-    """What a caller asks of a call: reads that see at least ``position`` (``None``: any position within the bound)."""
-
-    position: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Consistent:
-    """A service's answer with what the caller's scope needs to know of the call."""
-
-    value: Any
-    committed: int | None
-    staleness_s: float | None
-    clamped: int | None = None
-    """The primary's position, when the caller's named one past it (see ``ReadScope.clamped``)."""
 
 
 def consistent(

@@ -8,7 +8,8 @@ request router on any application's ingress deployment (HAProxy balances HTTP in
 applications like these that have no HTTP route. With the entry as ingress, the service deployment is an ordinary
 deployment of its application and keeps its router, and a call still makes one hop: caller -> service replica.
 
-Scripts and the gateway reach a service with :func:`service_handle`, never through the entry.
+Scripts and the gateway reach a service with :func:`strata.contracts.service_handle` (through its typed client),
+never through the entry.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-
-from strata.schemas import REGISTRY, service_spec
 
 
 @serve.deployment(
@@ -31,7 +30,7 @@ from strata.schemas import REGISTRY, service_spec
 class ServiceEntry:
     """The ingress of a service application. It holds the service's handle and passes on calls of the service's
     public methods that arrive through the application's handle (``serve.get_app_handle("users")``, as scripts
-    written for plain Serve do): they work, with one more hop than :func:`service_handle`."""
+    written for plain Serve do): they work, with one more hop than :func:`strata.contracts.service_handle`."""
 
     def __init__(self, service: DeploymentHandle[Any], methods: list[str], *workers: DeploymentHandle[Any]) -> None:
         self._service = service
@@ -71,19 +70,3 @@ def service_app(deployment: Any, *workers: Any) -> Any:
     methods = public_methods(deployment.func_or_class)
     entry = ServiceEntry.options(name=f"{deployment.name}Entry")  # type: ignore[attr-defined]
     return entry.bind(deployment.bind(), methods, *(worker.bind() for worker in workers))
-
-
-def service_handle(app: str, deployment: str | None = None) -> DeploymentHandle[Any]:
-    """The handle of service ``app``'s deployment (``auth``, ``users``, ``data``, ``audit``), or of one of its
-    workers (``deployment``), from inside the cluster: a Serve replica, an actor, or a driver connected to strata's
-    Ray (namespace ``strata``)."""
-    if app not in _SERVICES:
-        raise ValueError(f"unknown service {app!r}; known: {sorted(_SERVICES)}")
-    spec = service_spec(app)
-    if deployment is not None and deployment not in (spec.deployment, *spec.workers):
-        raise ValueError(f"the {app} application has no deployment {deployment!r}")
-    return serve.get_deployment_handle(deployment or spec.deployment, app_name=app)
-
-
-_SERVICES = frozenset(spec.name for spec in REGISTRY if spec.route_prefix is None)
-"""Applications reached by handle (the gateway is reached over HTTP)."""

@@ -19,22 +19,19 @@ replica, pass its id as ``replica``: any other replica receiving the call
 changes nothing and answers its own id, so call until the answer is the wanted
 id.
 
-The fault point of a service is its database (:class:`FaultyDatabase` wraps the
-replica's :class:`~strata.actors.postgres.Database`: each unit of work passes it
-once), so a slowed service replica is one whose PostgreSQL work is slow. The
-gateway's fault point is ``GET /healthz``. With fault injection off the methods
-refuse (:class:`FaultInjectionDisabled`) and nothing is wrapped.
+The fault point of a service is its database (``FaultyDatabase`` in
+:mod:`~strata.serve_apps._faulty_database`, apart so that the gateway loads no
+database code, wraps the replica's :class:`~strata.actors.postgres.Database`:
+each unit of work passes it once), so a slowed service replica is one whose
+PostgreSQL work is slow. The gateway's fault point is ``GET /healthz``. With
+fault injection off the methods refuse (:class:`FaultInjectionDisabled`) and nothing is wrapped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, TypeVar
-
-from strata.actors.postgres import Database, Row, TransactionFn
-
-T = TypeVar("T")
+from typing import Any
 
 
 class FaultInjectionDisabled(RuntimeError):
@@ -138,58 +135,3 @@ class FaultInjectable:
     async def fault_state(self) -> dict[str, Any]:
         """This replica's id, injected faults and the requests it served."""
         return self._faults.state()
-
-
-class FaultyDatabase:
-    """A :class:`~strata.actors.postgres.Database` whose every call passes a replica's fault point first."""
-
-    __slots__ = ("_db", "_faults")
-
-    def __init__(self, db: Database, faults: ReplicaFaults) -> None:
-        self._db = db
-        self._faults = faults
-
-    @property
-    def inner(self) -> Database:
-        return self._db
-
-    async def fetch(self, query: str, *args: Any) -> list[Row]:
-        await self._faults.passed()
-        return await self._db.fetch(query, *args)
-
-    async def fetchrow(self, query: str, *args: Any) -> Row | None:
-        await self._faults.passed()
-        return await self._db.fetchrow(query, *args)
-
-    async def fetch_one(self, query: str, *args: Any) -> Row:
-        await self._faults.passed()
-        return await self._db.fetch_one(query, *args)
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        await self._faults.passed()
-        return await self._db.fetchval(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> str:
-        await self._faults.passed()
-        return await self._db.execute(query, *args)
-
-    async def run_in_transaction(
-        self, fn: TransactionFn[T], /, *args: Any, isolation: str = "read_committed", **kwargs: Any
-    ) -> T:
-        await self._faults.passed()
-        return await self._db.run_in_transaction(fn, *args, isolation=isolation, **kwargs)
-
-    async def read(self, fn: TransactionFn[T], /, *args: Any, **kwargs: Any) -> T:
-        await self._faults.passed()
-        return await self._db.read(fn, *args, **kwargs)
-
-    async def check(self) -> None:
-        await self._db.check()
-
-    async def aclose(self) -> None:
-        await self._db.aclose()
-
-
-def with_fault_point(db: Database, faults: ReplicaFaults) -> Database:
-    """``db`` behind this replica's fault point when fault injection is on; ``db`` itself when off."""
-    return FaultyDatabase(db, faults) if faults.enabled else db

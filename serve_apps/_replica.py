@@ -8,11 +8,12 @@ nothing of Serve.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
-import time
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
 
 from ray import serve
 
@@ -22,29 +23,42 @@ from strata.actors.postgres import (
     AsyncpgPool,
     Database,
     DatabaseError,
+    DatabaseUnavailable,
     PoolState,
     ReplicaPoolDatabase,
     RoutedDatabase,
     open_database,
 )
+from strata.contracts import ReplicaOperations
 from strata.schemas import (
     ConsumerGroupSpec,
     DatabaseCheck,
     OutboxBacklog,
     ServiceReadiness,
     ServiceSpec,
+    ServiceUnavailable,
     Settings,
     StandbyCheck,
     service_spec,
 )
 from strata.serve_apps._consistency import consistent
-from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, with_fault_point
+from strata.serve_apps._faults import FaultInjectable, ReplicaFaults
+from strata.serve_apps._faulty_database import with_fault_point
 from strata.serve_apps._logging import route_strata_logs_to_serve
+from strata.serve_apps._loop import check_event_loop
 
 logger = logging.getLogger(__name__)
 
-# A replica whose event loop cannot run a trivial task this fast is stuck and should leave rotation.
-_LOOP_STALL_S = 2.0
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Service(Protocol):
+    service: ClassVar[str]
+
+
+R = TypeVar("R", bound=_Service)
+
 # A pool that cannot run SELECT 1 this fast is exhausted or broken; well within the 5 s health check timeout.
 _POOL_CHECK_TIMEOUT_S = 2.0
 READINESS_TIMEOUT_S = 3.0
@@ -67,18 +81,26 @@ def deployment_max_replicas() -> int:
     return max(1, int(config.num_replicas or 1))
 
 
-async def event_loop_lag() -> float:
-    """Seconds it takes this event loop to run a task that does nothing."""
-    started = time.monotonic()
-    await asyncio.sleep(0)
-    return time.monotonic() - started
+def unavailable_without_database(
+    method: Callable[Concatenate[R, P], Awaitable[T]],
+) -> Callable[Concatenate[R, P], Awaitable[T]]:
+    """``method``, raising :class:`~strata.schemas.ServiceUnavailable` (503, ``Retry-After: 2``) where it raised
+    :class:`~strata.actors.postgres.DatabaseUnavailable`.
 
+    Not the request's fault, and not a bug: the service's database does not answer (down, restarting, or a command
+    that timed out); the caller may retry, and a retried POST is safe with an Idempotency-Key. Mapped here, before the
+    hop, so that callers recognise it as the domain error it is without importing any database module (the contracts
+    import none); no internal detail (the driver's message) crosses.
+    """
 
-async def check_event_loop() -> None:
-    """Raise when this replica's event loop no longer runs a trivial task within 2 s (the replica is stuck)."""
-    lag = await asyncio.wait_for(event_loop_lag(), timeout=_LOOP_STALL_S)
-    if lag > _LOOP_STALL_S:
-        raise RuntimeError(f"event loop lagging {lag:.1f}s")
+    @functools.wraps(method)
+    async def call(self: R, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except DatabaseUnavailable:
+            raise ServiceUnavailable(f"the {self.service} service cannot reach its database", retry_after=2) from None
+
+    return call
 
 
 def consumer_handler(group: ConsumerGroupSpec) -> Handler:
@@ -99,12 +121,13 @@ class ServiceReplica(FaultInjectable):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every call a service defines runs in its caller's read scope when the caller sends one (see
-        :mod:`~strata.serve_apps._consistency`): reads see the caller's own writes, writes report their commit."""
+        :mod:`~strata.serve_apps._consistency`): reads see the caller's own writes, writes report their commit; and a
+        call that cannot reach the database fails as ``ServiceUnavailable`` (:func:`unavailable_without_database`)."""
         super().__init_subclass__(**kwargs)
         for name, member in list(vars(cls).items()):
             if name.startswith("_") or name in _NOT_CALLS or not inspect.iscoroutinefunction(member):
                 continue
-            setattr(cls, name, consistent(member))
+            setattr(cls, name, consistent(unavailable_without_database(member)))
 
     async def __init__(self) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         route_strata_logs_to_serve()
@@ -186,3 +209,8 @@ class ServiceReplica(FaultInjectable):
         db: Database | None = getattr(self, "_db", None)  # absent when __init__ failed
         if db is not None:
             await db.aclose()
+
+
+def _implements(replica: ServiceReplica) -> ReplicaOperations:
+    """Never called: mypy checks here that every replica answers what every client may ask (``readiness``)."""
+    return replica

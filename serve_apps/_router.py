@@ -32,29 +32,21 @@ to the first replica of the first rank that accepts it (a replica at
 
 When every replica is full and the caller's own queue for the deployment is at
 ``max_queued_requests``, Serve refuses the call at once with
-``BackPressureError``; :func:`refused_as_unavailable` turns that into
+``BackPressureError``; :func:`strata.contracts.refused_as_unavailable` (the callers' side) turns that into
 :class:`~strata.schemas.ServiceUnavailable` (503 with ``Retry-After`` at the
 gateway).
 """
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import AsyncIterator, Hashable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 
-from strata.schemas import ServiceUnavailable
-
 K = TypeVar("K", bound=Hashable)
-
-DEFAULT_RETRY_AFTER_S = 1.0
-"""``Retry-After`` of a refused call when Serve's error carries none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,26 +122,3 @@ class LeastConnectionRouter(FIFOMixin, RequestRouter):
         ]
         by_id = {replica.replica_id: replica for replica in candidate_replicas}
         return [[by_id[replica_id] for replica_id in rank] for rank in rank_least_connection(loads, rng)]
-
-
-def retry_after_of(exc: BaseException) -> float:
-    """Seconds a refused caller should wait: Serve's ``retry_after_s`` when the deployment sets one."""
-    value = getattr(exc, "retry_after_s", None)
-    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
-        return float(value)
-    return DEFAULT_RETRY_AFTER_S
-
-
-@asynccontextmanager
-async def refused_as_unavailable(service: str) -> AsyncIterator[None]:
-    """Inside it, a handle call that Serve refuses (queue full, no replica) raises ``ServiceUnavailable``."""
-    try:
-        yield
-    except BackPressureError as exc:
-        raise ServiceUnavailable(
-            f"the {service} service is at capacity; retry later", retry_after=retry_after_of(exc)
-        ) from exc
-    except DeploymentUnavailableError as exc:
-        raise ServiceUnavailable(
-            f"the {service} service is unavailable; retry later", retry_after=DEFAULT_RETRY_AFTER_S
-        ) from exc

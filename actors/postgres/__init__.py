@@ -1,7 +1,6 @@
 """PostgreSQL access for strata's services: one ``Database`` interface, two backends, typed errors, migrations."""
 
-from strata.actors._detached import NAMESPACE
-from strata.actors.postgres._consistency import (
+from strata.actors._consistency import (
     InvalidPosition,
     ReadScope,
     current_scope,
@@ -9,6 +8,7 @@ from strata.actors.postgres._consistency import (
     parse_lsn,
     read_scope,
 )
+from strata.actors._detached import NAMESPACE
 from strata.actors.postgres._database import (
     AsyncpgPool,
     Database,

@@ -26,8 +26,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import asyncpg
 
+from strata.actors._consistency import ReadScope, current_scope, parse_lsn
 from strata.actors._metrics import set_gauge
-from strata.actors.postgres._consistency import ReadScope, current_scope, parse_lsn
 from strata.actors.postgres._errors import (
     DatabaseUnavailable,
     NotFound,

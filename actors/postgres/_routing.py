@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from strata.actors._consistency import current_scope, parse_lsn
 from strata.actors._metrics import inc_counter, set_gauge
-from strata.actors.postgres._consistency import current_scope, parse_lsn
 from strata.actors.postgres._database import AsyncpgPool, Isolation, Row, TransactionFn
 from strata.actors.postgres._errors import CommandTimedOut, DatabaseError, DatabaseUnavailable, QueryError
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ray import serve
 
+from strata.contracts import AuditOperations
 from strata.schemas import AuditPage
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
@@ -37,3 +38,9 @@ class AuditService(ServiceReplica):
 
 
 app = service_app(AuditService)
+
+
+def _implements(service: AuditService) -> AuditOperations:
+    """Never called: mypy checks here that the deployment implements every call of its contract, with its signature
+    (the class as written: ``@serve.deployment`` leaves what mypy sees of it unchanged)."""
+    return service

@@ -5,7 +5,7 @@ live here; the gateway verifies the access tokens it signs, and calls it through
 :class:`AuthClient`.
 """
 
-from strata.serve_apps.auth._client import AuthClient
+from strata.contracts import AuthClient  # its contract's, kept here for scripts that import it from here
 from strata.serve_apps.auth._deployment import AuthService, app
 from strata.serve_apps.auth._keys import (
     KEY_CACHE_TTL_S,

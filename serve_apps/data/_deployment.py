@@ -18,6 +18,7 @@ from pydantic import JsonValue
 from ray import serve
 
 from strata.actors.postgres import DatabaseError
+from strata.contracts import DataOperations
 from strata.schemas import (
     Collection,
     CollectionCreate,
@@ -291,3 +292,9 @@ class DataService(ServiceReplica):
 
 
 app = service_app(DataService, DataProcessing)
+
+
+def _implements(service: DataService) -> DataOperations:
+    """Never called: mypy checks here that the deployment implements every call of its contract, with its signature
+    (the class as written: ``@serve.deployment`` leaves what mypy sees of it unchanged)."""
+    return service

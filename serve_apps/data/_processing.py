@@ -1,8 +1,9 @@
 """The data service's CPU-bound work as its own deployment, ``DataProcessing``: collection statistics.
 
 It is a deployment of the data application (the data service's database role and schema, its own replicas), reached
-by handle from the gateway (:class:`StatsClient`), one hop like every service call. It scales on CPU, not on
-requests (:mod:`strata.serve_apps._autoscaling`): each replica reports its process's CPU use to Serve from
+by handle from the gateway (:class:`~strata.contracts.StatsClient`; it implements
+:class:`~strata.contracts.StatsOperations`), one hop like every service call. It scales on CPU, not on requests
+(:mod:`strata.serve_apps._autoscaling`): each replica reports its process's CPU use to Serve from
 ``record_autoscaling_stats``, and the policy in ``cluster/serve.yaml`` turns the reports into a replica count.
 
 Each replica keeps the statistics it computed per collection (:class:`~strata.serve_apps.data._stats.StatsCache`)
@@ -26,10 +27,10 @@ from ray import serve
 from strata.actors import Backoff, inc_counter, keep_running
 from strata.actors.kafka import client_options, partitions_of, stop_quietly
 from strata.actors.postgres import current_scope
+from strata.contracts import StatsOperations
 from strata.schemas import CollectionStats, DataCaller, service_spec
 from strata.schemas.events import EVENT_TYPES, check_provenance, decode
 from strata.serve_apps._autoscaling import CPU_METRIC, CpuMeter
-from strata.serve_apps._client import ServiceClient
 from strata.serve_apps._replica import ServiceReplica
 from strata.serve_apps.data._access import collection_access
 from strata.serve_apps.data._stats import StatsCache, StatsLimits, collection_stats
@@ -181,13 +182,7 @@ def _count(outcome: str) -> None:
     )
 
 
-class StatsClient(ServiceClient):
-    """The data application's processing deployment: collection statistics."""
-
-    app = "data"
-    deployment = "DataProcessing"
-    __slots__ = ()
-
-    async def collection_stats(self, caller: DataCaller, collection_id: str) -> CollectionStats:
-        """Counts by tag and a summary per numeric attribute; ``CollectionNotFound`` for a stranger."""
-        return await self._call(CollectionStats, "collection_stats", caller, collection_id)
+def _implements(processing: DataProcessing) -> StatsOperations:
+    """Never called: mypy checks here that the deployment implements every call of its contract, with its signature
+    (the class as written: ``@serve.deployment`` leaves what mypy sees of it unchanged)."""
+    return processing

@@ -37,7 +37,7 @@ from typing import Literal
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from strata.actors.postgres import current_scope
+from strata.actors import current_scope
 from strata.schemas import DomainError, Forbidden, InvalidToken, RolePermissions, ServiceUnavailable
 from strata.serve_apps.gateway._consistency import consistency_signer, read_after, session_positions
 from strata.serve_apps.gateway._fetch import BackedOffFetch

@@ -36,9 +36,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strata.actors import inc_counter
+from strata.actors import InvalidPosition, ReadScope, format_lsn, inc_counter, parse_lsn, read_scope
 from strata.actors.positions import SessionPositions, SharedPositions
-from strata.actors.postgres import InvalidPosition, ReadScope, format_lsn, parse_lsn, read_scope
 from strata.schemas import InvalidConsistencyToken
 from strata.serve_apps.gateway._tokens import AccessClaims
 

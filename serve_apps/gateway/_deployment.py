@@ -21,7 +21,7 @@ from strata.actors.positions import SessionPositions, SharedPositions, ensure_po
 from strata.schemas import CONSISTENCY_TOKEN_KEY, DomainError, Settings
 from strata.serve_apps._faults import FaultInjectable, ReplicaFaults, replica_id
 from strata.serve_apps._logging import route_strata_logs_to_serve
-from strata.serve_apps._replica import check_event_loop
+from strata.serve_apps._loop import check_event_loop
 from strata.serve_apps.gateway._access import PermissionCache, authorize
 from strata.serve_apps.gateway._audit_routes import router as audit_router
 from strata.serve_apps.gateway._auth_routes import router as auth_router

@@ -15,10 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.datastructures import State
 
-from strata.serve_apps.audit import AuditClient
-from strata.serve_apps.auth import AuthClient
-from strata.serve_apps.data import DataClient, StatsClient
-from strata.serve_apps.users import UsersClient
+from strata.contracts import AuditClient, AuthClient, DataClient, StatsClient, UsersClient
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from ray import serve
 
 from strata.actors import NAMESPACE
 from strata.actors.kafka import kafka_unavailable_reason
+from strata.contracts import ServiceClient
 from strata.schemas import DatabaseCheck, InvalidToken, ServiceReadiness, Settings, app_names, outbox_owners
-from strata.serve_apps._client import ServiceClient
 from strata.serve_apps.gateway._access import PermissionCache
 from strata.serve_apps.gateway._ratelimit import client_address
 from strata.serve_apps.gateway._revocations import FeedProgress, FeedState, Revocations

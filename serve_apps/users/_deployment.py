@@ -3,17 +3,21 @@
 Thin: each method runs one unit of work of :mod:`~strata.serve_apps.users._profiles`
 or :mod:`~strata.serve_apps.users._admin`. Answers are the models of
 :mod:`strata.schemas` (``Profile``, ``UserPage``, ...), the same ones the
-gateway answers with; callers reach them through
-:class:`~strata.serve_apps.users.UsersClient`. Client errors are
+gateway answers with; it implements
+:class:`~strata.contracts.UsersOperations` (mypy checks it, :func:`_implements`), and callers reach it
+through :class:`~strata.contracts.UsersClient`. Client errors are
 :class:`~strata.schemas.DomainError` subclasses (listed in ``_admin``), which
 the gateway answers as problem+json.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ray import serve
 
 from strata.actors.postgres import DatabaseUnavailable
+from strata.contracts import UsersOperations
 from strata.schemas import DeletedUser, Profile, RolePermissions, UserPage
 from strata.serve_apps._entry import service_app
 from strata.serve_apps._replica import ServiceReplica
@@ -52,7 +56,7 @@ class UsersService(ServiceReplica):
         return await self.db.read(_admin.get_user, user_id)
 
     async def set_roles(
-        self, user_id: str, roles: list[str], *, request_id: str | None = None, actor: str | None = None
+        self, user_id: str, roles: Sequence[str], *, request_id: str | None = None, actor: str | None = None
     ) -> Profile:
         """The profile after replacing its roles (``perm_version`` bumped when they changed)."""
         return await self.db.run_in_transaction(
@@ -86,3 +90,9 @@ class UsersService(ServiceReplica):
 
 
 app = service_app(UsersService)
+
+
+def _implements(service: UsersService) -> UsersOperations:
+    """Never called: mypy checks here that the deployment implements every call of its contract, with its signature
+    (the class as written: ``@serve.deployment`` leaves what mypy sees of it unchanged)."""
+    return service

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import jwt
 
+from strata.contracts import UsersClient
 from strata.schemas import UserNotFound
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 
 

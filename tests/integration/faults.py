@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from strata.serve_apps import service_handle
+from strata.contracts import service_handle
 
 
 def deployment_handle(app: str) -> Any:

@@ -9,8 +9,8 @@ import uuid
 import httpx
 import jwt
 
+from strata.contracts import UsersClient
 from strata.schemas import UserNotFound
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 
 _HEADERS: dict[str, str] = {}

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from strata.cluster._state import State
 from strata.cluster._status import status_metrics_url
+from strata.contracts import DataClient
 from strata.schemas import StandbyCheck
-from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import eventually
 

@@ -16,6 +16,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from strata.contracts import AuthClient
 from strata.schemas import (
     Conflict,
     InvalidCredentials,
@@ -29,7 +30,7 @@ from strata.schemas import (
     Unprocessable,
 )
 from strata.schemas.events import decode
-from strata.serve_apps.auth import AuthClient, PasswordHasher
+from strata.serve_apps.auth import PasswordHasher
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually
 

@@ -17,11 +17,10 @@ import httpx
 import jwt
 import pytest
 
+from strata.contracts import DataClient, UsersClient
 from strata.schemas import CollectionCreate, DataCaller, ItemCreate, UserNotFound
 from strata.schemas.events import ITEM_CREATED
-from strata.serve_apps.data import DataClient
 from strata.serve_apps.gateway._access import AUTHENTICATED, PUBLIC, ROUTES
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration.test_data_authorization import EXPECTED as DATA_MATRIX
 

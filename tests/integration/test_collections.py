@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 import pytest
 
+from strata.contracts import DataClient, UsersClient
 from strata.schemas import (
     CollectionCreate,
     CollectionNotFound,
@@ -33,9 +34,8 @@ from strata.schemas import (
     Unprocessable,
 )
 from strata.schemas.events import decode, validate_against_schema
-from strata.serve_apps.data import DataClient, _items, _members
+from strata.serve_apps.data import _items, _members
 from strata.serve_apps.data._limits import DataLimits
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually, read_topic
 

@@ -22,10 +22,9 @@ from strata.actors.kafka import (
     stop_quietly,
 )
 from strata.actors.postgres import service_dsn
+from strata.contracts import AuthClient, UsersClient
 from strata.schemas import UserNotFound, service_spec
 from strata.schemas.events import ITEM_CREATED, USER_ROLES_CHANGED, ItemCreated, UserRolesChanged, encode, new_event
-from strata.serve_apps.auth import AuthClient
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration import units_of_work
 from tests.integration.eventing import admin_value, eventually, read_topic

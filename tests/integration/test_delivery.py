@@ -17,9 +17,9 @@ from strata.actors.consumers import consumer_name
 from strata.actors.kafka import consumer_group_lag
 from strata.actors.outbox import relay_name
 from strata.cluster import start_component, stop_component
+from strata.contracts import DataClient
 from strata.schemas import CollectionCreate, DataCaller, IfMatch, ItemCreate, ItemReplace, service_spec
 from strata.schemas.events import COLLECTION_CREATED, ITEM_CREATED, decode
-from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually, read_topic
 

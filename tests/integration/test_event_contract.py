@@ -8,9 +8,9 @@ import uuid
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 
+from strata.contracts import DataClient
 from strata.schemas import CollectionCreate, DataCaller, IfMatch, ItemCreate, ItemReplace
 from strata.schemas.events import EVENT_TYPES, ITEM_CREATED, validate_against_schema
-from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually, read_topic
 

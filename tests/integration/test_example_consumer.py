@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from strata.contracts import DataClient
 from strata.schemas import CollectionCreate, DataCaller, ItemCreate
 from strata.schemas.events import COLLECTION_CREATED, ITEM_CREATED
-from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually
 

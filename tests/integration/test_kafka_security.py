@@ -20,9 +20,9 @@ from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuth
 from aiokafka.structs import TopicPartition
 
 from strata.actors.kafka import dlq_topic, list_dead_letters, stop_quietly
+from strata.contracts import AuthClient
 from strata.schemas import service_spec
 from strata.schemas.events import USER_ROLES_CHANGED, UserRolesChanged, encode, new_event
-from strata.serve_apps.auth import AuthClient
 from tests.conftest import System
 from tests.integration.eventing import admin_value, eventually, read_topic
 

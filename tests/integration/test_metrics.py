@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from strata.cluster._status import status_metrics_url
+from strata.contracts import DataClient
 from strata.schemas import CollectionCreate, DataCaller, ItemCreate
-from strata.serve_apps.data import DataClient
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration

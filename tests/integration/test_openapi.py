@@ -30,10 +30,10 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from strata.contracts import UsersClient
 from strata.schemas import UserNotFound
 from strata.serve_apps.gateway import api
 from strata.serve_apps.gateway._access import PUBLIC, ROUTES
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration

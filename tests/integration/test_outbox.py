@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from strata.actors.postgres import Database, ReplicaPoolDatabase, service_dsn
+from strata.contracts import DataClient
 from strata.schemas import CollectionCreate, DataCaller, ItemCreate
 from strata.schemas.events import COLLECTION_CREATED, ITEM_CREATED, decode
-from strata.serve_apps.data import DataClient
 from strata.serve_apps.data._limits import DataLimits
 from tests.conftest import System
 from tests.integration import units_of_work

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from strata.cluster._state import State
+from strata.contracts import DataClient
 from strata.schemas import CollectionCreate, DataCaller, ServiceUnavailable
-from strata.serve_apps.data import DataClient
 from tests.conftest import System
 from tests.integration.accounts import Account, account, is_problem
 from tests.integration.eventing import eventually

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from strata.cluster._ray import temp_dir_for
+from strata.contracts import UsersClient
 from strata.schemas import UserNotFound
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 
 pytestmark = pytest.mark.integration

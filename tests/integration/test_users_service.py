@@ -23,6 +23,7 @@ import asyncpg
 import orjson
 import pytest
 
+from strata.contracts import UsersClient, service_handle
 from strata.schemas import (
     Conflict,
     DeletedUser,
@@ -35,9 +36,7 @@ from strata.schemas import (
     UserNotFound,
 )
 from strata.schemas.events import USER_ROLES_CHANGED, UserRolesChanged, decode, new_event
-from strata.serve_apps import service_handle
 from strata.serve_apps.auth._projection import apply_users_event
-from strata.serve_apps.users import UsersClient
 from tests.conftest import System
 from tests.integration.eventing import admin_fetch, admin_value, eventually
 

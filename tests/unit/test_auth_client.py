@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from strata.contracts import CONSISTENCY_ARGUMENT, AuthClient, Consistent, ServiceClient, ServiceContractError
 from strata.schemas import (
     InvalidCredentials,
     Jwks,
@@ -17,11 +18,9 @@ from strata.schemas import (
     TokenPair,
     TooManyRequests,
 )
-from strata.serve_apps._client import ServiceClient, ServiceContractError
-from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent
 from strata.serve_apps._entry import public_methods
 from strata.serve_apps._replica import ServiceReplica
-from strata.serve_apps.auth import AuthClient, AuthService
+from strata.serve_apps.auth import AuthService
 
 SERVICE_CLASS = AuthService.func_or_class
 PAIR = TokenPair(access_token="a.b.c", expires_in=300, refresh_token="r" * 43, refresh_expires_in=3600)

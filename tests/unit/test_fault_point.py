@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from strata.serve_apps._faults import FaultyDatabase, ReplicaFaults
+from strata.serve_apps._faults import ReplicaFaults
+from strata.serve_apps._faulty_database import FaultyDatabase
 
 
 class RecordingDatabase:

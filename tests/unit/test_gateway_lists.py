@@ -24,8 +24,8 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.datastructures import State
 
+from strata.contracts import ServiceClient
 from strata.schemas import REGISTRY, ServiceSpec
-from strata.serve_apps._client import ServiceClient
 from strata.serve_apps.gateway import api
 from strata.serve_apps.gateway._access import ROUTE_TABLE, ROUTES, App
 from strata.serve_apps.gateway._deps import ServiceClients, service_clients

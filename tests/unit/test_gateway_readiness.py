@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
+from strata.contracts import ServiceClient, UsersClient
 from strata.schemas import DatabaseCheck, OutboxBacklog, ServiceReadiness, Settings, outbox_owners
-from strata.serve_apps import ServiceClient
 from strata.serve_apps.gateway._readiness import ReadinessCache, check_service, in_networks, outbox_services
-from strata.serve_apps.users import UsersClient
 
 
 class Answers:

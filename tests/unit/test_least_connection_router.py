@@ -15,15 +15,11 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 
 from strata.cluster._serve import serve_config
+from strata.contracts import DEFAULT_RETRY_AFTER_S, refused_as_unavailable
 from strata.schemas import ServiceUnavailable, Settings
-from strata.serve_apps._faults import FaultInjectionDisabled, FaultyDatabase, ReplicaFaults, with_fault_point
-from strata.serve_apps._router import (
-    DEFAULT_RETRY_AFTER_S,
-    LeastConnectionRouter,
-    ReplicaLoad,
-    rank_least_connection,
-    refused_as_unavailable,
-)
+from strata.serve_apps._faults import FaultInjectionDisabled, ReplicaFaults
+from strata.serve_apps._faulty_database import FaultyDatabase, with_fault_point
+from strata.serve_apps._router import LeastConnectionRouter, ReplicaLoad, rank_least_connection
 
 
 def _loads(**counts: int | None) -> list[ReplicaLoad[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,6 +12,15 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from strata.actors.postgres import CommandTimedOut, DatabaseUnavailable
+from strata.contracts import (
+    CONSISTENCY_ARGUMENT,
+    AuditClient,
+    Consistent,
+    DataClient,
+    ServiceClient,
+    ServiceContractError,
+    UsersClient,
+)
 from strata.schemas import (
     AuditPage,
     Collection,
@@ -32,12 +42,11 @@ from strata.schemas import (
     UserNotFound,
     UserPage,
 )
-from strata.serve_apps import ServiceClient, ServiceContractError
-from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent
 from strata.serve_apps._entry import public_methods
-from strata.serve_apps.audit import AuditClient, AuditService
-from strata.serve_apps.data import DataClient, DataService
-from strata.serve_apps.users import UsersClient, UsersService
+from strata.serve_apps._replica import ServiceReplica
+from strata.serve_apps.audit import AuditService
+from strata.serve_apps.data import DataService
+from strata.serve_apps.users import UsersService
 
 
 class FakeHandle:
@@ -265,10 +274,23 @@ def test_a_client_has_one_method_per_call_of_its_deployment_with_the_same_parame
 
 
 async def test_a_service_that_cannot_reach_its_database_is_unavailable_not_an_error() -> None:
+    # The replica turns it into ServiceUnavailable before the hop (callers hold no database code to recognise it by),
+    # and the client raises that as it is.
+    class Stalled(ServiceReplica):
+        service = "data"
+
+        async def get_item(self, caller: DataCaller, collection_id: str, item_id: str) -> Item:
+            raise self.raised
+
     for raised in (DatabaseUnavailable("connection refused"), CommandTimedOut("command timed out")):
-        wrapped = RayTaskError("get_item", "Traceback ...", raised).as_instanceof_cause()
+        replica: Any = SimpleNamespace(service="data", raised=raised)  # a replica's state, not one to start
+        with pytest.raises(ServiceUnavailable) as in_replica:
+            await Stalled.get_item(replica, CALLER, COLLECTION.id, ITEM.id)
+        wrapped = RayTaskError("get_item", "Traceback ...", in_replica.value).as_instanceof_cause()
         data = DataClient(_as_handle(FakeHandle({"get_item": wrapped})))
         with pytest.raises(ServiceUnavailable) as caught:
             await data.get_item(CALLER, COLLECTION.id, ITEM.id)
+        assert type(caught.value) is ServiceUnavailable
         assert caught.value.status == 503 and caught.value.retry_after == 2
+        assert caught.value.detail == "the data service cannot reach its database"
         assert "connection refused" not in caught.value.detail  # no internal detail reaches a client

@@ -1,31 +1,43 @@
 """The base of every typed service client: one deployment handle, one hop, typed answers and errors.
 
-Each service package exposes a small client (``UsersClient``, ``AuthClient``, ...) with one typed
-method per call of its deployment. The gateway, the CLI and scripts reach a service only through
-it, so the contract between processes is written down once, checked by mypy on both sides, and
-checked again at run time: an answer of the wrong type is a :class:`ServiceContractError` (a bug),
-never a dict passed along.
+Each service's contract (:mod:`strata.contracts.users`, ``.auth``, ...) holds a Protocol of its operations
+(``UsersOperations``) and a small client (``UsersClient``) with one typed method per operation. The gateway, the CLI
+and scripts reach a service only through it. A client method names the Protocol's function, never a string::
 
-Errors keep their types across the hop. A :class:`~strata.schemas.DomainError` raised in a replica
-reaches the caller as the same class with the same detail (Ray wraps it; the client unwraps it),
-a call Serve refuses (queue full, no replica) is :class:`~strata.schemas.ServiceUnavailable`, so is a call whose
-service cannot reach PostgreSQL (:class:`~strata.actors.postgres.DatabaseUnavailable` in the replica: a 503 with
-``Retry-After`` at the gateway, not a 500), and anything else propagates as Ray raised it.
+    async def get_profile(self, user_id: str) -> Profile:
+        return await self._call(UsersOperations.get_profile, user_id)
+
+so the method called on the replica is the operation's name, the arguments are checked by mypy against the
+operation's parameters (``ParamSpec``), the answer's type is the operation's return annotation, and the replica's
+deployment is checked by mypy to implement the same Protocol. The contract is written down once, checked on both
+sides, and checked again at run time: an answer of the wrong type is a :class:`ServiceContractError` (a bug), never a
+dict passed along.
+
+Errors keep their types across the hop. A :class:`~strata.schemas.DomainError` raised in a replica reaches the caller
+as the same class with the same detail (Ray wraps it; the client unwraps it), and a call Serve refuses (queue full, no
+replica) is :class:`~strata.schemas.ServiceUnavailable`. So is a call whose service cannot reach PostgreSQL: the
+replica turns its :class:`~strata.actors.postgres.DatabaseUnavailable` into ``ServiceUnavailable`` before the hop
+(``ServiceReplica``), so a caller needs no database module to recognise it (a 503 with ``Retry-After`` at the gateway,
+not a 500). Anything else propagates as Ray raised it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, TypeVar, cast, get_type_hints
 
 from ray.serve.handle import DeploymentHandle
 
-from strata.actors.postgres import DatabaseUnavailable, ReadScope, current_scope
-from strata.schemas import DomainError, ServiceReadiness, ServiceUnavailable
-from strata.serve_apps._consistency import CONSISTENCY_ARGUMENT, Consistent, ReadAfter
-from strata.serve_apps._entry import service_handle
-from strata.serve_apps._router import refused_as_unavailable
+from strata.actors import ReadScope, current_scope
+from strata.contracts._hop import CONSISTENCY_ARGUMENT, Consistent, ReadAfter, refused_as_unavailable, service_handle
+from strata.schemas import DomainError, ServiceReadiness
 
-T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Operation = Callable[Concatenate[Any, P], Awaitable[R]]
+"""A Protocol's operation as its class holds it (``UsersOperations.get_profile``): its first parameter is ``self``."""
 
 
 PROCESS_SCOPE = ReadScope()
@@ -37,16 +49,33 @@ class ServiceContractError(TypeError):
     """A service answered something other than its client's declared type: the two sides disagree (a bug)."""
 
 
+class ReplicaOperations(Protocol):
+    """What every service replica answers, whatever its service (``ServiceReplica`` implements it)."""
+
+    async def readiness(self) -> ServiceReadiness:
+        """Its path to PostgreSQL and, with an outbox, its backlog."""
+        ...
+
+
+@functools.cache
+def answer_type(operation: Callable[..., Any]) -> type:
+    """The class an operation's answer must be an instance of: its return annotation (``NoneType`` for ``None``)."""
+    answer = get_type_hints(operation).get("return")
+    if not isinstance(answer, type):
+        raise TypeError(f"{operation.__qualname__} must name a class as its answer, not {answer!r}")
+    return answer
+
+
 class ServiceClient:
     """Calls one service's deployment through its handle (least-connection routed, one hop).
 
-    A subclass names its application in ``app`` and writes one method per call::
+    A subclass names its application in ``app`` and writes one method per operation of its Protocol::
 
         class UsersClient(ServiceClient):
             app = "users"
 
             async def get_profile(self, user_id: str) -> Profile:
-                return await self._call(Profile, "get_profile", user_id)
+                return await self._call(UsersOperations.get_profile, user_id)
 
     Make one client per process (a gateway replica keeps one per service) and share it. Its handle is
     looked up on the first call and kept: a client can be made before its service is deployed (a
@@ -79,28 +108,27 @@ class ServiceClient:
     async def readiness(self) -> ServiceReadiness:
         """The service's readiness: its path to PostgreSQL and, with an outbox, its backlog (every replica answers)."""
         # Asked of the replica's base class, outside any read scope (it is not one of the service's own calls).
-        return self._checked(ServiceReadiness, "readiness", await self._send("readiness", (), {}))
+        method = ReplicaOperations.readiness.__name__
+        return self._checked(ServiceReadiness, method, await self._send(method, (), {}))
 
-    async def _call(self, answer: type[T], method: str, /, *args: Any, **kwargs: Any) -> T:
-        """``method(*args, **kwargs)`` on a replica; its answer, checked to be an ``answer``."""
-        return self._checked(answer, method, await self._remote(method, *args, **kwargs))
+    async def _call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``operation(*args, **kwargs)`` on a replica (the method of the operation's name); its answer, checked to be
+        what the operation declares."""
+        method = operation.__name__
+        return cast(R, self._checked(answer_type(operation), method, await self._remote(method, *args, **kwargs)))
 
-    def _checked(self, answer: type[T], method: str, result: object) -> T:
+    def _checked(self, answer: type[R], method: str, result: object) -> R:
         if not isinstance(result, answer):
+            if answer is type(None):
+                raise ServiceContractError(f"{self._app}.{method} answered {type(result).__name__}, expected nothing")
             raise ServiceContractError(
                 f"{self._app}.{method} answered {type(result).__name__}, its client expects {answer.__name__}"
             )
         return result
 
-    async def _call_none(self, method: str, /, *args: Any, **kwargs: Any) -> None:
-        """A call that answers nothing."""
-        result = await self._remote(method, *args, **kwargs)
-        if result is not None:
-            raise ServiceContractError(f"{self._app}.{method} answered {type(result).__name__}, expected nothing")
-
     async def _remote(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """The call, inside the caller's read scope (the request's, else the process's: see
-        :mod:`~strata.serve_apps._consistency`)."""
+        :mod:`~strata.contracts._hop`)."""
         scope = current_scope() or PROCESS_SCOPE
         kwargs[CONSISTENCY_ARGUMENT] = ReadAfter(scope.position)
         answer = await self._send(method, args, kwargs)
@@ -119,7 +147,3 @@ class ServiceClient:
                 # Ray raises a subclass of both RayTaskError and the service's error; the caller gets the error itself.
                 cause = getattr(exc, "cause", None)
                 raise (cause if isinstance(cause, DomainError) else exc) from None
-            except DatabaseUnavailable:
-                # Not the request's fault, and not a bug: the service's database does not answer (down, restarting,
-                # or a command that timed out). The caller may retry; a retried POST is safe with an Idempotency-Key.
-                raise ServiceUnavailable(f"the {self._app} service cannot reach its database", retry_after=2) from None
